@@ -1,0 +1,26 @@
+"""tfrec: lifelong-user-behavior CTR models (DMGIN and friends) on the TensorFlow stack."""
+from setuptools import find_packages, setup
+
+# The stack is pinned: scann's ops are compiled per TF minor and tensorflow-io is built for
+# TF 2.16, so a newer TensorFlow breaks both. Measure again before changing any pin.
+STACK = [
+    "tensorflow==2.16.2",
+    "tf-keras==2.16.0",
+    "tensorflow-recommenders==0.7.3",
+    "scann==1.3.2",
+    "tensorflow-io==0.37.1",
+    "tensorflow-serving-api==2.16.1",
+    "numpy<2",
+]
+
+setup(
+    name="tfrec",
+    version="0.1.0",
+    description="Production lifelong-user-behavior CTR models (DMGIN, DIN, ...) for TensorFlow",
+    python_requires=">=3.11,<3.12",
+    packages=find_packages(include=["tfrec", "tfrec.*", "pipelines", "pipelines.*"]),
+    package_data={"pipelines": ["configs/*.yaml"]},
+    install_requires=STACK + ["pyyaml>=6", "tqdm>=4.60", "pyarrow>=14"],
+    extras_require={"dev": ["pytest>=7", "ruff"]},
+    entry_points={"console_scripts": ["tfrec=tfrec.cli:main"]},
+)
