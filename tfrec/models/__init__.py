@@ -1,0 +1,8 @@
+"""Models: each implements the shared CTRModel interface (encode_user / score)."""
+from tfrec.models.base import CTRModel
+from tfrec.models.din import DIN
+from tfrec.models.dmgin import DMGIN
+
+MODELS = {"din": DIN, "dmgin": DMGIN}
+
+__all__ = ["CTRModel", "DIN", "DMGIN", "MODELS"]

@@ -1,0 +1,93 @@
+"""Model and training configs: small frozen dataclasses (YAML files in pipelines/configs load into them)."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Dict, Tuple, Type, TypeVar
+
+T = TypeVar("T")
+
+# Bucket boundaries, in days, for the time since a behavior (before the request).
+TIME_BUCKET_DAYS: Tuple[float, ...] = (
+    1 / 24, 6 / 24, 1, 2, 4, 7, 14, 30, 60, 90, 180, 365, 730,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class DINConfig:
+    """DIN (Zhou et al. 2018) on the most recent behaviors.
+
+    Attributes:
+      embedding_dim: size of item / behavior-type / profile embeddings.
+      recent_length: number of most recent behaviors attended (50 = "DIN"; L = "DIN-Full").
+      attention_units: hidden units of the local activation unit.
+      mlp_units: hidden units of the prediction MLP.
+      dropout: dropout rate in the prediction MLP.
+    """
+
+    embedding_dim: int = 16
+    recent_length: int = 50
+    attention_units: Tuple[int, ...] = (36,)
+    mlp_units: Tuple[int, ...] = (64, 32)
+    dropout: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class DMGINConfig:
+    """DMGIN (DMGIN paper, eqs. 1-10; DESIGN.md's reconstruction).
+
+    Attributes:
+      embedding_dim: d, the size of every embedding and group vector.
+      top_k_groups: k, the number of most recent groups kept (eq. 6).
+      max_per_group: m, behaviors per group fed to intra-group attention (most recent first).
+      num_heads: heads of the intra-group multi-head self-attention (eqs. 2-3).
+      hstu_layers: depth of the inter-group HSTU stack (eqs. 7-9; paper: 1 -> 6, monotone gains).
+      hstu_heads: heads per HSTU layer.
+      short_term_length: recent behaviors in the short-term DIN branch.
+      attention_units: hidden units of the short-term DIN local activation unit.
+      mlp_units: hidden units of the prediction MLP.
+      dropout: dropout rate in the prediction MLP.
+      time_bucket_days: boundaries (days) of the behavior-age buckets, E_time.
+    """
+
+    embedding_dim: int = 16
+    top_k_groups: int = 16
+    max_per_group: int = 16
+    num_heads: int = 2
+    hstu_layers: int = 2
+    hstu_heads: int = 2
+    short_term_length: int = 20
+    attention_units: Tuple[int, ...] = (36,)
+    mlp_units: Tuple[int, ...] = (64, 32)
+    dropout: float = 0.0
+    time_bucket_days: Tuple[float, ...] = TIME_BUCKET_DAYS
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Training loop settings.
+
+    Attributes:
+      batch_size: examples per step.
+      epochs: passes over the training data.
+      learning_rate: Adam learning rate.
+      seed: seed for weights and shuffling.
+    """
+
+    batch_size: int = 256
+    epochs: int = 3
+    learning_rate: float = 2e-3
+    seed: int = 0
+
+
+def to_dict(config: Any) -> Dict[str, Any]:
+    """Dataclass -> JSON-friendly dict (tuples become lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
+
+
+def from_dict(cls: Type[T], d: Dict[str, Any]) -> T:
+    """Dict -> dataclass, rejecting unknown keys with a clear message; lists become tuples."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise ValueError(f"Unknown {cls.__name__} field(s) {unknown}; known fields: {sorted(names)}")
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
