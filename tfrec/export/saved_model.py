@@ -1,0 +1,182 @@
+"""Export any CTRModel as a TF Serving SavedModel with ``user_tower``, ``score`` and ``serving_default``.
+
+Layout: ``<export_base>/<name>/<version>/`` (TF Serving's versioned layout), written atomically:
+the SavedModel is saved into a hidden temporary directory beside the versions and renamed into
+place, so a server polling the directory never sees a half-written version.
+
+Signatures (inputs dense and padded, outputs dicts with stable names):
+
+* ``user_tower``: the user features of ``FeatureSpec.user_input_signature()`` -> the model's
+  ``user_state`` tensors plus ``fingerprint`` ``[B]`` int64.
+* ``score``: ``user_state`` tensors + ``fingerprint`` + ``candidate_item_id`` ``[B, C]`` ->
+  ``probabilities`` ``[B, C]``. A fingerprint from another model or version fails with
+  INVALID_ARGUMENT, so a cached state is never scored by the wrong version.
+* ``serving_default``: user features + ``candidate_item_id`` -> ``probabilities`` (end to end).
+
+Only the shared ``encode_user`` / ``score`` interface is used: no branching on the model class.
+The item -> group table and every vocabulary live in the model's variables, so the SavedModel
+serves with plain ``tf.saved_model.load`` (no tfrec import, no custom ops).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Dict, Optional
+
+import tensorflow as tf
+
+from tfrec.data.spec import FeatureSpec
+
+FINGERPRINT = "fingerprint"
+PROBABILITIES = "probabilities"
+CANDIDATES = "candidate_item_id"
+METADATA_FILE = "tfrec_export.json"
+
+
+def list_versions(model_dir: os.PathLike) -> list[int]:
+    """Integer version directories under ``model_dir``, ascending."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        return []
+    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def make_fingerprint(name: str, version: int, nonce: str) -> int:
+    """A positive int64 identifying one export (model name, version and a per-export nonce)."""
+    digest = hashlib.sha256(f"{name}/{version}/{nonce}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") & 0x7FFF_FFFF_FFFF_FFFF
+
+
+def user_state_signature(model, spec: FeatureSpec) -> Dict[str, tf.TensorSpec]:
+    """Shapes of ``model.encode_user`` outputs with the batch dimension left open."""
+    concrete = tf.function(lambda f: model.encode_user(f, training=False)).get_concrete_function(
+        spec.user_input_signature())
+    return {k: tf.TensorSpec([None] + v.shape[1:].as_list(), v.dtype, name=k)
+            for k, v in concrete.structured_outputs.items()}
+
+
+class ServingModule(tf.Module):
+    """Holds the model and its three serving functions (the TF Ranking ``Signatures`` pattern)."""
+
+    def __init__(self, model, spec: FeatureSpec, fingerprint: int):
+        super().__init__()
+        self.model = model
+        self.fingerprint = tf.constant(fingerprint, tf.int64)
+        user_sig = spec.user_input_signature()
+        cand_sig = spec.candidate_input_signature()
+        state_sig = user_state_signature(model, spec)
+        score_sig = {**state_sig, FINGERPRINT: tf.TensorSpec([None], tf.int64, name=FINGERPRINT), **cand_sig}
+        self.user_tower = tf.function(self._user_tower, input_signature=[user_sig])
+        self.score = tf.function(self._score, input_signature=[score_sig])
+        self.serving_default = tf.function(self._serving_default, input_signature=[{**user_sig, **cand_sig}])
+        self.state_keys = sorted(state_sig)
+
+    def _user_tower(self, features):
+        state = self.model.encode_user(features, training=False)
+        batch = tf.shape(features["user_id"])[0]
+        return {**state, FINGERPRINT: tf.fill([batch], self.fingerprint)}
+
+    def _score(self, inputs):
+        check = tf.debugging.assert_equal(
+            inputs[FINGERPRINT], self.fingerprint,
+            message="user state fingerprint does not match this model version: the state was computed by "
+                    "another model or version; recompute it with this version's user_tower")
+        with tf.control_dependencies([check]):
+            state = {k: tf.identity(inputs[k]) for k in self.state_keys}
+        return {PROBABILITIES: self.model.score(state, inputs[CANDIDATES], training=False)}
+
+    def _serving_default(self, features):
+        state = self.model.encode_user(features, training=False)
+        return {PROBABILITIES: self.model.score(state, features[CANDIDATES], training=False)}
+
+    def signatures(self):
+        return {"user_tower": self.user_tower.get_concrete_function(),
+                "score": self.score.get_concrete_function(),
+                "serving_default": self.serving_default.get_concrete_function()}
+
+
+def export_saved_model(model, spec: FeatureSpec, export_base: os.PathLike, name: str,
+                       version: Optional[int] = None, metadata: Optional[dict] = None) -> Path:
+    """Writes ``<export_base>/<name>/<version>/`` atomically and returns its path.
+
+    Args:
+      model: a built CTRModel (any model implementing ``encode_user`` / ``score``).
+      spec: the FeatureSpec the model was trained with.
+      export_base: the export root (e.g. ``saved_models``).
+      name: the served model name.
+      version: the version number; default: one more than the largest existing version.
+      metadata: extra JSON-serialisable facts stored in ``assets.extra/tfrec_export.json``.
+    """
+    model_dir = Path(export_base) / name
+    model_dir.mkdir(parents=True, exist_ok=True)
+    if version is None:
+        version = (list_versions(model_dir) or [0])[-1] + 1
+    final = model_dir / str(int(version))
+    if final.exists():
+        raise FileExistsError(f"{final} already exists; export with another --version or remove it first")
+    nonce = uuid.uuid4().hex
+    fingerprint = make_fingerprint(name, int(version), nonce)
+    tmp = model_dir / f".tmp-{version}-{nonce}"
+    try:
+        module = ServingModule(model, spec, fingerprint)
+        tf.saved_model.save(module, str(tmp), signatures=module.signatures())
+        extra = tmp / "assets.extra"
+        extra.mkdir(exist_ok=True)
+        info = {"name": name, "version": int(version), "fingerprint": fingerprint,
+                "model_class": type(model).__name__, "model_config": model.get_config(),
+                "state_keys": module.state_keys, "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                **(metadata or {})}
+        (extra / METADATA_FILE).write_text(json.dumps(info, indent=2, default=str))
+        os.rename(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def read_export_metadata(version_dir: os.PathLike) -> dict:
+    """The ``assets.extra/tfrec_export.json`` of an exported version."""
+    return json.loads((Path(version_dir) / "assets.extra" / METADATA_FILE).read_text())
+
+
+def saved_model_op_types(version_dir: os.PathLike) -> set[str]:
+    """Every op type in the SavedModel's graphs, including its function library."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    sm = saved_model_pb2.SavedModel()
+    sm.ParseFromString((Path(version_dir) / "saved_model.pb").read_bytes())
+    ops = set()
+    for mg in sm.meta_graphs:
+        ops.update(node.op for node in mg.graph_def.node)
+        for fn in mg.graph_def.library.function:
+            ops.update(node.op for node in fn.node_def)
+    return ops
+
+
+_STOCK_CHECK = """
+import json, sys
+import tensorflow as tf
+from tensorflow.python.framework import op_def_registry
+ops = json.loads(sys.stdin.read())
+print(json.dumps(sorted(op for op in ops if op_def_registry.get(op) is None)))
+"""
+
+
+def non_stock_ops(version_dir: os.PathLike) -> list[str]:
+    """Op types of the SavedModel that a process importing only stock TensorFlow does not know.
+
+    Runs the check in a fresh interpreter (no tfrec, scann or tensorflow-io loaded), which is
+    what TF Serving sees. An empty list means stock TF Serving can load the graph.
+    """
+    ops = sorted(saved_model_op_types(version_dir))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run([sys.executable, "-c", _STOCK_CHECK], input=json.dumps(ops), capture_output=True,
+                         text=True, env=env, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
