@@ -1,6 +1,7 @@
 """tfrec: lifelong-user-behavior CTR models (DMGIN and friends) on the TensorFlow stack."""
 from setuptools import find_packages, setup
 
+# pyarrow 18+ needs NumPy 2, which TF 2.16 cannot use.
 # The stack is pinned: scann's ops are compiled per TF minor and tensorflow-io is built for
 # TF 2.16, so a newer TensorFlow breaks both. Measure again before changing any pin.
 STACK = [
@@ -20,7 +21,7 @@ setup(
     python_requires=">=3.11,<3.12",
     packages=find_packages(include=["tfrec", "tfrec.*", "pipelines", "pipelines.*"]),
     package_data={"pipelines": ["configs/*.yaml"]},
-    install_requires=STACK + ["pyyaml>=6", "tqdm>=4.60", "pyarrow>=14"],
+    install_requires=STACK + ["pyyaml>=6", "tqdm>=4.60", "pyarrow>=15,<18"],
     extras_require={"dev": ["pytest>=7", "ruff"]},
     entry_points={"console_scripts": ["tfrec=tfrec.cli:main"]},
 )

@@ -38,6 +38,8 @@ class CTRModel(tf.keras.Model):
     """
 
     config_class: Any = None
+    # True for models built with ``num_groups`` / ``item_to_group`` (the K-means table).
+    uses_item_groups: bool = False
 
     def __init__(self, spec: FeatureSpec, config, **kwargs):
         super().__init__(**kwargs)

@@ -41,6 +41,7 @@ class DMGIN(CTRModel):
 
     config_class = DMGINConfig
     model_name = "dmgin"
+    uses_item_groups = True
 
     def __init__(self, spec, config: DMGINConfig = DMGINConfig(), num_groups: int = 1, item_to_group=None,
                  **kwargs):

@@ -1,0 +1,61 @@
+"""What every stage shares: the data-directory layout and loading a data set's files.
+
+A data directory holds:
+  raw/            the raw logs (the documented input format for users' own data):
+                  behaviors.parquet (user_id, item_id, behavior_type, timestamp, duration, amount),
+                  users.parquet (user_id, user_segment), train.parquet / test.parquet (user_id,
+                  item_id, request_timestamp, label[, true_prob]), items.npz (item_id, embedding
+                  [, topic]) and dataset.json (n_items, n_user_segments, max_history_length).
+  spec.json       the FeatureSpec (written by write-tfrecords)
+  user_histories.tfrecord, train.tfrecord, test.tfrecord
+  groups.npz      the item -> group table (written by cluster) + groups.balance.json
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tfrec.data.spec import FeatureSpec
+
+RAW = "raw"
+SPEC = "spec.json"
+HISTORIES = "user_histories.tfrecord"
+GROUPS = "groups.npz"
+
+
+def split_file(data_dir, split: str) -> Path:
+    return Path(data_dir) / f"{split}.tfrecord"
+
+
+def load_spec(data_dir) -> FeatureSpec:
+    path = Path(data_dir) / SPEC
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: run `tfrec write-tfrecords --data {data_dir}` first")
+    return FeatureSpec.from_dict(json.loads(path.read_text()))
+
+
+def make_split_dataset(data_dir, split: str, spec: FeatureSpec, batch_size: int, shuffle: bool = False,
+                       seed: int = 0, history=None, skip_corrupt: bool = False):
+    """The tf.data pipeline over one split, joined with the user-history file."""
+    from tfrec.data.dataset import load_user_histories, make_dataset
+
+    if history is None:
+        history = load_user_histories(Path(data_dir) / HISTORIES, spec, skip_corrupt=skip_corrupt)
+    return make_dataset(split_file(data_dir, split), spec, history=history, batch_size=batch_size,
+                        shuffle=shuffle, seed=seed, include_true_prob=True, skip_corrupt=skip_corrupt)
+
+
+def dataset_name(data_dir) -> str:
+    raw = Path(data_dir) / RAW / "dataset.json"
+    if raw.exists():
+        return json.loads(raw.read_text()).get("name", Path(data_dir).name)
+    return Path(data_dir).name
+
+
+def load_yaml_config(path) -> dict:
+    if not path:
+        return {}
+    import yaml
+
+    with open(path) as f:
+        return yaml.safe_load(f) or {}

@@ -1,0 +1,41 @@
+"""Stage `predict`: per-example ``user_id, label, prediction`` (CSV or Parquet), so anyone can
+recompute the metrics independently."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+
+
+def add_arguments(p):
+    p.add_argument("--run", required=True, help="trained run directory")
+    p.add_argument("--data", required=True, help="data directory")
+    p.add_argument("--split", default="test")
+    p.add_argument("--out", required=True, help="output file: .csv or .parquet")
+    p.add_argument("--batch-size", type=int, default=512)
+
+
+def write_predictions(preds, out) -> Path:
+    out = Path(out)
+    table = pa.table({k: preds[k] for k in ("user_id", "label", "prediction")})
+    if out.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        pq.write_table(table, out)
+    elif out.suffix == ".csv":
+        import pyarrow.csv as pcsv
+
+        pcsv.write_csv(table, out)
+    else:
+        raise ValueError(f"--out must end in .csv or .parquet. Received: {out}")
+    return out
+
+
+def run(args):
+    from pipelines.evaluate import predictions
+    from tfrec.training import load_trained
+
+    model, _ = load_trained(args.run)
+    preds = predictions(model, args.data, args.split, args.batch_size)
+    path = write_predictions(preds, args.out)
+    print(f"wrote {len(preds['prediction'])} predictions to {path}")

@@ -1,0 +1,63 @@
+"""Stage `train`: fit one model with model.fit on the tf.data pipeline.
+
+Progress bar, TensorBoard logs (<out>/tensorboard), per-epoch checkpoints (<out>/checkpoints),
+final weights + model.json (<out>) for evaluate / predict / export.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import yaml
+
+from pipelines.common import GROUPS, load_spec, load_yaml_config, make_split_dataset
+
+
+def add_arguments(p):
+    p.add_argument("--model", required=True, help="model type: din | dmgin")
+    p.add_argument("--data", required=True, help="data directory (after write-tfrecords, and cluster for dmgin)")
+    p.add_argument("--out", required=True, help="run directory to write")
+    p.add_argument("--config", help="YAML file with the model config (e.g. pipelines/configs/dmgin.yaml)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one model config field, e.g. --set recent_length=1000 (repeatable)")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--learning-rate", type=float, default=2e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--verbose", type=int, default=1, help="Keras verbosity: 1 progress bar, 2 one line per epoch")
+    p.add_argument("--skip-corrupt", action="store_true", help="skip corrupt TFRecord files (reported) instead of failing")
+
+
+def parse_overrides(pairs) -> dict:
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ValueError(f"--set expects KEY=VALUE. Received: {pair!r}")
+        key, value = pair.split("=", 1)
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def train_model(model_type, data_dir, out_dir, model_config=None, epochs=3, batch_size=256, learning_rate=2e-3,
+                seed=0, verbose=1, skip_corrupt=False):
+    """Builds and trains one model; returns ``(model, seconds)``."""
+    from tfrec.configs import TrainConfig
+    from tfrec.grouping import load_group_table
+    from tfrec.training import build_model, train
+
+    spec = load_spec(data_dir)
+    groups_path = Path(data_dir) / GROUPS
+    groups = load_group_table(groups_path) if groups_path.exists() else None
+    model = build_model(model_type, spec, model_config, groups=groups)
+    cfg = TrainConfig(batch_size=batch_size, epochs=epochs, learning_rate=learning_rate, seed=seed)
+    ds = make_split_dataset(data_dir, "train", spec, batch_size, shuffle=True, seed=seed, skip_corrupt=skip_corrupt)
+    t0 = time.time()
+    train(model, model_type, ds, out_dir, cfg, verbose=verbose)
+    return model, time.time() - t0
+
+
+def run(args):
+    config = {**load_yaml_config(args.config), **parse_overrides(args.set)}
+    _, seconds = train_model(args.model, args.data, args.out, config, args.epochs, args.batch_size,
+                             args.learning_rate, args.seed, args.verbose, args.skip_corrupt)
+    print(f"trained {args.model} in {seconds:.1f}s -> {args.out}")

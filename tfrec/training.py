@@ -1,0 +1,102 @@
+"""Build, train, save, reload and run any tfrec model (one code path for every model)."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Dict, Optional
+
+import numpy as np
+import tensorflow as tf
+
+from tfrec import configs as configs_lib
+from tfrec.data.spec import FeatureSpec
+from tfrec.models import MODELS
+
+MODEL_FILE = "model.json"
+WEIGHTS = "weights/final"
+
+
+def build_model(model_type: str, spec: FeatureSpec, config: Optional[dict] = None, groups=None):
+    """A model by registry name (``MODELS``) with a config dict (default config when None).
+
+    ``groups`` (a ``GroupTable`` from ``tfrec.grouping``) supplies ``num_groups`` and the
+    item -> group table to models that take them.
+    """
+    if model_type not in MODELS:
+        raise ValueError(f"Unknown model {model_type!r}; choose one of {sorted(MODELS)}")
+    cls = MODELS[model_type]
+    cfg = configs_lib.from_dict(cls.config_class, config or {})
+    kwargs = {}
+    if cls.uses_item_groups:
+        if groups is None:
+            raise ValueError(f"{model_type} needs the item->group table: run `tfrec cluster` and pass --groups")
+        kwargs = {"num_groups": groups.n_groups, "item_to_group": groups.table}
+    return cls(spec, cfg, **kwargs)
+
+
+def compile_model(model, learning_rate: float):
+    model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate),
+                  loss=tf.keras.losses.BinaryCrossentropy(),
+                  metrics=[tf.keras.metrics.AUC(name="auc"), tf.keras.metrics.BinaryCrossentropy(name="logloss")])
+    return model
+
+
+def train(model, model_type: str, train_ds: tf.data.Dataset, out_dir: os.PathLike,
+          train_config: configs_lib.TrainConfig, val_ds: Optional[tf.data.Dataset] = None, verbose: int = 1):
+    """``model.fit`` with a progress bar, TensorBoard logs and per-epoch checkpoints under ``out_dir``.
+
+    Writes ``out_dir/model.json`` (type + config) and ``out_dir/weights/final`` so that
+    ``load_trained(out_dir)`` rebuilds the model. Returns the Keras History.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tf.keras.utils.set_random_seed(train_config.seed)
+    compile_model(model, train_config.learning_rate)
+    callbacks = [
+        tf.keras.callbacks.TensorBoard(log_dir=str(out / "tensorboard"), update_freq="epoch"),
+        tf.keras.callbacks.ModelCheckpoint(str(out / "checkpoints" / "epoch-{epoch:02d}"), save_weights_only=True),
+    ]
+    history = model.fit(train_ds, validation_data=val_ds, epochs=train_config.epochs, callbacks=callbacks,
+                        verbose=verbose)
+    save_trained(model, model_type, out, extra={"train_config": configs_lib.to_dict(train_config),
+                                                "history": {k: [float(x) for x in v]
+                                                            for k, v in history.history.items()}})
+    return history
+
+
+def save_trained(model, model_type: str, out_dir: os.PathLike, extra: Optional[dict] = None) -> None:
+    out = Path(out_dir)
+    model.save_weights(str(out / WEIGHTS))
+    info = {"model_type": model_type, "config": model.get_config(), **(extra or {})}
+    (out / MODEL_FILE).write_text(json.dumps(info, indent=2))
+
+
+def load_trained(run_dir: os.PathLike):
+    """Rebuilds a model saved by ``train`` / ``save_trained``; returns ``(model, info)``."""
+    run = Path(run_dir)
+    if not (run / MODEL_FILE).exists():
+        raise FileNotFoundError(f"{run / MODEL_FILE} not found: {run} is not a trained run directory "
+                                "(train one with `tfrec train --out DIR`)")
+    info = json.loads((run / MODEL_FILE).read_text())
+    model = MODELS[info["model_type"]].from_config(info["config"])
+    spec = model.spec
+    dummy = {k: tf.zeros([1] + [1] * (len(s.shape) - 1), s.dtype) for k, s in spec.user_input_signature().items()}
+    dummy["item_id"] = tf.zeros([1], tf.int64)
+    model(dummy)  # create the variables before restoring them
+    model.load_weights(str(run / WEIGHTS)).expect_partial()
+    return model, info
+
+
+def predict(model, dataset: tf.data.Dataset) -> Dict[str, np.ndarray]:
+    """Runs ``model`` over ``(features, label)`` batches; returns user_id, label, prediction
+    (+ true_prob when the dataset carries it)."""
+    step = tf.function(lambda f: model(f, training=False))
+    cols: Dict[str, list] = {"user_id": [], "label": [], "prediction": []}
+    for features, label in dataset:
+        cols["user_id"].append(features["user_id"].numpy())
+        cols["label"].append(label.numpy())
+        cols["prediction"].append(step(features).numpy())
+        if "true_prob" in features:
+            cols.setdefault("true_prob", []).append(features["true_prob"].numpy())
+    return {k: np.concatenate(v) if v else np.zeros([0]) for k, v in cols.items()}
