@@ -1,0 +1,2 @@
+"""Imports tfrec first so TensorFlow loads with tf-keras (TF_USE_LEGACY_KERAS=1)."""
+import tfrec  # noqa: F401

@@ -1,0 +1,468 @@
+"""The tf.data reader: example records joined with per-user lifelong histories.
+
+Histories are stored once per user (``write_user_histories``) and held in memory in CSR form
+(flat per-behavior arrays + ``row_splits``). Each batch of examples is joined in-graph: a hash
+table maps ``user_id`` to its row, a vectorized binary search finds the behaviors strictly before
+``request_timestamp`` (no future leakage), the most recent ``spec.max_history_length`` of those
+are kept, and one gather builds the padded ``[B, L]`` model features.
+
+Model features per batch (``make_dataset`` yields ``(features, label)``):
+
+* ``user_id``, ``user_segment``, ``item_id``, ``request_timestamp``: ``[B]`` int64.
+* ``hist_item_id``, ``hist_behavior_type``, ``hist_timestamp``: ``[B, L]`` int64;
+  ``hist_duration``, ``hist_amount``: ``[B, L]`` float32; zero-padded, L = the longest history
+  in the batch (at least 1).
+* ``hist_length``: ``[B]`` int32.
+* ``true_prob``: ``[B]`` float32, only with ``include_true_prob=True``.
+* label: ``[B]`` float32.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+from typing import Any, Callable, Dict, List, Mapping, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+from tfrec.data import spec as spec_lib
+from tfrec.data.spec import FeatureSpec
+from tfrec.data.tfrecord import Paths, ScanReport, scan_tfrecord_files
+
+logger = logging.getLogger(__name__)
+
+_SEQUENCE_NAMES: Tuple[str, ...] = tuple(f.name for f in spec_lib.SEQUENCE_FEATURES)
+_SEGMENT = spec_lib.USER_PROFILE_FEATURES[0].name
+_TIMESTAMP = "hist_timestamp"
+
+
+@dataclasses.dataclass(frozen=True)
+class HistoryTensors:
+    """In-graph form of ``UserHistories``.
+
+    Unknown users map to an extra empty row ``U`` with ``user_segment`` 0 (cold start), and
+    every flat sequence carries one trailing zero (the padding sentinel at index N), so padded
+    positions and cold-start users gather zeros without any masking.
+
+    Attributes:
+      row_of_user: ``StaticHashTable`` user_id -> row (``U`` for unknown users).
+      row_splits: ``[U + 2]`` int64 CSR row boundaries (the last row is the empty cold-start row).
+      user_segment: ``[U + 1]`` int64 profile per row (0 for the cold-start row).
+      sequences: name -> ``[N + 1]`` flat behavior values (oldest first within each row).
+    """
+
+    row_of_user: tf.lookup.StaticHashTable
+    row_splits: tf.Tensor
+    user_segment: tf.Tensor
+    sequences: Dict[str, tf.Tensor]
+
+
+@dataclasses.dataclass
+class UserHistories:
+    """All user-history records, in memory in CSR form.
+
+    Row ``r`` holds user ``user_ids[r]``; its behaviors are
+    ``sequences[name][row_splits[r]:row_splits[r + 1]]``, oldest first.
+
+    Attributes:
+      user_ids: ``[U]`` int64.
+      user_segment: ``[U]`` int64.
+      row_splits: ``[U + 1]`` int64.
+      sequences: ``hist_*`` name -> ``[N]`` flat values (int64 or float32).
+      scan: the ``ScanReport`` of the history files.
+    """
+
+    user_ids: np.ndarray
+    user_segment: np.ndarray
+    row_splits: np.ndarray
+    sequences: Dict[str, np.ndarray]
+    scan: ScanReport
+
+    def __len__(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def n_behaviors(self) -> int:
+        return int(self.row_splits[-1])
+
+    def history(self, user_id: int) -> Dict[str, np.ndarray]:
+        """The full stored history of one user (``user_segment`` + ``hist_*`` arrays).
+
+        Raises:
+          KeyError: the user has no history record.
+        """
+        rows = np.flatnonzero(self.user_ids == user_id)
+        if not len(rows):
+            raise KeyError(f"user_id {user_id} has no user-history record")
+        start, end = self.row_splits[rows[0]], self.row_splits[rows[0] + 1]
+        out = {name: values[start:end] for name, values in self.sequences.items()}
+        out[_SEGMENT] = self.user_segment[rows[0]]
+        return out
+
+    @functools.cached_property
+    def tensors(self) -> HistoryTensors:
+        """TF constants + user_id -> row hash table for the in-graph join (built once)."""
+        n_users = len(self.user_ids)
+        keys, rows = self.user_ids, np.arange(n_users, dtype=np.int64)
+        if not n_users:  # tables cannot be empty; user ids are >= 0, so -1 never matches
+            keys, rows = np.array([-1], np.int64), np.array([0], np.int64)
+        table = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(tf.constant(keys, tf.int64), tf.constant(rows)),
+            default_value=n_users,
+        )
+        sequences = {
+            name: tf.constant(np.append(values, np.zeros(1, values.dtype)))
+            for name, values in self.sequences.items()
+        }
+        return HistoryTensors(
+            row_of_user=table,
+            row_splits=tf.constant(np.append(self.row_splits, self.n_behaviors), tf.int64),
+            user_segment=tf.constant(np.append(self.user_segment, 0), tf.int64),
+            sequences=sequences,
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Loading user histories
+# --------------------------------------------------------------------------------------------
+def _batch_to_numpy(batch: Mapping[str, Any]) -> Dict[str, np.ndarray]:
+    """Parsed history batch -> numpy: scalars as-is, sequences as flat values + row lengths."""
+    out = {spec_lib.USER_ID.name: batch[spec_lib.USER_ID.name].numpy(), _SEGMENT: batch[_SEGMENT].numpy()}
+    for name in _SEQUENCE_NAMES:
+        out[name] = batch[name].flat_values.numpy()
+    out["row_lengths"] = batch[_TIMESTAMP].row_lengths().numpy().astype(np.int64)
+    return out
+
+
+def _concat(
+    batches: List[Dict[str, np.ndarray]], spec_fields: Mapping[str, np.dtype]
+) -> Dict[str, np.ndarray]:
+    """Concatenates numpy batches field by field (typed empties when there are none)."""
+    return {
+        name: np.concatenate([b[name] for b in batches]) if batches else np.zeros(0, dtype)
+        for name, dtype in spec_fields.items()
+    }
+
+
+def _check_unique_users(user_ids: np.ndarray, file_of_row: np.ndarray) -> None:
+    """Raises ValueError naming the first user with more than one history record."""
+    order = np.argsort(user_ids, kind="stable")
+    dup = np.flatnonzero(user_ids[order][1:] == user_ids[order][:-1])
+    if len(dup):
+        user = int(user_ids[order][dup[0]])
+        files = sorted(set(file_of_row[user_ids == user].tolist()))
+        raise ValueError(
+            f"user_id {user} has {int((user_ids == user).sum())} user-history records (in {files}); "
+            "write exactly one record per user, merging that user's behaviors oldest first."
+        )
+
+
+def _check_sorted(user_ids: np.ndarray, row_splits: np.ndarray, timestamps: np.ndarray) -> None:
+    """Raises ValueError naming the first user whose behaviors are not sorted oldest first."""
+    decreasing = timestamps[1:] < timestamps[:-1]
+    starts = row_splits[1:-1]
+    starts = starts[(starts > 0) & (starts < len(timestamps))]
+    decreasing[starts - 1] = False  # pairs that straddle two users do not count
+    bad = np.flatnonzero(decreasing)
+    if len(bad):
+        row = int(np.searchsorted(row_splits, bad[0], side="right")) - 1
+        raise ValueError(
+            f"user_id {int(user_ids[row])}: {_TIMESTAMP} is not sorted oldest first (value "
+            f"{timestamps[bad[0] + 1]} follows {timestamps[bad[0]]}); re-write the user-history "
+            "file with write_user_histories, which checks the order."
+        )
+
+
+def load_user_histories(paths: Paths, spec: FeatureSpec, skip_corrupt: bool = False) -> UserHistories:
+    """Reads every user-history record into memory (CSR form), checking each file first.
+
+    Args:
+      paths: user-history TFRecord file(s): a path, a glob, or a list of them.
+      spec: the feature spec.
+      skip_corrupt: bool, default False. Drop corrupt files (their users become cold-start)
+        instead of raising ``CorruptTFRecordError``.
+
+    Returns:
+      The ``UserHistories``.
+
+    Raises:
+      FileNotFoundError: a path does not exist or a glob matches nothing.
+      CorruptTFRecordError: a file is corrupt and ``skip_corrupt`` is False.
+      ValueError: a user has more than one record, or a history is not sorted by timestamp.
+    """
+    per_file: Dict[str, List[Dict[str, np.ndarray]]] = {}
+    report = scan_tfrecord_files(
+        paths, spec, spec.history_record_features(), skip_corrupt=skip_corrupt,
+        on_batch=lambda path, batch: per_file.setdefault(path, []).append(_batch_to_numpy(batch)),
+    )
+    batches = [b for path in report.good_files for b in per_file.get(path, [])]
+    dtypes = {spec_lib.USER_ID.name: np.int64, _SEGMENT: np.int64, "row_lengths": np.int64}
+    dtypes.update({f.name: f.np_dtype for f in spec_lib.SEQUENCE_FEATURES})
+    data = _concat(batches, dtypes)
+    user_ids = data[spec_lib.USER_ID.name]
+    row_splits = np.concatenate([[0], np.cumsum(data["row_lengths"])]).astype(np.int64)
+    file_of_row = np.repeat(report.good_files, [report.record_counts[p] for p in report.good_files])
+    _check_unique_users(user_ids, file_of_row)
+    _check_sorted(user_ids, row_splits, data[_TIMESTAMP])
+    return UserHistories(
+        user_ids=user_ids,
+        user_segment=data[_SEGMENT],
+        row_splits=row_splits,
+        sequences={name: data[name] for name in _SEQUENCE_NAMES},
+        scan=report,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# The in-graph join
+# --------------------------------------------------------------------------------------------
+def _lower_bound(sorted_flat: tf.Tensor, start: tf.Tensor, end: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
+    """Vectorized binary search: per example, the first index in [start, end) with value >= target.
+
+    ``sorted_flat`` must be sorted within each window and hold a valid entry at every index
+    up to ``max(end)`` (the trailing sentinel), so every gather is in range.
+    """
+
+    def body(lo: tf.Tensor, hi: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
+        mid = (lo + hi) // 2
+        active = lo < hi
+        go_right = active & (tf.gather(sorted_flat, mid) < target)
+        lo = tf.where(go_right, mid + 1, lo)
+        hi = tf.where(active & ~go_right, mid, hi)
+        return lo, hi
+
+    lo, _ = tf.while_loop(lambda lo, hi: tf.reduce_any(lo < hi), body, (start, end))
+    return lo
+
+
+def cut_and_pad(
+    sequences: Mapping[str, tf.Tensor],
+    start: tf.Tensor,
+    end: tf.Tensor,
+    request_timestamp: tf.Tensor,
+    max_history_length: int,
+) -> Dict[str, tf.Tensor]:
+    """Cuts each example's behavior window at its request time and pads it to ``[B, L]``.
+
+    Keeps the behaviors with timestamp strictly before ``request_timestamp``, then the most
+    recent ``max_history_length`` of those.
+
+    Args:
+      sequences: name -> ``[N + 1]`` flat values, sorted by timestamp within each window, whose
+        last entry (index N) is the zero padding sentinel.
+      start: ``[B]`` int64 first flat index of each example's behaviors.
+      end: ``[B]`` int64 one past the last (``start == end`` for an empty history).
+      request_timestamp: ``[B]`` int64.
+      max_history_length: int, the most recent behaviors kept.
+
+    Returns:
+      The ``hist_*`` fields as ``[B, L]`` (L = longest kept history, at least 1) and
+      ``hist_length`` ``[B]`` int32.
+    """
+    sentinel = tf.shape(sequences[_TIMESTAMP], out_type=tf.int64)[0] - 1
+    cut = _lower_bound(sequences[_TIMESTAMP], start, end, request_timestamp)  # [B]
+    begin = tf.maximum(start, cut - max_history_length)
+    length = cut - begin  # [B]
+    width = tf.maximum(tf.reduce_max(tf.concat([length, [0]], 0)), 1)
+    positions = tf.range(width, dtype=tf.int64)
+    valid = positions[None, :] < length[:, None]  # [B, L]
+    index = tf.where(valid, begin[:, None] + positions[None, :], sentinel)  # [B, L]
+    out = {name: tf.gather(values, index) for name, values in sequences.items()}
+    out[spec_lib.HIST_LENGTH] = tf.cast(length, tf.int32)
+    return out
+
+
+# (profile features, window start [B], window end [B], flat sequences with sentinel)
+_Join = Tuple[Dict[str, tf.Tensor], tf.Tensor, tf.Tensor, Dict[str, tf.Tensor]]
+
+
+def _join_history_file(parsed: Mapping[str, tf.Tensor], history: HistoryTensors) -> _Join:
+    """Window bounds + profile of each example's user from the in-memory histories."""
+    row = history.row_of_user.lookup(parsed[spec_lib.USER_ID.name])  # [B]; U = cold start
+    start = tf.gather(history.row_splits, row)
+    end = tf.gather(history.row_splits, row + 1)
+    segment = tf.gather(history.user_segment, row)
+    return {_SEGMENT: segment}, start, end, history.sequences
+
+
+def _join_inline(parsed: Mapping[str, tf.Tensor]) -> _Join:
+    """Window bounds + profile from the ragged sequence fields of the examples themselves."""
+    splits = tf.cast(parsed[_TIMESTAMP].row_splits, tf.int64)
+    sequences = {
+        name: tf.concat([parsed[name].flat_values, tf.zeros([1], parsed[name].dtype)], 0)
+        for name in _SEQUENCE_NAMES
+    }
+    return {_SEGMENT: parsed[_SEGMENT]}, splits[:-1], splits[1:], sequences
+
+
+def _make_batch_fn(
+    spec: FeatureSpec, history: HistoryTensors | None, include_true_prob: bool, inline_history: bool
+) -> Callable[[tf.Tensor], Tuple[Dict[str, tf.Tensor], tf.Tensor]]:
+    """The per-batch map: parse serialized examples, join histories, emit model features."""
+    parse_spec = spec.parse_spec(_example_features(spec, include_true_prob, inline_history))
+
+    def batch_fn(serialized: tf.Tensor) -> Tuple[Dict[str, tf.Tensor], tf.Tensor]:
+        parsed = tf.io.parse_example(serialized, parse_spec)
+        if inline_history:
+            profile, start, end, sequences = _join_inline(parsed)
+        else:
+            profile, start, end, sequences = _join_history_file(parsed, history)
+        request_timestamp = parsed[spec_lib.REQUEST_TIMESTAMP.name]
+        features = {name: parsed[name] for name in (spec_lib.USER_ID.name, spec_lib.TARGET_FEATURES[0].name)}
+        features[spec_lib.REQUEST_TIMESTAMP.name] = request_timestamp
+        features.update(profile)
+        features.update(cut_and_pad(sequences, start, end, request_timestamp, spec.max_history_length))
+        if include_true_prob:
+            features[spec_lib.TRUE_PROB.name] = parsed[spec_lib.TRUE_PROB.name]
+        return features, tf.cast(parsed[spec_lib.LABEL.name], tf.float32)
+
+    return batch_fn
+
+
+def _example_features(
+    spec: FeatureSpec, include_true_prob: bool, inline_history: bool
+) -> Tuple[spec_lib.Feature, ...]:
+    return spec.example_record_features(inline_history=inline_history, with_true_prob=include_true_prob)
+
+
+# --------------------------------------------------------------------------------------------
+# The dataset
+# --------------------------------------------------------------------------------------------
+def _report_cold_start(users: np.ndarray, history: UserHistories) -> int:
+    """Counts examples whose user has no history record; logs the count once."""
+    n_cold = int((~np.isin(users, history.user_ids)).sum())
+    if n_cold:
+        logger.warning(
+            "%d of %d examples (%.1f%%) have no user-history record: they get an empty history "
+            "and user_segment 0 (cold start).", n_cold, len(users), 100.0 * n_cold / max(len(users), 1),
+        )
+    return n_cold
+
+
+def _records(files: List[str], shuffle: bool, seed: int) -> tf.data.Dataset:
+    """Serialized records of the files (file order shuffled too when ``shuffle``)."""
+    dataset = tf.data.Dataset.from_tensor_slices(files)
+    if shuffle and len(files) > 1:
+        dataset = dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    return dataset.interleave(
+        tf.data.TFRecordDataset, cycle_length=min(len(files), 8), num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+
+
+def _resolve_history(
+    history: UserHistories | Paths | None, spec: FeatureSpec, skip_corrupt: bool
+) -> UserHistories:
+    """The ``UserHistories`` to join: as given, or loaded from user-history paths."""
+    if history is None:
+        raise ValueError(
+            "make_dataset needs the users' histories: pass history=load_user_histories(paths, spec) "
+            "(or the user-history paths), or inline_history=True for examples that carry them."
+        )
+    if isinstance(history, UserHistories):
+        return history
+    return load_user_histories(history, spec, skip_corrupt=skip_corrupt)
+
+
+def _scan_examples(
+    paths: Paths, spec: FeatureSpec, skip_corrupt: bool, include_true_prob: bool, inline_history: bool
+) -> Tuple[List[str], np.ndarray]:
+    """Scans the example files; returns the good files and every example's user_id."""
+    users: Dict[str, List[np.ndarray]] = {}
+    report = scan_tfrecord_files(
+        paths, spec, _example_features(spec, include_true_prob, inline_history), skip_corrupt=skip_corrupt,
+        on_batch=lambda path, batch: users.setdefault(path, []).append(batch[spec_lib.USER_ID.name].numpy()),
+    )
+    if not report.good_files:
+        skipped = [s.path for s in report.skipped]
+        raise ValueError(f"Every example file is corrupt ({skipped}); there is nothing to read.")
+    good_users = [u for path in report.good_files for u in users.get(path, [])]
+    return report.good_files, np.concatenate([np.zeros(0, np.int64)] + good_users)
+
+
+def make_dataset(
+    example_paths: Paths,
+    spec: FeatureSpec,
+    history: UserHistories | Paths | None = None,
+    batch_size: int = 256,
+    shuffle: bool = False,
+    shuffle_buffer: int = 10000,
+    seed: int = 0,
+    repeat: bool = False,
+    skip_corrupt: bool = False,
+    include_true_prob: bool = False,
+    inline_history: bool = False,
+    drop_remainder: bool = False,
+) -> tf.data.Dataset:
+    """Batches of ``(features, label)`` with each example's history cut at its request time.
+
+    The example files are scanned first (``scan_tfrecord_files``): a corrupt file raises, or is
+    dropped loudly with ``skip_corrupt=True``; records of several files are interleaved. Each
+    example keeps only its user's behaviors strictly before ``request_timestamp``, the most
+    recent ``spec.max_history_length`` of them. A user without a history record gets an empty
+    history and ``user_segment`` 0 (cold start); their count is logged once here.
+
+    Args:
+      example_paths: example TFRecord file(s): a path, a glob, or a list of them.
+      spec: the feature spec.
+      history: ``UserHistories`` from ``load_user_histories``, or user-history path(s) to load;
+        required unless ``inline_history``.
+      batch_size: int, default 256.
+      shuffle: bool, default False. Shuffle files and records.
+      shuffle_buffer: int, default 10000. Records in the shuffle buffer.
+      seed: int, default 0. Shuffle seed.
+      repeat: bool, default False. Repeat forever.
+      skip_corrupt: bool, default False. Drop corrupt files instead of raising.
+      include_true_prob: bool, default False. Add ``true_prob`` [B] float32 to the features
+        (the example files must carry it).
+      inline_history: bool, default False. Read ``user_segment`` and the sequences from the
+        example records themselves instead of ``history``.
+      drop_remainder: bool, default False. Drop the last partial batch.
+
+    Returns:
+      A ``tf.data.Dataset`` of ``(features, label)``; see the module docstring for shapes.
+
+    Raises:
+      ValueError: ``history`` is missing while ``inline_history`` is False, or bad sizes.
+      FileNotFoundError: a path does not exist or a glob matches nothing.
+      CorruptTFRecordError: a file is corrupt and ``skip_corrupt`` is False.
+    """
+    if batch_size <= 0 or shuffle_buffer <= 0:
+        raise ValueError(
+            f"batch_size and shuffle_buffer must be positive. Received: batch_size={batch_size}, "
+            f"shuffle_buffer={shuffle_buffer}"
+        )
+    if inline_history:
+        tensors = None
+        files, _ = _scan_examples(example_paths, spec, skip_corrupt, include_true_prob, True)
+    else:
+        history = _resolve_history(history, spec, skip_corrupt)
+        files, users = _scan_examples(example_paths, spec, skip_corrupt, include_true_prob, False)
+        _report_cold_start(users, history)
+        tensors = history.tensors
+    dataset = _records(files, shuffle, seed)
+    if shuffle:
+        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        dataset = dataset.repeat()
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    dataset = dataset.map(
+        _make_batch_fn(spec, tensors, include_true_prob, inline_history), num_parallel_calls=tf.data.AUTOTUNE
+    )
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def features_to_numpy(features: Mapping[str, tf.Tensor]) -> Dict[str, np.ndarray]:
+    """Converts a features dict (e.g. one batch of ``make_dataset``) to numpy arrays."""
+    return {name: np.asarray(value) for name, value in features.items()}
+
+
+__all__ = [
+    "HistoryTensors",
+    "UserHistories",
+    "cut_and_pad",
+    "features_to_numpy",
+    "load_user_histories",
+    "make_dataset",
+]
