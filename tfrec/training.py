@@ -91,7 +91,7 @@ def load_trained(run_dir: os.PathLike):
 def predict(model, dataset: tf.data.Dataset) -> Dict[str, np.ndarray]:
     """Runs ``model`` over ``(features, label)`` batches; returns user_id, label, prediction
     (+ true_prob when the dataset carries it)."""
-    step = tf.function(lambda f: model(f, training=False))
+    step = tf.function(lambda f: model(f, training=False), reduce_retracing=True)
     cols: Dict[str, list] = {"user_id": [], "label": [], "prediction": []}
     for features, label in dataset:
         cols["user_id"].append(features["user_id"].numpy())
