@@ -21,6 +21,7 @@ RAW = "raw"
 SPEC = "spec.json"
 HISTORIES = "user_histories.tfrecord"
 GROUPS = "groups.npz"
+SPLITS = "splits.json"  # per split: number of examples and whether they carry true_prob
 
 
 def split_file(data_dir, split: str) -> Path:
@@ -41,8 +42,11 @@ def make_split_dataset(data_dir, split: str, spec: FeatureSpec, batch_size: int,
 
     if history is None:
         history = load_user_histories(Path(data_dir) / HISTORIES, spec, skip_corrupt=skip_corrupt)
+    splits_path = Path(data_dir) / SPLITS
+    splits = json.loads(splits_path.read_text()) if splits_path.exists() else {}
+    with_prob = bool(splits.get(split, {}).get("true_prob", False))
     return make_dataset(split_file(data_dir, split), spec, history=history, batch_size=batch_size,
-                        shuffle=shuffle, seed=seed, include_true_prob=True, skip_corrupt=skip_corrupt)
+                        shuffle=shuffle, seed=seed, include_true_prob=with_prob, skip_corrupt=skip_corrupt)
 
 
 def dataset_name(data_dir) -> str:

@@ -34,7 +34,7 @@ def prepare_data(data_dir: Path, size: str, seed: int, regenerate: bool = False)
     if regenerate or not (data_dir / SPEC).exists():
         synthetic.run(argparse.Namespace(size=size, seed=seed, out=str(data_dir)))
         write_tfrecords.run(argparse.Namespace(data=str(data_dir), max_history_length=None))
-        cluster.run(argparse.Namespace(data=str(data_dir), k=None, seed=seed, batch_size=None, max_cv=1.0,
+        cluster.run(argparse.Namespace(data=str(data_dir), k=None, seed=seed, batch_size=None, n_iter=None, max_cv=1.0,
                                        max_ratio=50.0, strict=False))
     else:
         print(f"reusing data in {data_dir} (--regenerate to rebuild)")

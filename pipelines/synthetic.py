@@ -49,7 +49,9 @@ def write_raw(data, out_dir, name: str) -> Path:
     (raw / "dataset.json").write_text(json.dumps({
         "name": name,
         "n_items": spec.n_items, "n_user_segments": spec.n_user_segments,
-        "max_history_length": spec.max_history_length}, indent=2))
+        "max_history_length": spec.max_history_length,
+        # The latent truth K-means should recover; `cluster` uses it as the default k.
+        "n_topics": int(data.config.n_topics)}, indent=2))
     return raw
 
 

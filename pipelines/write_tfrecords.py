@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from pipelines.common import HISTORIES, RAW, SPEC, split_file
+from pipelines.common import HISTORIES, RAW, SPEC, SPLITS, split_file
 
 
 def add_arguments(p):
@@ -59,13 +59,16 @@ def run(args):
                          ["user_id", "item_id", "behavior_type", "timestamp", "duration", "amount"])
     users = _columns(raw / "users.parquet", ["user_id", "user_segment"])
     n_users = write_user_histories(data / HISTORIES, spec, history_records(behaviors, users))
-    counts = {}
+    splits = {}
     for split in ("train", "test"):
         cols = _columns(raw / f"{split}.parquet", ["user_id", "item_id", "request_timestamp", "label"])
         with_prob = "true_prob" in cols
         keys = ["user_id", "item_id", "request_timestamp", "label"] + (["true_prob"] if with_prob else [])
         records = ({k: cols[k][i] for k in keys} for i in range(len(cols["user_id"])))
-        counts[split] = write_examples(split_file(data, split), spec, records, with_true_prob=with_prob)
+        n = write_examples(split_file(data, split), spec, records, with_true_prob=with_prob)
+        splits[split] = {"examples": n, "true_prob": with_prob}
     (data / SPEC).write_text(json.dumps(spec.to_dict(), indent=2))
-    print(f"wrote {n_users} user histories, {counts['train']} train / {counts['test']} test examples to {data} "
+    (data / SPLITS).write_text(json.dumps(splits, indent=2))
+    print(f"wrote {n_users} user histories, {splits['train']['examples']} train / {splits['test']['examples']} "
+          f"test examples to {data} "
           f"({time.time() - t0:.1f}s)")

@@ -8,14 +8,20 @@ from tfrec.registry import register
 class CandidateGroupAttention(tf.keras.layers.Layer):
     """Candidate-Aware Group Attention Module (DMGIN eq. 10).
 
-    ``alpha_i = softmax_i((W_q e_t)^T W_k h_i / sqrt(d))`` over valid groups and
-    ``u = sum_i alpha_i W_v h_i``; a user with no valid group gets ``u = 0``.
+    ``alpha_i = softmax_i((W_q e_t)^T W_k h_i / sqrt(d) + b * [g_i == g_t])`` over valid groups
+    and ``u = sum_i alpha_i W_v h_i``; a user with no valid group gets ``u = 0``.
+
+    The learned scalar ``b`` on the exact group match (the candidate's own group among the
+    user's groups) is our addition to eq. 10: a hard-search prior in the spirit of SIM/TWIN
+    that makes the candidate find its group from thousands, not billions, of examples. Omit
+    ``match`` from the inputs to get the paper's eq. 10 exactly.
 
     Args:
       dim: d, the projection size.
 
-    Input: dict with ``query`` ``[B, C, Dq]`` (candidates), ``keys`` ``[B, G, Dk]`` (groups) and
-      ``mask`` ``[B, G]``.
+    Input: dict with ``query`` ``[B, C, Dq]`` (candidates), ``keys`` ``[B, G, Dk]`` (groups),
+      ``mask`` ``[B, G]`` and optionally ``match`` ``[B, C, G]`` (1 where group i is the
+      candidate's group).
     Output shape: ``[B, C, dim]``.
     """
 
@@ -27,6 +33,7 @@ class CandidateGroupAttention(tf.keras.layers.Layer):
         self.w_q = tf.keras.layers.Dense(self.dim, use_bias=False, name="w_q")
         self.w_k = tf.keras.layers.Dense(self.dim, use_bias=False, name="w_k")
         self.w_v = tf.keras.layers.Dense(self.dim, use_bias=False, name="w_v")
+        self.match_bias = self.add_weight(name="match_bias", shape=[], initializer=tf.keras.initializers.Constant(2.0))
         super().build(input_shape)
 
     def call(self, inputs):
@@ -34,6 +41,8 @@ class CandidateGroupAttention(tf.keras.layers.Layer):
         q = self.w_q(inputs["query"])
         k = self.w_k(inputs["keys"])
         logits = tf.einsum("bcd,bgd->bcg", q, k) / tf.sqrt(float(self.dim))
+        if "match" in inputs:
+            logits += self.match_bias * tf.cast(inputs["match"], logits.dtype)
         logits = tf.where(mask, logits, tf.constant(-1e9, logits.dtype))
         alpha = tf.nn.softmax(logits, axis=-1) * tf.cast(mask, logits.dtype)
         return tf.einsum("bcg,bgd->bcd", alpha, self.w_v(inputs["keys"]))

@@ -30,7 +30,8 @@ class DMGIN(CTRModel):
       shared short-term DIN branch, the user profile -> MLP -> sigmoid.
 
     User state: ``user_embedding`` ``[B, d]``, ``recent_behaviors`` ``[B, S, d]``,
-    ``recent_mask`` ``[B, S]``, ``group_states`` ``[B, k, d]``, ``group_mask`` ``[B, k]``.
+    ``recent_mask`` ``[B, S]``, ``group_states`` ``[B, k, d]``, ``group_mask`` ``[B, k]``,
+    ``group_ids`` int32 ``[B, k]`` (for the exact-group-match prior of CandidateGroupAttention).
 
     Args:
       spec: FeatureSpec.
@@ -89,16 +90,19 @@ class DMGIN(CTRModel):
         group_vectors = self.group_repr([self.group_embedding(groups["group_id"]), pooled_items, stats, evolution])
 
         top = self.top_k({"max_timestamp": groups["max_timestamp"], "mask": groups["group_mask"],
-                          "values": {"group": group_vectors}})
+                          "values": {"group": group_vectors, "group_id": groups["group_id"]}})
         states = self.hstu({"x": top["group"], "mask": top["mask"], "timestamp": top["max_timestamp"]},
                            training=training)
         return {"user_embedding": self.encode_profile(features), **self.encode_recent(hist),
-                "group_states": states, "group_mask": tf.cast(top["mask"], tf.float32)}
+                "group_states": states, "group_mask": tf.cast(top["mask"], tf.float32),
+                "group_ids": top["group_id"]}
 
     def head_inputs(self, user_state, candidate_item_id, item_emb, training=None):
-        target = tf.concat([item_emb, self.group_embedding(self.item_group(candidate_item_id))], axis=-1)
+        target_group = self.item_group(candidate_item_id)  # [B, C]
+        target = tf.concat([item_emb, self.group_embedding(target_group)], axis=-1)
+        match = tf.cast(target_group[:, :, None] == tf.cast(user_state["group_ids"], tf.int32)[:, None, :], tf.float32)
         long_term = self.group_attention({"query": target, "keys": user_state["group_states"],
-                                          "mask": user_state["group_mask"]})
+                                          "mask": user_state["group_mask"], "match": match})
         return [target, long_term]
 
     def get_config(self):
