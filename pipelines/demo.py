@@ -20,10 +20,10 @@ MODELS = ("din", "dmgin")
 
 
 def add_arguments(p):
-    p.add_argument("--size", default="small", choices=["small", "medium", "long"], help="synthetic data size")
+    p.add_argument("--size", default="medium", choices=["small", "medium", "long"], help="synthetic data size")
     p.add_argument("--workdir", default="runs/demo", help="where data and runs go")
     p.add_argument("--export-base", default="saved_models")
-    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--regenerate", action="store_true", help="regenerate the data even if it exists")
@@ -54,7 +54,11 @@ def score_a_few_users(version_dir: Path, data_dir: Path, n_users: int = 3, n_can
 
     spec = load_spec(data_dir)
     loaded = tf.saved_model.load(str(version_dir))
-    features, _ = next(iter(make_split_dataset(data_dir, "test", spec, batch_size=n_users)))
+    batch, _ = next(iter(make_split_dataset(data_dir, "test", spec, batch_size=512)))
+    _, first = np.unique(batch["user_id"].numpy(), return_index=True)  # one example per user
+    rows = np.sort(first)[:n_users]
+    features = {k: tf.gather(v, rows) for k, v in batch.items()}
+    n_users = len(rows)
     rng = np.random.default_rng(seed)
     cands = np.concatenate([features["item_id"].numpy()[:, None],
                             rng.integers(0, spec.n_items, size=(n_users, n_candidates - 1))], axis=1)
