@@ -73,12 +73,13 @@ class HSTU(tf.keras.layers.Layer):
     def call(self, inputs, training=None):
         x = inputs["x"]
         mask = tf.cast(inputs["mask"], x.dtype)  # [B, n]
-        ts = tf.cast(inputs["timestamp"], tf.float32)
+        ts = tf.cast(inputs["timestamp"], tf.int64)
         n = tf.shape(x)[1]
         idx = tf.range(n)
         rel = tf.clip_by_value(idx[:, None] - idx[None, :], 1 - self.max_length, self.max_length - 1)
         rel = rel + self.max_length - 1  # [n, n]
-        dt_days = tf.abs(ts[:, :, None] - ts[:, None, :]) / SECONDS_PER_DAY
+        # Difference in int64, then float: epoch seconds (~1.7e9) are not exact in float32.
+        dt_days = tf.cast(tf.abs(ts[:, :, None] - ts[:, None, :]), tf.float32) / SECONDS_PER_DAY
         time_bucket = tf.raw_ops.Bucketize(input=dt_days, boundaries=list(self.time_bucket_days))  # [B, n, n]
         pair_mask = mask[:, None, :] * tf.ones_like(mask)[:, :, None]  # [B, n(query), n(key)]
         if self.causal:
