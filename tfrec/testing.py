@@ -18,9 +18,8 @@ from typing import Any, Dict, Optional
 import numpy as np
 import tensorflow as tf
 
-from tfrec.data.spec import HIST_LENGTH, SEQUENCE_FEATURES, FeatureSpec
+from tfrec.data.spec import HIST_LENGTH, SECONDS_PER_DAY, SEQUENCE_FEATURES, FeatureSpec
 
-SECONDS_PER_DAY = 86400
 
 
 def _to_numpy(x):

@@ -34,6 +34,9 @@ CATEGORIES: Tuple[str, ...] = ("weak", "strong", "payment", "negative")
 # For each fine type, the index of its coarse category in ``CATEGORIES``.
 BEHAVIOR_CATEGORIES: Tuple[int, ...] = (0, 0, 1, 1, 2, 3)
 
+# Timestamps are integer epoch seconds everywhere (records, model inputs, SavedModel inputs).
+SECONDS_PER_DAY = 86400
+
 INT = "int64"
 FLOAT = "float32"
 

@@ -75,7 +75,6 @@ from tfrec.data import spec as spec_lib
 
 NEGATIVE = spec_lib.BEHAVIOR_TYPES.index("negative")
 ORDER = spec_lib.BEHAVIOR_TYPES.index("order")
-_SECONDS_PER_DAY = 86400
 # Median duration (seconds) per behavior type, in ``BEHAVIOR_TYPES`` order.
 _DURATION_MEDIAN_S = np.array([8.0, 45.0, 20.0, 30.0, 120.0, 3.0])
 # Behavior-type probabilities at intensity s: ``_TYPE_BASE + s * _TYPE_SLOPE`` (then normalised).
@@ -329,7 +328,7 @@ def true_click_logit(hist_topic, hist_behavior_type, hist_timestamp, hist_amount
         last = np.maximum(k - 1, 0)
         w_c = np.where(seen, cum_w[last], 0.0)
         negative = seen & (btype[in_c][last] == NEGATIVE)
-        delta_days = (t_flat[rows] - ts_c[last]) / _SECONDS_PER_DAY
+        delta_days = (t_flat[rows] - ts_c[last]) / spec_lib.SECONDS_PER_DAY
         recency = np.where(seen, np.exp(-delta_days / truth.recency_days), 0.0)
         interest = truth.affinity_weight * np.log1p(w_c) + truth.recency_weight * recency
         logit[rows] += np.where(negative, -truth.negative_penalty, interest)
@@ -401,7 +400,7 @@ def _user_history(config, rng, n, price, by_topic, cdf):
     favorites = [_draw_items(rng, np.full(m, c), by_topic, cdf) for m, c in zip(n_fav, preferred)]
 
     frac = np.sort(rng.random(n))
-    span_s = config.time_span_days * _SECONDS_PER_DAY
+    span_s = config.time_span_days * spec_lib.SECONDS_PER_DAY
     ts = config.start_timestamp + np.floor(frac * span_s).astype(np.int64)
     u = rng.random(n)
     is_noise = u < config.noise_topic_prob
@@ -444,7 +443,7 @@ def generate(config: SyntheticConfig) -> SyntheticData:
     lengths = np.exp(rng.uniform(np.log(config.min_history_length), np.log(config.max_history_length + 1),
                                  config.n_users)).astype(np.int64)
     lengths = np.clip(lengths, config.min_history_length, config.max_history_length)
-    span_s = config.time_span_days * _SECONDS_PER_DAY
+    span_s = config.time_span_days * spec_lib.SECONDS_PER_DAY
     windows = {
         "train": (config.train_start_fraction, config.test_cutoff_fraction, config.train_examples_per_user),
         "test": (config.test_cutoff_fraction, 1.0, config.test_examples_per_user),

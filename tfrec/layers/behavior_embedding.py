@@ -4,9 +4,8 @@ from typing import Sequence
 import tensorflow as tf
 
 from tfrec.layers.id_embedding import IdEmbedding
+from tfrec.data.spec import SECONDS_PER_DAY
 from tfrec.registry import register
-
-SECONDS_PER_DAY = 86400.0
 
 
 @register

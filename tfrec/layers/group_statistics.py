@@ -1,9 +1,8 @@
 """GroupStatistics: per-group interest statistics over the whole history (DMGIN eq. 1)."""
 import tensorflow as tf
 
+from tfrec.data.spec import SECONDS_PER_DAY
 from tfrec.registry import register
-
-SECONDS_PER_DAY = 86400.0
 
 
 @register

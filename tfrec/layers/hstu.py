@@ -3,9 +3,8 @@ from typing import Sequence
 
 import tensorflow as tf
 
+from tfrec.data.spec import SECONDS_PER_DAY
 from tfrec.registry import register
-
-SECONDS_PER_DAY = 86400.0
 
 
 @register
