@@ -25,6 +25,18 @@ cmd=${1:-}
 shift || true
 case "$cmd" in
   demo) exec .venv/bin/tfrec demo "$@" ;;
-  test) exec .venv/bin/python -m pytest -q "$@" ;;
+  test)
+    # The Redis cache tests start their own redis-server on loopback: install Debian's package
+    # when it is missing and we may (root, or passwordless sudo).
+    if ! command -v redis-server >/dev/null; then
+      if [ "$(id -u)" = 0 ]; then SUDO=; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; else SUDO=none; fi
+      if [ "$SUDO" != none ]; then
+        echo "run.sh: installing redis-server (Debian) for the Redis cache tests" >&2
+        $SUDO apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
+      else
+        echo "run.sh: redis-server is missing and cannot be installed here; the Redis tests will fail (apt-get install redis-server)" >&2
+      fi
+    fi
+    exec .venv/bin/python -m pytest -q "$@" ;;
   *) echo "usage: ./run.sh demo|test [args]" >&2; exit 2 ;;
 esac

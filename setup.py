@@ -21,7 +21,9 @@ setup(
     python_requires=">=3.11,<3.12",
     packages=find_packages(include=["tfrec", "tfrec.*", "pipelines", "pipelines.*"]),
     package_data={"pipelines": ["configs/*.yaml"]},
-    install_requires=STACK + ["pyyaml>=6", "tqdm>=4.60", "pyarrow>=15,<18"],
+    # redis: the client of the Redis user-state cache backend (tfrec/cache); grpcio comes with
+    # tensorflow-serving-api.
+    install_requires=STACK + ["pyyaml>=6", "tqdm>=4.60", "pyarrow>=15,<18", "redis>=5.2,<6"],
     extras_require={"dev": ["pytest>=7", "ruff"]},
     entry_points={"console_scripts": ["tfrec=tfrec.cli:main"]},
 )
