@@ -15,6 +15,7 @@ STAGES = {
     "evaluate": ("pipelines.evaluate", "AUC / GAUC / logloss as JSON"),
     "predict": ("pipelines.predict", "per-example predictions as CSV or Parquet"),
     "export": ("pipelines.export", "export a SavedModel with user_tower / score / serving_default"),
+    "serve": ("tfrec.serving.server", "local stand-in for TF Serving: its gRPC API over saved_models/"),
     "demo": ("pipelines.demo", "the main job end to end on embedded defaults"),
 }
 

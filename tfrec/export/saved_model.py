@@ -16,6 +16,11 @@ Signatures (inputs dense and padded, outputs dicts with stable names):
 Only the shared ``encode_user`` / ``score`` interface is used: no branching on the model class.
 The item -> group table and every vocabulary live in the model's variables, so the SavedModel
 serves with plain ``tf.saved_model.load`` (no tfrec import, no custom ops).
+
+Warmup: ``assets.extra/tf_serving_warmup_requests`` holds one ``PredictionLog`` per signature (a
+batch of two users, 100 candidates each), the file TF Serving (and ``tfrec serve``) replays after
+loading a version and before serving it, so the first real request does not pay for tracing and
+memory allocation.
 """
 from __future__ import annotations
 
@@ -30,6 +35,7 @@ import uuid
 from pathlib import Path
 from typing import Dict, Optional
 
+import numpy as np
 import tensorflow as tf
 
 from tfrec.data.spec import FeatureSpec
@@ -38,6 +44,8 @@ FINGERPRINT = "fingerprint"
 PROBABILITIES = "probabilities"
 CANDIDATES = "candidate_item_id"
 METADATA_FILE = "tfrec_export.json"
+WARMUP_FILE = "tf_serving_warmup_requests"
+WARMUP_CANDIDATES = 100
 
 
 def list_versions(model_dir: os.PathLike) -> list[int]:
@@ -134,11 +142,69 @@ def export_saved_model(model, spec: FeatureSpec, export_base: os.PathLike, name:
                 "state_keys": module.state_keys, "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 **(metadata or {})}
         (extra / METADATA_FILE).write_text(json.dumps(info, indent=2, default=str))
+        write_warmup_requests(module, spec, name, extra / WARMUP_FILE)
         os.rename(tmp, final)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+def warmup_features(spec: FeatureSpec, batch: int = 2, seed: int = 0) -> Dict[str, np.ndarray]:
+    """Deterministic ``user_tower`` inputs for warmup: row 0 a full ``max_history_length``
+    history, the others shorter ones (row ``i`` of ``batch`` holds ``L * (batch - i) // batch``)."""
+    from tfrec.serving.requests import stack_features, user_features
+
+    rng = np.random.default_rng(seed)
+    length, rows = spec.max_history_length, []
+    now = 1_700_000_000
+    for i in range(batch):
+        n = length * (batch - i) // batch
+        history = {"item_id": rng.integers(0, spec.n_items, n),
+                   "behavior_type": rng.integers(0, spec.n_behavior_types, n),
+                   "timestamp": np.sort(now - rng.integers(1, 400 * 86_400, n)),
+                   "duration": rng.exponential(30.0, n), "amount": np.zeros(n)}
+        rows.append(user_features(i, history, request_timestamp=now, max_history_length=length,
+                                  user_segment=i % spec.n_user_segments))
+    return stack_features(rows)
+
+
+def write_warmup_requests(module: ServingModule, spec: FeatureSpec, name: str, path: os.PathLike,
+                          n_candidates: int = WARMUP_CANDIDATES) -> int:
+    """Writes TF Serving's warmup file: one ``PredictLog`` per signature. Returns the record count."""
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    from tfrec.serving.requests import predict_request
+
+    features = warmup_features(spec)
+    batch = len(features["user_id"])
+    state = {k: v.numpy() for k, v in module.user_tower(
+        {k: tf.constant(v) for k, v in features.items()}).items()}
+    candidates = np.random.default_rng(1).integers(0, spec.n_items, (batch, n_candidates)).astype(np.int64)
+    requests = [("user_tower", features), ("score", {**state, CANDIDATES: candidates}),
+                ("serving_default", {**features, CANDIDATES: candidates})]
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for signature, inputs in requests:
+            log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(
+                request=predict_request(name, inputs, signature)))
+            writer.write(log.SerializeToString())
+    return len(requests)
+
+
+def read_warmup_requests(version_dir: os.PathLike) -> list:
+    """The ``PredictRequest``s of a version's warmup file (empty when it has none)."""
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    path = Path(version_dir) / "assets.extra" / WARMUP_FILE
+    if not path.exists():
+        return []
+    out = []
+    for record in tf.data.TFRecordDataset(str(path)).as_numpy_iterator():
+        log = prediction_log_pb2.PredictionLog.FromString(record)
+        if log.WhichOneof("log_type") != "predict_log":
+            raise ValueError(f"{path}: only predict_log warmup records are supported, got {log.WhichOneof('log_type')}")
+        out.append(log.predict_log.request)
+    return out
 
 
 def read_export_metadata(version_dir: os.PathLike) -> dict:

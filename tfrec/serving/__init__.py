@@ -1,0 +1,1 @@
+"""Serving: the local TF-Serving-API server, the client, and request helpers."""

@@ -1,0 +1,378 @@
+"""Which model versions are loaded: discovery, version policy, load-before-unload, warmup.
+
+The local server's equivalent of TF Serving's ``ServerCore`` + ``AspiredVersionsManager``:
+
+* Models come from a base path (every sub-directory that holds numeric version directories, or
+  one named model) or from a ``ModelServerConfig`` text proto (``serving/models.config``).
+* Each poll lists ``<base_path>/<version>/`` directories and applies the model's version policy
+  (``latest { num_versions }`` — default 1 —, ``all {}`` or ``specific { versions }``) to get the
+  *aspired* versions.
+* New aspired versions are loaded (``tf.saved_model.load``) and warmed up with the requests in
+  ``assets.extra/tf_serving_warmup_requests`` *before* anything is unloaded; a version that is no
+  longer aspired is unloaded only once some aspired version is available (TF Serving's
+  availability-preserving policy). A version that fails to load or warm up is reported as
+  ``END`` with its error by ``GetModelStatus`` and leaves the serving versions untouched; it is
+  retried only when its directory changes.
+* ``version_labels`` map a label to a version; a label only resolves to an available version.
+
+Errors are ``ServingError`` carrying the gRPC status code TF Serving uses for the same case.
+"""
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional, Sequence
+
+import grpc
+import numpy as np
+import tensorflow as tf
+
+from tfrec.export.saved_model import read_warmup_requests
+
+log = logging.getLogger("tfrec.serving")
+
+DEFAULT_SIGNATURE = "serving_default"
+_GRPC_CODE = {code.value[0]: code for code in grpc.StatusCode}
+
+
+class ServingError(Exception):
+    """A request or load failure with the gRPC status code TF Serving returns for it."""
+
+    def __init__(self, code: grpc.StatusCode, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class State(enum.Enum):
+    """``ModelVersionStatus.State`` values (get_model_status.proto)."""
+    START = 10
+    LOADING = 20
+    AVAILABLE = 30
+    UNLOADING = 40
+    END = 50
+
+
+@dataclass
+class ModelConfig:
+    """One served model: TF Serving's ``ModelConfig`` fields that the local server honours."""
+    name: str
+    base_path: Path
+    policy: str = "latest"              # latest | all | specific
+    num_versions: int = 1               # for latest
+    versions: tuple = ()                # for specific
+    labels: Dict[str, int] = field(default_factory=dict)
+
+    def aspired(self, on_disk: Sequence[int]) -> List[int]:
+        on_disk = sorted(on_disk)
+        if self.policy == "all":
+            return on_disk
+        if self.policy == "specific":
+            return [v for v in on_disk if v in set(self.versions)]
+        return on_disk[-self.num_versions:] if on_disk else []
+
+
+def configs_from_base_path(base_path: os.PathLike, model_name: Optional[str] = None) -> List[ModelConfig]:
+    """``--model-base-path``: with ``model_name`` the path is that model's directory (TF Serving's
+    ``--model_name``/``--model_base_path``); without it every sub-directory holding numeric
+    version directories is a model named after the sub-directory."""
+    base = Path(base_path).resolve()
+    if model_name:
+        return [ModelConfig(model_name, base)]
+    if not base.is_dir():
+        raise FileNotFoundError(f"--model-base-path {base} is not a directory; export a model first "
+                                "(tfrec export --export-base {base})")
+    models = [ModelConfig(p.name, p) for p in sorted(base.iterdir())
+              if p.is_dir() and not p.name.startswith(".") and any(c.name.isdigit() for c in p.iterdir())]
+    if not models:
+        raise FileNotFoundError(f"no models under {base}: expected <model>/<version>/saved_model.pb "
+                                "(tfrec export writes that layout)")
+    return models
+
+
+def configs_from_proto(config, rebase: Optional[os.PathLike] = None) -> List[ModelConfig]:
+    """A ``ModelServerConfig`` proto -> ``ModelConfig`` list. ``rebase`` replaces each base path's
+    parent directory (``serving/models.config`` names container paths such as ``/models/dmgin``)."""
+    if config.WhichOneof("config") != "model_config_list":
+        raise ValueError("the model config file must use model_config_list (custom_model_config is not supported)")
+    out = []
+    for mc in config.model_config_list.config:
+        if not mc.name or not mc.base_path:
+            raise ValueError(f"model config entry {mc.name!r} needs both name and base_path")
+        if mc.model_platform not in ("", "tensorflow"):
+            raise ValueError(f"model {mc.name}: model_platform {mc.model_platform!r} is not supported; use tensorflow")
+        base = Path(mc.base_path)
+        if rebase is not None:
+            base = Path(rebase) / base.name
+        policy = mc.model_version_policy.WhichOneof("policy_choice") or "latest"
+        kw = {}
+        if policy == "latest":
+            kw["num_versions"] = mc.model_version_policy.latest.num_versions or 1
+        elif policy == "specific":
+            kw["versions"] = tuple(int(v) for v in mc.model_version_policy.specific.versions)
+            if not kw["versions"]:
+                raise ValueError(f"model {mc.name}: specific version policy lists no versions")
+        out.append(ModelConfig(mc.name, base.resolve(), policy, labels=dict(mc.version_labels), **kw))
+    if len({c.name for c in out}) != len(out):
+        raise ValueError("the model config file names a model more than once")
+    return out
+
+
+def read_config_file(path: os.PathLike, rebase: Optional[os.PathLike] = None) -> List[ModelConfig]:
+    """Parses a ``ModelServerConfig`` text proto file (TF Serving's ``--model_config_file``)."""
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    text = Path(path).read_text()
+    try:
+        config = text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
+    except text_format.ParseError as err:
+        raise ValueError(f"{path}: not a ModelServerConfig text proto: {err}") from None
+    return configs_from_proto(config, rebase)
+
+
+class Servable:
+    """One loaded SavedModel version and its signatures."""
+
+    def __init__(self, name: str, version: int, path: Path):
+        from tensorflow.core.protobuf import saved_model_pb2
+
+        self.name, self.version, self.path = name, version, path
+        proto = saved_model_pb2.SavedModel.FromString((path / "saved_model.pb").read_bytes())
+        self.signature_defs = dict(proto.meta_graphs[0].signature_def)
+        self.loaded = tf.saved_model.load(str(path))
+        self.signatures = dict(self.loaded.signatures)
+        self.input_specs = {}
+        for key, fn in self.signatures.items():
+            _, kwargs = fn.structured_input_signature
+            self.input_specs[key] = dict(sorted(kwargs.items()))
+
+    def predict(self, signature_name: str, inputs: Mapping, output_filter: Sequence[str] = ()) -> Dict[str, np.ndarray]:
+        """Runs one signature. ``inputs`` are TensorProtos or numpy arrays; validates like TF Serving."""
+        key = signature_name or DEFAULT_SIGNATURE
+        if key not in self.signatures:
+            raise ServingError(grpc.StatusCode.FAILED_PRECONDITION, f'Serving signature key "{key}" not found.')
+        specs = self.input_specs[key]
+        if set(inputs) != set(specs):
+            sent, want = sorted(inputs), sorted(specs)
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, (
+                f"input size does not match signature: {len(sent)}!={len(want)} len({{{','.join(sent)}}}) != "
+                f"len({{{','.join(want)}}}). Sent extra: {{{','.join(sorted(set(sent) - set(want)))}}}. "
+                f"Missing but required: {{{','.join(sorted(set(want) - set(sent)))}}}."))
+        outputs = self.signature_defs[key].outputs
+        for alias in output_filter:
+            if alias not in outputs:
+                raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, (
+                    f"output tensor alias not found in signature: {alias} Outputs expected to be in the set "
+                    f"{{{','.join(sorted(outputs))}}}."))
+        tensors, batch = {}, None
+        for i, (name, spec) in enumerate(specs.items()):
+            value = inputs[name]
+            try:
+                array = value if isinstance(value, np.ndarray) else tf.make_ndarray(value)
+            except Exception as err:  # malformed TensorProto
+                raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, f'input "{name}": malformed tensor: {err}') from None
+            got = tf.as_dtype(array.dtype)
+            if got != spec.dtype:
+                raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, (
+                    f"Expects arg[{i}] to be {spec.dtype.name} but {got.name} is provided "
+                    f'(input "{name}")'))
+            if not spec.shape.is_compatible_with(array.shape):
+                raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, (
+                    f'input "{name}" has shape {list(array.shape)} but signature "{key}" expects '
+                    f"{[-1 if d is None else d for d in spec.shape.as_list()]}"))
+            if array.ndim and batch is not None and array.shape[0] != batch:
+                raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, (
+                    f'input "{name}" has 0th-dimension size {array.shape[0]} but the other inputs have {batch}; '
+                    "all inputs must have the same batch size"))
+            batch = array.shape[0] if array.ndim else batch
+            tensors[name] = tf.constant(array)
+        try:
+            result = self.signatures[key](**tensors)
+        except tf.errors.OpError as err:
+            raise ServingError(_GRPC_CODE.get(err.error_code, grpc.StatusCode.UNKNOWN), err.message) from None
+        wanted = list(output_filter) or list(result)
+        return {k: result[k].numpy() for k in wanted}
+
+    def warmup(self) -> int:
+        """Replays ``assets.extra/tf_serving_warmup_requests``; returns the number of requests."""
+        requests = read_warmup_requests(self.path)
+        for request in requests:
+            self.predict(request.model_spec.signature_name, request.inputs, request.output_filter)
+        return len(requests)
+
+
+@dataclass
+class VersionStatus:
+    state: State
+    error: Optional[ServingError] = None
+    stamp: float = 0.0  # saved_model.pb mtime at the failed attempt (retried when it changes)
+
+
+def _stamp(path: Path) -> float:
+    try:
+        return (path / "saved_model.pb").stat().st_mtime
+    except OSError:
+        return path.stat().st_mtime if path.exists() else 0.0
+
+
+class ModelManager:
+    """Keeps the aspired versions of every configured model loaded.
+
+    Args:
+      configs: the models.
+      poll_seconds: how often the version directories are listed (TF Serving's
+        ``--file_system_poll_wait_seconds``); 0 disables the background poll (``poll`` by hand).
+      warmup: replay each version's warmup requests before it becomes available.
+    """
+
+    def __init__(self, configs: Sequence[ModelConfig], poll_seconds: float = 1.0, warmup: bool = True):
+        self._lock = threading.RLock()
+        self._poll_lock = threading.Lock()
+        self.configs: Dict[str, ModelConfig] = {}
+        self.servables: Dict[str, Dict[int, Servable]] = {}
+        self.status: Dict[str, Dict[int, VersionStatus]] = {}
+        self.poll_seconds = poll_seconds
+        self.warmup = warmup
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self.set_configs(configs)
+
+    # -- configuration ------------------------------------------------------------------------
+    def set_configs(self, configs: Sequence[ModelConfig]) -> None:
+        """Replaces the model list (``HandleReloadConfigRequest``); the next poll applies it."""
+        with self._lock:
+            self.configs = {c.name: c for c in configs}
+            for name in self.configs:
+                self.servables.setdefault(name, {})
+                self.status.setdefault(name, {})
+
+    # -- polling -----------------------------------------------------------------------------
+    def start(self) -> "ModelManager":
+        self.poll()
+        if self.poll_seconds > 0:
+            self._thread = threading.Thread(target=self._loop, name="tfrec-version-poll", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=30)
+
+    def _loop(self):
+        while not self._stop.wait(self.poll_seconds):
+            try:
+                self.poll()
+            except Exception:  # never let the poll thread die
+                log.exception("version poll failed")
+
+    def poll(self) -> None:
+        """One discovery pass over every model (also drops models removed from the config)."""
+        with self._poll_lock:
+            with self._lock:
+                configs = dict(self.configs)
+                removed = [n for n in self.servables if n not in configs]
+            for name in removed:
+                with self._lock:
+                    gone = self.servables.pop(name, {})
+                    self.status.pop(name, None)
+                for version in gone:
+                    log.info("unloaded %s version %d (model removed from the config)", name, version)
+            for config in configs.values():
+                self._sync(config)
+
+    def _sync(self, config: ModelConfig) -> None:
+        name = config.name
+        on_disk = {}
+        if config.base_path.is_dir():
+            on_disk = {int(p.name): p for p in config.base_path.iterdir() if p.is_dir() and p.name.isdigit()}
+        aspired = config.aspired(on_disk)
+        for version in aspired:  # load first ...
+            with self._lock:
+                loaded = version in self.servables[name]
+                status = self.status[name].get(version)
+            if loaded or (status and status.state == State.END and status.stamp == _stamp(on_disk[version])):
+                continue
+            self._load(name, version, on_disk[version])
+        with self._lock:  # ... then unload what is no longer aspired, if that keeps the model available
+            available = [v for v in aspired if v in self.servables[name]]
+            if available or not aspired:
+                for version in [v for v in self.servables[name] if v not in aspired]:
+                    self.status[name][version] = VersionStatus(State.UNLOADING)
+                    del self.servables[name][version]
+                    self.status[name][version] = VersionStatus(State.END)
+                    log.info("unloaded %s version %d", name, version)
+            for version, status in list(self.status[name].items()):  # forget failures whose directory left
+                if version not in on_disk and version not in self.servables[name] and status.error:
+                    del self.status[name][version]
+
+    def _load(self, name: str, version: int, path: Path) -> None:
+        stamp = _stamp(path)
+        with self._lock:
+            self.status[name][version] = VersionStatus(State.LOADING)
+        started = time.perf_counter()
+        try:
+            servable = Servable(name, version, path)
+            n_warm = servable.warmup() if self.warmup else 0
+        except Exception as err:  # a broken version never takes the serving ones down
+            error = err if isinstance(err, ServingError) else ServingError(
+                grpc.StatusCode.UNKNOWN, f"Failed to load {name} version {version} from {path}: "
+                                         f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
+            log.error("%s version %d failed to load: %s", name, version, error.message)
+            with self._lock:
+                self.status[name][version] = VersionStatus(State.END, error, stamp)
+            return
+        with self._lock:
+            if name not in self.configs:
+                return
+            self.servables[name][version] = servable
+            self.status[name][version] = VersionStatus(State.AVAILABLE)
+        log.info("loaded %s version %d in %.1f s (%d warmup requests)", name, version,
+                 time.perf_counter() - started, n_warm)
+
+    # -- lookups -----------------------------------------------------------------------------
+    def get(self, name: str, version: Optional[int] = None, label: Optional[str] = None) -> Servable:
+        """The servable for a ModelSpec: latest available, a specific version or a label."""
+        with self._lock:
+            config = self.configs.get(name)
+            servables = self.servables.get(name, {})
+            if label:
+                if config is None or label not in config.labels:
+                    raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                                       f"Unrecognized servable version label: {label}")
+                version = config.labels[label]
+            if version is None:
+                if not servables:
+                    raise ServingError(grpc.StatusCode.NOT_FOUND, f"Servable not found for request: Latest({name})")
+                return servables[max(servables)]
+            if version not in servables:
+                raise ServingError(grpc.StatusCode.NOT_FOUND,
+                                   f"Servable not found for request: Specific({name}, {version})")
+            return servables[version]
+
+    def version_status(self, name: str, version: Optional[int] = None) -> Dict[int, VersionStatus]:
+        with self._lock:
+            states = dict(self.status.get(name, {}))
+        if version is not None:
+            if version not in states:
+                raise ServingError(grpc.StatusCode.NOT_FOUND, f"Could not find version {version} of model {name}")
+            return {version: states[version]}
+        if not states:
+            raise ServingError(grpc.StatusCode.NOT_FOUND, f"Could not find any versions of model {name}")
+        return states
+
+    def wait_until_available(self, timeout: float = 60.0) -> bool:
+        """True once every configured model has an available version (or False at the timeout)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if all(self.servables.get(n) for n in self.configs):
+                    return True
+            time.sleep(0.05)
+        return False
