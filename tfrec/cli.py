@@ -16,6 +16,8 @@ STAGES = {
     "predict": ("pipelines.predict", "per-example predictions as CSV or Parquet"),
     "export": ("pipelines.export", "export a SavedModel with user_tower / score / serving_default"),
     "serve": ("tfrec.serving.server", "local stand-in for TF Serving: its gRPC API over saved_models/"),
+    "precompute": ("pipelines.precompute", "batch user_tower over every user -> user-state cache"),
+    "query": ("pipelines.query", "score candidates for one user through the serving client"),
     "demo": ("pipelines.demo", "the main job end to end on embedded defaults"),
 }
 

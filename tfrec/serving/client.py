@@ -1,0 +1,197 @@
+"""The serving client: user state from the cache (or ``user_tower`` on a miss), then ``score``.
+
+Talks to any server with TF Serving's gRPC API — real ``tensorflow_model_server`` in production,
+``tfrec serve`` locally — through the stock ``PredictionServiceStub`` / ``ModelServiceStub``.
+
+``score(user_id, user_history, candidates)``:
+
+1. Resolve the model version to use: the pinned ``version``, the version a ``version_label``
+   names (``GetModelMetadata``), or the latest available one (``GetModelStatus``), re-checked
+   every ``version_refresh_seconds``.
+2. Read the user's state from the cache under ``(model, version, user_id)``. On a miss, call the
+   ``user_tower`` signature of *that* version and write the state back (with the cache's TTL).
+3. Call the ``score`` signature of that same version with the state and the candidates.
+
+The cache is an optimisation, never a dependency: when it is down (``CacheUnavailable`` or any
+other backend error) the client logs it once, computes the state, and keeps answering; it logs
+again when the cache is back. If the version disappears between the two calls (NOT_FOUND) or the
+cached state belongs to another export of the same version (the fingerprint check fails with
+INVALID_ARGUMENT), the client refreshes the version, recomputes the state and retries once.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Dict, Mapping, Optional, Sequence, Tuple
+
+import grpc
+import numpy as np
+
+from tfrec.serving.requests import from_tensor_proto, predict_request, user_features
+
+log = logging.getLogger("tfrec.serving.client")
+
+AVAILABLE = 30  # ModelVersionStatus.State.AVAILABLE
+
+
+class ServingClient:
+    """One model on one server, with an optional user-state cache.
+
+    Args:
+      target: ``host:port`` of the gRPC server.
+      model_name: the served model name (e.g. ``dmgin``).
+      cache: a ``tfrec.cache.UserStateCache`` or None (always compute).
+      version: pin one version (rollback / A-B); default: the latest available.
+      version_label: or pin a version label from the server's model config.
+      timeout: per-RPC deadline in seconds.
+      max_history_length: keep the most recent this many behaviors (the model's
+        ``max_history_length``); default: send the whole history.
+      cache_ttl_seconds: TTL of the states this client writes (default: the cache's own).
+      version_refresh_seconds: how long a resolved latest version is trusted.
+      max_message_bytes: largest response accepted.
+    """
+
+    def __init__(self, target: str, model_name: str, cache=None, version: Optional[int] = None,
+                 version_label: Optional[str] = None, timeout: float = 10.0,
+                 max_history_length: Optional[int] = None, cache_ttl_seconds: Optional[float] = None,
+                 version_refresh_seconds: float = 2.0, max_message_bytes: int = 256 << 20):
+        from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+
+        self.target, self.model_name, self.cache = target, model_name, cache
+        self.pinned_version, self.version_label = version, version_label
+        self.timeout, self.max_history_length = timeout, max_history_length
+        self.cache_ttl_seconds, self.version_refresh_seconds = cache_ttl_seconds, version_refresh_seconds
+        self.channel = grpc.insecure_channel(target, options=[
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes)])
+        self.predictions = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
+        self.models = model_service_pb2_grpc.ModelServiceStub(self.channel)
+        self._version: Optional[Tuple[int, float]] = None
+        self._lock = threading.Lock()
+        self._cache_ok = True
+        self.stats = {"cache_hits": 0, "cache_misses": 0, "cache_errors": 0, "user_tower_calls": 0,
+                      "score_calls": 0, "retries": 0}
+
+    # -- plumbing -------------------------------------------------------------------------------
+    def close(self) -> None:
+        self.channel.close()
+        if self.cache is not None:
+            self.cache.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _count(self, key: str) -> None:
+        with self._lock:
+            self.stats[key] += 1
+
+    def predict(self, signature_name: str, inputs: Mapping[str, np.ndarray],
+                version: Optional[int] = None) -> Tuple[Dict[str, np.ndarray], int]:
+        """One ``Predict`` call; returns the outputs and the version that answered."""
+        label = None if version is not None else self.version_label
+        request = predict_request(self.model_name, inputs, signature_name, version=version, version_label=label)
+        response = self.predictions.Predict(request, timeout=self.timeout)
+        outputs = {k: from_tensor_proto(v) for k, v in response.outputs.items()}
+        return outputs, response.model_spec.version.value
+
+    def served_version(self, refresh: bool = False) -> int:
+        """The version requests go to (see the module docstring)."""
+        if self.pinned_version is not None:
+            return int(self.pinned_version)
+        with self._lock:
+            cached = self._version
+        if cached and not refresh and time.monotonic() - cached[1] < self.version_refresh_seconds:
+            return cached[0]
+        if self.version_label:
+            from tensorflow_serving.apis import get_model_metadata_pb2
+            request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+            request.model_spec.name = self.model_name
+            request.model_spec.version_label = self.version_label
+            version = self.predictions.GetModelMetadata(request, timeout=self.timeout).model_spec.version.value
+        else:
+            from tensorflow_serving.apis import get_model_status_pb2
+            request = get_model_status_pb2.GetModelStatusRequest()
+            request.model_spec.name = self.model_name
+            status = self.models.GetModelStatus(request, timeout=self.timeout)
+            available = [s.version for s in status.model_version_status if s.state == AVAILABLE]
+            if not available:
+                raise LookupError(f"model {self.model_name} has no available version on {self.target}")
+            version = max(available)
+        with self._lock:
+            self._version = (int(version), time.monotonic())
+        return int(version)
+
+    # -- cache, never fatal ----------------------------------------------------------------------
+    def _cache_call(self, what: str, fn, *args):
+        if self.cache is None:
+            return None
+        try:
+            result = fn(*args)
+        except Exception as err:  # CacheUnavailable or anything else the backend throws
+            self._count("cache_errors")
+            if self._cache_ok:
+                log.warning("user-state cache %s failed (%s: %s); computing user state with user_tower until it "
+                            "is back", what, type(err).__name__, err)
+            self._cache_ok = False
+            return None
+        if not self._cache_ok:
+            log.warning("user-state cache is back")
+            self._cache_ok = True
+        return result
+
+    # -- the serving path -----------------------------------------------------------------------
+    def features(self, user_id: int, user_history: Optional[Mapping], user_segment: int = 0,
+                 request_timestamp: Optional[int] = None) -> Dict[str, np.ndarray]:
+        return user_features(user_id, user_history or {}, request_timestamp, self.max_history_length, user_segment)
+
+    def user_state(self, user_id: int, user_history: Optional[Mapping] = None, user_segment: int = 0,
+                   request_timestamp: Optional[int] = None, version: Optional[int] = None,
+                   use_cache: bool = True) -> Tuple[Dict[str, np.ndarray], int, str]:
+        """The user's state (batch of one), its version, and where it came from ("cache"/"user_tower")."""
+        version = self.served_version() if version is None else version
+        if use_cache:
+            state = self._cache_call("get", self.cache.get, self.model_name, version, int(user_id)) \
+                if self.cache is not None else None
+            if state is not None:
+                self._count("cache_hits")
+                return {k: v[None] for k, v in state.items()}, version, "cache"
+            if self.cache is not None:
+                self._count("cache_misses")
+        self._count("user_tower_calls")
+        state, version = self.predict(
+            "user_tower", self.features(user_id, user_history, user_segment, request_timestamp), version)
+        self._cache_call("put", self.cache.put if self.cache is not None else None, self.model_name, version,
+                         int(user_id), {k: v[0] for k, v in state.items()}, self.cache_ttl_seconds)
+        return state, version, "user_tower"
+
+    def score(self, user_id: int, user_history: Optional[Mapping], candidates: Sequence[int], user_segment: int = 0,
+              request_timestamp: Optional[int] = None) -> np.ndarray:
+        """Click probabilities ``[C]`` of ``candidates`` for one user."""
+        return self.score_with_source(user_id, user_history, candidates, user_segment, request_timestamp)[0]
+
+    def score_with_source(self, user_id, user_history, candidates, user_segment=0, request_timestamp=None):
+        """``score`` plus (version, "cache" | "user_tower")."""
+        candidates = np.asarray(candidates, np.int64).reshape(1, -1)
+        use_cache = True
+        for attempt in range(2):
+            state, version, source = self.user_state(user_id, user_history, user_segment, request_timestamp,
+                                                     version=None if attempt == 0 else self.served_version(True),
+                                                     use_cache=use_cache)
+            try:
+                self._count("score_calls")
+                outputs, _ = self.predict("score", {**state, "candidate_item_id": candidates}, version)
+                return outputs["probabilities"][0], (version, source)
+            except grpc.RpcError as err:
+                stale = err.code() == grpc.StatusCode.NOT_FOUND or (
+                    err.code() == grpc.StatusCode.INVALID_ARGUMENT and "fingerprint" in (err.details() or ""))
+                if attempt or not stale:
+                    raise
+                log.info("version %d of %s no longer serves this state (%s); recomputing", version,
+                         self.model_name, err.code().name)
+                self._count("retries")
+                use_cache = False
+        raise AssertionError("unreachable")
