@@ -184,7 +184,8 @@ class ServingClient:
             try:
                 self._count("score_calls")
                 outputs, _ = self.predict("score", {**state, "candidate_item_id": candidates}, version)
-                return outputs["probabilities"][0], (version, source)
+                # TF Serving's batching may pad the candidate axis: keep the C columns sent.
+                return outputs["probabilities"][0, :candidates.shape[1]], (version, source)
             except grpc.RpcError as err:
                 stale = err.code() == grpc.StatusCode.NOT_FOUND or (
                     err.code() == grpc.StatusCode.INVALID_ARGUMENT and "fingerprint" in (err.details() or ""))
