@@ -129,3 +129,20 @@ def test_version_lifecycle(exported, tmp_path):
         assert err.value.code() == grpc.StatusCode.NOT_FOUND
         channel.close()
     assert "loaded dmgin version 2" in server.log()
+
+
+def test_serves_from_the_shipped_model_config(exported):
+    """`tfrec serve --model-config-file serving/models.config --model-base-path BASE` (the container
+    paths of the config re-rooted at BASE): every configured model that has a version serves."""
+    from pathlib import Path
+    config = Path(__file__).resolve().parents[2] / "serving" / "models.config"
+    with ServerProcess(["--model-config-file", str(config), "--model-base-path", str(exported["base"]),
+                        "--file-system-poll-wait-seconds", "0"]) as server:
+        channel = grpc.insecure_channel(server.target)
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        features = history_features()
+        for name in ("dmgin", "din"):
+            response = stub.Predict(predict_request(name, {**features, "candidate_item_id": CANDIDATES}), timeout=30)
+            np.testing.assert_allclose(from_tensor_proto(response.outputs["probabilities"]),
+                                       keras_probabilities(exported["models"][name], features, CANDIDATES), atol=1e-5)
+        channel.close()

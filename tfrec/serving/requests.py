@@ -74,7 +74,7 @@ def user_features(user_id: int, history: Mapping, request_timestamp: Optional[in
     if request_timestamp is None:
         request_timestamp = int(ts[-1]) + 1 if n else 0
     keep = int(np.searchsorted(ts, request_timestamp, side="left"))  # strictly before the request
-    begin = keep if max_history_length is None else max(0, keep - int(max_history_length))
+    begin = 0 if max_history_length is None else max(0, keep - int(max_history_length))
     out = {name: value[begin:keep][None, :] for name, value in columns.items()}
     out.update({
         "user_id": np.array([user_id], np.int64),
