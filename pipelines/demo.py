@@ -1,8 +1,11 @@
 """Stage `demo`: the main job end to end on embedded defaults.
 
 synthetic data -> write TFRecords -> K-means groups -> train DIN and DMGIN -> evaluate against
-the oracle -> export SavedModels -> load one with plain tf.saved_model.load and score a few
-users through user_tower + score -> print a result table (also written to <workdir>/results.md).
+the oracle -> export SavedModels -> serve: start `tfrec serve` (TF Serving's gRPC API) in the
+background, precompute every user's state through `user_tower` into the embedded user-state cache
+(SQLite), score a few users through the client (cache -> `score` over gRPC; one cache miss ->
+`user_tower`), check the answers against the SavedModel loaded with plain tf.saved_model.load,
+stop the server -> print a result table (also written to <workdir>/results.md).
 """
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from pipelines import cluster, synthetic, write_tfrecords
-from pipelines.common import SPEC, dataset_name, load_spec, load_yaml_config, make_split_dataset
+from pipelines.common import HISTORIES, SPEC, dataset_name, load_spec, load_yaml_config
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 MODELS = ("din", "dmgin")
@@ -48,27 +51,53 @@ def format_table(rows) -> str:
     return "\n".join(lines)
 
 
-def score_a_few_users(version_dir: Path, data_dir: Path, n_users: int = 3, n_candidates: int = 5, seed: int = 0):
-    """Loads the SavedModel like TF Serving would (no tfrec objects) and scores a few users."""
+def serve_and_query(export_base: Path, model: str, data_dir: Path, work: Path, n_users: int = 3,
+                    n_candidates: int = 5, seed: int = 0) -> str:
+    """The serving half of the main job; returns the report lines."""
     import tensorflow as tf
 
+    from tfrec.cache import SQLiteCache
+    from tfrec.data.dataset import load_user_histories
+    from tfrec.export import list_versions
+    from tfrec.serving.client import ServingClient
+    from tfrec.serving.precompute import data_now, precompute_user_states
+    from tfrec.serving.process import ServerProcess
+
     spec = load_spec(data_dir)
-    loaded = tf.saved_model.load(str(version_dir))
-    batch, _ = next(iter(make_split_dataset(data_dir, "test", spec, batch_size=512)))
-    _, first = np.unique(batch["user_id"].numpy(), return_index=True)  # one example per user
-    rows = np.sort(first)[:n_users]
-    features = {k: tf.gather(v, rows) for k, v in batch.items()}
-    n_users = len(rows)
+    histories = load_user_histories(data_dir / HISTORIES, spec)
+    now = data_now(histories)
+    version_dir = Path(export_base) / model / str(list_versions(Path(export_base) / model)[-1])
+    reference = tf.saved_model.load(str(version_dir)).signatures["serving_default"]  # what TF Serving loads
+    db = work / "user_state.db"
+    for path in work.glob("user_state.db*"):
+        path.unlink()  # a fresh cache for this run
     rng = np.random.default_rng(seed)
-    cands = np.concatenate([features["item_id"].numpy()[:, None],
-                            rng.integers(0, spec.n_items, size=(n_users, n_candidates - 1))], axis=1)
-    user_inputs = {k: features[k] for k in spec.user_input_signature()}
-    state = loaded.signatures["user_tower"](**user_inputs)
-    probs = loaded.signatures["score"](**state, candidate_item_id=tf.constant(cands, tf.int64))["probabilities"]
+    users = [int(u) for u in histories.user_ids[:n_users]]
+    cold_user = int(histories.user_ids.max()) + 1  # no stored history, not precomputed: a cache miss
     lines = []
-    for i in range(n_users):
-        pairs = ", ".join(f"item {c}: {p:.3f}" for c, p in zip(cands[i], probs.numpy()[i]))
-        lines.append(f"  user {int(features['user_id'][i])} (history {int(features['hist_length'][i])}): {pairs}")
+    print(f"== serving: starting tfrec serve --model-base-path {export_base} (log {work / 'serve.log'})")
+    with ServerProcess(["--model-base-path", str(export_base)], log_path=work / "serve.log") as server, \
+            ServingClient(server.target, model, SQLiteCache(db), max_history_length=spec.max_history_length) as client:
+        summary = precompute_user_states(client, client.cache, histories, now, batch_size=64)
+        lines.append(f"tfrec serve at {server.target} (TF Serving gRPC API), model {model} version "
+                     f"{summary['version']}; precomputed {summary['users']} user states through user_tower into "
+                     f"{summary['cache']} in {summary['seconds']:.1f} s")
+        worst = 0.0
+        for uid in users + [cold_user]:
+            history = histories.history(uid) if uid != cold_user else {"user_segment": 0}
+            segment = int(history.pop("user_segment"))
+            cands = rng.integers(0, spec.n_items, n_candidates)
+            probs, (version, source) = client.score_with_source(uid, history, cands, segment, now)
+            feats = client.features(uid, history, segment, now)
+            ref = reference(**{k: tf.constant(v) for k, v in feats.items()},
+                            candidate_item_id=tf.constant(cands[None], tf.int64))["probabilities"].numpy()[0]
+            worst = max(worst, float(np.abs(probs - ref).max()))
+            pairs = ", ".join(f"item {c}: {p:.3f}" for c, p in zip(cands, probs))
+            lines.append(f"  user {uid} (history {int(feats['hist_length'][0])}, state from {source}): {pairs}")
+        lines.append(f"max |served - SavedModel serving_default| = {worst:.2e}; client stats {client.stats}")
+    print("== serving: tfrec serve stopped")
+    if worst > 1e-4:
+        raise RuntimeError(f"served scores differ from the SavedModel by {worst}")
     return "\n".join(lines)
 
 
@@ -95,8 +124,8 @@ def run(args):
     table = format_table(rows)
     header = (f"dataset {dataset_name(data_dir)}: {rows[0]['n_examples']} test examples, "
               f"{rows[0]['n_users']} users")
-    scored = score_a_few_users(exported["dmgin"], data_dir)
-    report = f"{header}\n\n{table}\n\nSavedModel {exported['dmgin']} (user_tower -> score):\n{scored}\n"
+    served = serve_and_query(Path(args.export_base), "dmgin", data_dir, work)
+    report = f"{header}\n\n{table}\n\nServing ({exported['dmgin']}):\n{served}\n"
     (work / "results.md").write_text(report)
     print("\n" + report)
     return rows
