@@ -141,3 +141,27 @@ def test_query_command(server, tmp_path, capsys):
     assert [s["item_id"] for s in first["scores"]] == [3, 9] and first["scores"] == second["scores"]
     assert main(argv[:-6] + ["--candidates", "x,y", "--history-json", str(path)]) == 2  # clear error, no trace
     assert "--candidates must be comma-separated" in capsys.readouterr().err
+
+
+def test_precompute_command_reads_the_user_history_tfrecord(server, tmp_path, capsys):
+    """`tfrec precompute` over a real user_histories.tfrecord, then `tfrec query` hits the cache."""
+    from tfrec.cli import main
+    from tfrec.data.tfrecord import write_user_histories
+    histories = _histories(n_users=7, seed=9)
+    records = []
+    for uid in histories.user_ids:
+        h = histories.history(int(uid))
+        records.append({"user_id": int(uid), **{k: np.asarray(v) for k, v in h.items()}})
+    data = tmp_path / "data"
+    data.mkdir()
+    write_user_histories(data / "user_histories.tfrecord", SPEC, records)
+    (data / "spec.json").write_text(json.dumps(SPEC.to_dict()))
+    cache = f"sqlite:///{tmp_path}/state.db"
+    assert main(["precompute", "--target", server.target, "--data", str(data), "--cache", cache,
+                 "--batch-size", "3"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["users"], summary["version"], summary["request_timestamp"]) == (7, 1, data_now(histories))
+    assert SQLiteCache(tmp_path / "state.db").count(model="dmgin", version=1) == 7
+    assert main(["query", "--target", server.target, "--data", str(data), "--user-id", str(histories.user_ids[3]),
+                 "--candidates", "1,2", "--cache", cache, "--request-timestamp", str(data_now(histories))]) == 0
+    assert json.loads(capsys.readouterr().out)["user_state"] == "cache"
