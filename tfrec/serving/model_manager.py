@@ -150,7 +150,10 @@ class Servable:
         self.input_specs = {}
         for key, fn in self.signatures.items():
             _, kwargs = fn.structured_input_signature
-            self.input_specs[key] = dict(sorted(kwargs.items()))
+            # name -> (numpy dtype, TF dtype name, dims with None for "any"): checked per request
+            # on the numpy arrays, without TensorFlow's Python shape objects.
+            self.input_specs[key] = {name: (spec.dtype.as_numpy_dtype, spec.dtype.name, tuple(spec.shape.as_list()))
+                                     for name, spec in sorted(kwargs.items())}
 
     def predict(self, signature_name: str, inputs: Mapping, output_filter: Sequence[str] = ()) -> Dict[str, np.ndarray]:
         """Runs one signature. ``inputs`` are TensorProtos or numpy arrays; validates like TF Serving."""
@@ -171,21 +174,20 @@ class Servable:
                     f"output tensor alias not found in signature: {alias} Outputs expected to be in the set "
                     f"{{{','.join(sorted(outputs))}}}."))
         tensors, batch = {}, None
-        for i, (name, spec) in enumerate(specs.items()):
+        for i, (name, (np_dtype, dtype_name, dims)) in enumerate(specs.items()):
             value = inputs[name]
             try:
                 array = value if isinstance(value, np.ndarray) else tf.make_ndarray(value)
             except Exception as err:  # malformed TensorProto
                 raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, f'input "{name}": malformed tensor: {err}') from None
-            got = tf.as_dtype(array.dtype)
-            if got != spec.dtype:
+            if array.dtype != np_dtype:
                 raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, (
-                    f"Expects arg[{i}] to be {spec.dtype.name} but {got.name} is provided "
+                    f"Expects arg[{i}] to be {dtype_name} but {tf.as_dtype(array.dtype).name} is provided "
                     f'(input "{name}")'))
-            if not spec.shape.is_compatible_with(array.shape):
+            if array.ndim != len(dims) or any(d is not None and d != n for d, n in zip(dims, array.shape)):
                 raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, (
                     f'input "{name}" has shape {list(array.shape)} but signature "{key}" expects '
-                    f"{[-1 if d is None else d for d in spec.shape.as_list()]}"))
+                    f"{[-1 if d is None else d for d in dims]}"))
             if array.ndim and batch is not None and array.shape[0] != batch:
                 raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, (
                     f'input "{name}" has 0th-dimension size {array.shape[0]} but the other inputs have {batch}; '
