@@ -1,7 +1,9 @@
 """Stage `cluster`: K-means over item embeddings -> the item -> group table (DMGIN IDECM).
 
 Prints and saves the cluster load-balance report (size histogram, max/min, coefficient of
-variation) and warns (or fails with --strict) past the thresholds.
+variation) and warns (or fails with --strict) past the thresholds. The DMGIN paper's second check:
+a t-SNE picture of the embeddings colored by cluster (DATA/clusters_tsne.png) and a few example
+members per cluster (titles from raw/items_text.parquet when present, else item ids) for review.
 """
 from __future__ import annotations
 
@@ -25,6 +27,11 @@ def add_arguments(p):
     p.add_argument("--max-cv", type=float, default=1.0, help="balance check: max coefficient of variation")
     p.add_argument("--max-ratio", type=float, default=50.0, help="balance check: max largest/smallest size")
     p.add_argument("--strict", action="store_true", help="fail instead of warning when the balance check fails")
+    p.add_argument("--plot", default=None, help="t-SNE PNG path (default DATA/clusters_tsne.png)")
+    p.add_argument("--no-plot", action="store_true", help="skip the t-SNE picture")
+    p.add_argument("--plot-points", type=int, default=3000, help="items drawn in the t-SNE (a seeded sample)")
+    p.add_argument("--examples", type=int, default=5, help="example members printed per cluster (0: none)")
+    p.add_argument("--example-clusters", type=int, default=10, help="clusters with examples printed")
 
 
 def run(args):
@@ -40,11 +47,36 @@ def run(args):
     known_k = json.loads(meta_path.read_text()).get("n_topics") if meta_path.exists() else None
     k = args.k or known_k or max(8, int(round(np.sqrt(len(ids)))))
     n_iter = args.n_iter or (5 if args.batch_size else 50)
-    result = kmeans(emb, k, seed=args.seed, n_iter=n_iter, batch_size=args.batch_size)
+    result = kmeans(emb, k, seed=args.seed, n_iter=n_iter, batch_size=args.batch_size, progress=True)
     report = balance_report(result.assignments, k)
     print(format_balance_report(report))
-    check_balance(report, max_cv=args.max_cv, max_ratio=args.max_ratio, on_fail="raise" if args.strict else "warn")
     out = Path(args.data) / GROUPS
     save_group_table(out, item_to_group_table(result.assignments), result.centroids, report)
     print(f"k={k} groups for {len(ids)} items (+ reserved group 0) -> {out} ({time.time() - t0:.1f}s)")
+    review(args, emb, result.assignments, k)
+    check_balance(report, max_cv=args.max_cv, max_ratio=args.max_ratio, on_fail="raise" if args.strict else "warn")
     return result
+
+
+def review(args, emb, assignments, k):
+    """The human checks: example members per cluster and the t-SNE picture."""
+    from tfrec.grouping.visualize import cluster_examples, format_cluster_examples, tsne_plot
+
+    if args.examples > 0:
+        text_path = Path(args.data) / RAW / "items_text.parquet"
+        if text_path.exists():
+            import pyarrow.parquet as pq
+            table = pq.read_table(text_path, columns=["item_id", "title"]).to_pydict()
+            titles = dict(zip(table["item_id"], table["title"]))
+            labels = [titles.get(i, f"item {i}") for i in range(len(assignments))]
+        else:
+            labels = [f"item {i}" for i in range(len(assignments))]
+        sizes = np.bincount(assignments, minlength=k)
+        shown = list(np.argsort(-sizes, kind="stable")[:args.example_clusters])
+        print(f"example members of the {len(shown)} largest clusters (review that each group means something):")
+        print(format_cluster_examples(cluster_examples(assignments, labels, args.examples, shown, args.seed), sizes))
+    if not args.no_plot:
+        started = time.time()
+        path = tsne_plot(emb, assignments, args.plot or Path(args.data) / "clusters_tsne.png",
+                         max_points=args.plot_points, seed=args.seed)
+        print(f"t-SNE picture -> {path} ({time.time() - started:.1f}s)")

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
+from tqdm.auto import tqdm
 
 PathLike = Union[str, os.PathLike]
 
@@ -218,6 +219,7 @@ def kmeans(
     n_iter: int = 50,
     batch_size: Optional[int] = None,
     tol: float = 1e-6,
+    progress: bool = False,
 ) -> KMeansResult:
     """Clusters item embeddings with K-means (greedy k-means++ init, Lloyd or mini-batch).
 
@@ -251,6 +253,7 @@ def kmeans(
         mini-batch K-means with batches of that many rows (clipped to N).
       tol: float, default 1e-6. Relative convergence tolerance (see above); 0 runs all
         ``n_iter`` unless the centroids stop moving exactly.
+      progress: bool, default False. Show a progress bar over iterations / epochs.
 
     Returns:
       A ``KMeansResult``: float32 centroids ``[k, D]``, int32 assignments ``[N]`` (nearest
@@ -287,18 +290,22 @@ def kmeans(
     del sample
 
     if batch_size is None:
-        iterations = _lloyd(x, centroids, n_iter, tol_scaled)
+        iterations = _lloyd(x, centroids, n_iter, tol_scaled, progress)
     else:
-        iterations = _minibatch(x, centroids, n_iter, batch_size, tol_scaled, rng)
+        iterations = _minibatch(x, centroids, n_iter, batch_size, tol_scaled, rng, progress)
 
     assignments, sq_dist, _, _ = _assign(x, centroids)
     inertia = float(np.sum(sq_dist, dtype=np.float64))
     return KMeansResult(centroids, assignments, inertia, iterations)
 
 
-def _lloyd(x: np.ndarray, centroids: np.ndarray, n_iter: int, tol_scaled: float) -> int:
+def _steps(n_iter: int, progress: bool, desc: str):
+    return tqdm(range(1, n_iter + 1), desc=desc, disable=not progress, leave=False)
+
+
+def _lloyd(x: np.ndarray, centroids: np.ndarray, n_iter: int, tol_scaled: float, progress: bool = False) -> int:
     """Lloyd iterations on all rows; updates ``centroids`` in place, returns iterations run."""
-    for iteration in range(1, n_iter + 1):
+    for iteration in _steps(n_iter, progress, "k-means (Lloyd)"):
         _, sq_dist, sums, counts = _assign(x, centroids, with_sums=True)
         updated = centroids.copy()
         filled = counts > 0
@@ -320,12 +327,13 @@ def _minibatch(
     batch_size: int,
     tol_scaled: float,
     rng: np.random.Generator,
+    progress: bool = False,
 ) -> int:
     """Mini-batch K-means epochs; updates ``centroids`` in place, returns epochs run."""
     n = x.shape[0]
     k = centroids.shape[0]
     seen_total = np.zeros(k, dtype=np.int64)
-    for epoch in range(1, n_iter + 1):
+    for epoch in _steps(n_iter, progress, "k-means (mini-batch epochs)"):
         start_centroids = centroids.astype(np.float64)
         seen = np.zeros(k, dtype=bool)
         order = rng.permutation(n)
