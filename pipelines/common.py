@@ -63,3 +63,12 @@ def load_yaml_config(path) -> dict:
 
     with open(path) as f:
         return yaml.safe_load(f) or {}
+
+
+def stage_args(module, argv) -> "argparse.Namespace":
+    """A stage's arguments as its command line would give them (defaults filled in)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog=f"tfrec {module.__name__.rsplit('.', 1)[-1]}")
+    module.add_arguments(parser)
+    return parser.parse_args([str(a) for a in argv])

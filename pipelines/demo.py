@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from pipelines import cluster, synthetic, write_tfrecords
-from pipelines.common import HISTORIES, SPEC, dataset_name, load_spec, load_yaml_config
+from pipelines.common import HISTORIES, SPEC, dataset_name, load_spec, load_yaml_config, stage_args
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 MODELS = ("din", "dmgin")
@@ -33,21 +33,11 @@ def add_arguments(p):
     p.add_argument("--verbose", type=int, default=2)
 
 
-def cluster_args(data_dir: Path, seed: int, **overrides) -> argparse.Namespace:
-    """``tfrec cluster`` defaults for a data directory."""
-    parser = argparse.ArgumentParser()
-    cluster.add_arguments(parser)
-    args = parser.parse_args(["--data", str(data_dir), "--seed", str(seed)])
-    for key, value in overrides.items():
-        setattr(args, key, value)
-    return args
-
-
 def prepare_data(data_dir: Path, size: str, seed: int, regenerate: bool = False):
     if regenerate or not (data_dir / SPEC).exists():
         synthetic.run(argparse.Namespace(size=size, seed=seed, out=str(data_dir)))
         write_tfrecords.run(argparse.Namespace(data=str(data_dir), max_history_length=None))
-        cluster.run(cluster_args(data_dir, seed))
+        cluster.run(stage_args(cluster, ["--data", data_dir, "--seed", seed]))
     else:
         print(f"reusing data in {data_dir} (--regenerate to rebuild)")
 
