@@ -1,0 +1,392 @@
+"""Apache Beam transforms for the raw-logs -> TFRecords stage (``tfrec beam-tfrecords``).
+
+The pieces here are runner-independent (DirectRunner, Dataflow, Flink, Spark):
+
+* ``ReadRows``: reads Parquet files (one work item per row group) or CSV files (one work item
+  per file, streamed in blocks) and emits ``(file_index, row_in_file, values)`` so the original
+  row order survives the shuffle. (``beam.io.ReadFromParquet`` / ``ReadFromText`` drop it, and
+  the in-process writer's tie-break for equal timestamps *is* the original order.)
+* ``HistoryRecordFn`` / ``ExampleRecordFn``: build the same record dicts as
+  ``pipelines/write_tfrecords.py``, validate them with ``tfrec.data.tfrecord.validate_record``
+  and serialize them with the same ``_to_example`` encoder, so the bytes are identical.
+* ``WriteOrderedTFRecords``: deterministic output: records are hashed to ``num_shards`` shards,
+  each shard is sorted by its key and written with Beam's TFRecord framing by one DoFn. With
+  one shard the file equals the in-process file byte for byte.
+
+Bad rows raise ``BeamRecordError`` naming the file/row (examples) or user_id (histories), the
+field and the problem (the same text as the in-process ``RecordValidationError``).
+"""
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.io.filesystems import FileSystems
+
+# Columns of each raw table; INT columns are int64, FLOAT columns float (read as float64 from
+# CSV, as stored from Parquet). Documented in docs/beam.md.
+BEHAVIOR_COLUMNS = ("user_id", "item_id", "behavior_type", "timestamp", "duration", "amount")
+USER_COLUMNS = ("user_id", "user_segment")
+EXAMPLE_COLUMNS = ("user_id", "item_id", "request_timestamp", "label")
+OPTIONAL_EXAMPLE_COLUMNS = ("true_prob",)
+FLOAT_COLUMNS = frozenset({"duration", "amount", "true_prob"})
+
+HISTORY_NAMES = {"item_id": "hist_item_id", "behavior_type": "hist_behavior_type", "timestamp": "hist_timestamp",
+                 "duration": "hist_duration", "amount": "hist_amount"}
+
+
+class BeamRecordError(ValueError):
+    """A raw row breaks the feature spec.
+
+    Attributes:
+      where: which record ("train.parquet row 12 (record 12)" or "user_id 7").
+      field: the offending field.
+    """
+
+    def __init__(self, where: str, field: str, problem: str):
+        self.where = where
+        self.field = field
+        super().__init__(f"{where}, field {field!r}: {problem}")
+
+
+# --------------------------------------------------------------------------------------------
+# Files
+# --------------------------------------------------------------------------------------------
+def match_files(directory: str, name: str, ext: str) -> list[str]:
+    """``DIR/name.ext`` or its shards ``DIR/name-*.ext``, sorted by path (the row order)."""
+    out = []
+    for pattern in (FileSystems.join(directory, f"{name}.{ext}"), FileSystems.join(directory, f"{name}-*.{ext}")):
+        try:
+            result = FileSystems.match([pattern])[0]
+        except Exception:  # noqa: BLE001 - a pattern matching nothing raises on some filesystems
+            continue
+        out.extend(m.path for m in result.metadata_list)
+    return sorted(set(out))
+
+
+def file_columns(path: str, fmt: str) -> dict[str, np.dtype]:
+    """Column name -> numpy dtype of one file (Parquet schema, or the CSV header)."""
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        with FileSystems.open(path) as f:
+            schema = pq.ParquetFile(f).schema_arrow
+        import pyarrow as pa
+
+        out = {}
+        for field in schema:
+            try:  # the dtype pyarrow's to_numpy gives this column (as the in-process writer sees it)
+                out[field.name] = pa.array([], type=field.type).to_numpy(zero_copy_only=False).dtype
+            except (NotImplementedError, TypeError, pa.ArrowException):
+                out[field.name] = np.dtype(object)
+        return out
+    with FileSystems.open(path) as f:
+        header = f.readline().decode("utf-8").strip().lstrip("\ufeff")
+    names = [c.strip().strip('"') for c in header.split(",")] if header else []
+    return {n: np.dtype(np.float64 if n in FLOAT_COLUMNS else np.int64) for n in names}
+
+
+def check_columns(paths: Sequence[str], fmt: str, required: Sequence[str]) -> dict[str, np.dtype]:
+    """The dtypes of ``required`` columns; raises like the in-process writer when one is missing."""
+    dtypes = None
+    for path in paths:
+        cols = file_columns(path, fmt)
+        missing = [c for c in required if c not in cols]
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {missing}; required columns are {list(required)}")
+        dtypes = dtypes or cols
+    return {c: dtypes[c] for c in required}
+
+
+def write_text(path: str, text: str) -> None:
+    with FileSystems.create(path) as f:
+        f.write(text.encode("utf-8"))
+
+
+# --------------------------------------------------------------------------------------------
+# Reading with the original row order
+# --------------------------------------------------------------------------------------------
+def _column_values(column) -> list:
+    """A pyarrow column as python values (None for nulls)."""
+    return column.to_pylist()
+
+
+class _ReadSplit(beam.DoFn):
+    """Reads one work item (a Parquet row group or a CSV file) -> (file_index, row, values)."""
+
+    def __init__(self, columns: Sequence[str], fmt: str):
+        self.columns = tuple(columns)
+        self.fmt = fmt
+
+    def process(self, item):
+        file_index, path, row_group, row_offset = item
+        if self.fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            with FileSystems.open(path) as f:
+                table = pq.ParquetFile(f).read_row_group(row_group, columns=list(self.columns))
+            yield from self._rows(file_index, row_offset, table)
+            return
+        import pyarrow as pa
+        import pyarrow.csv as pcsv
+
+        types = {c: (pa.float64() if c in FLOAT_COLUMNS else pa.int64()) for c in self.columns}
+        convert = pcsv.ConvertOptions(column_types=types, include_columns=list(self.columns))
+        offset = 0
+        with FileSystems.open(path) as f:
+            try:
+                reader = pcsv.open_csv(f, convert_options=convert)
+                for batch in reader:
+                    yield from self._rows(file_index, offset, batch)
+                    offset += batch.num_rows
+            except pa.ArrowInvalid as err:
+                raise ValueError(f"{path}: cannot parse CSV after row {offset}: {err}") from None
+
+    def _rows(self, file_index, offset, table):
+        cols = [_column_values(table.column(c)) for c in self.columns]
+        for i, values in enumerate(zip(*cols)):
+            yield file_index, offset + i, values
+
+
+def _work_items(indexed_path, fmt):
+    file_index, path = indexed_path
+    if fmt != "parquet":
+        yield file_index, path, None, 0
+        return
+    import pyarrow.parquet as pq
+
+    with FileSystems.open(path) as f:
+        meta = pq.ParquetFile(f).metadata
+    offset = 0
+    for rg in range(meta.num_row_groups):
+        yield file_index, path, rg, offset
+        offset += meta.row_group(rg).num_rows
+
+
+class ReadRows(beam.PTransform):
+    """Rows of ``paths`` (in that order) as ``(file_index, row_in_file, values_tuple)``."""
+
+    def __init__(self, paths: Sequence[str], columns: Sequence[str], fmt: str):
+        super().__init__()
+        self.paths, self.columns, self.fmt = list(paths), tuple(columns), fmt
+
+    def expand(self, pbegin):
+        return (pbegin
+                | "Files" >> beam.Create(list(enumerate(self.paths)))
+                | "WorkItems" >> beam.FlatMap(_work_items, self.fmt)
+                | "Spread" >> beam.Reshuffle()
+                | "Read" >> beam.ParDo(_ReadSplit(self.columns, self.fmt)))
+
+
+# --------------------------------------------------------------------------------------------
+# Records
+# --------------------------------------------------------------------------------------------
+def column_array(values: list, dtype: np.dtype) -> np.ndarray:
+    """Like pyarrow's ``to_numpy``: the column dtype, or float64 with NaN where there are nulls."""
+    if any(v is None for v in values):
+        return np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
+    return np.asarray(values, dtype=dtype)
+
+
+def _spec(spec_dict):
+    from tfrec.data.spec import FeatureSpec
+
+    return FeatureSpec.from_dict(spec_dict)
+
+
+def _problem(err) -> str:
+    text = str(err)
+    prefix = f"record {err.record}, field {err.field!r}: "
+    return text.removeprefix(prefix)
+
+
+class HistoryRecordFn(beam.DoFn):
+    """(user_id, {"behaviors": [...], "users": [...]}) -> (user_id, serialized Example).
+
+    Behaviors are ``(file_index, row, values)`` in ``BEHAVIOR_COLUMNS`` order; they are sorted by
+    (timestamp, original position) exactly like the in-process ``np.lexsort``. The segment is
+    the user's last row in users (like the in-process dict), 0 without one.
+    """
+
+    def __init__(self, spec_dict: dict, dtypes: dict[str, np.dtype]):
+        self.spec_dict = spec_dict
+        self.dtypes = dict(dtypes)
+
+    def setup(self):
+        self.spec = _spec(self.spec_dict)
+        self.features = self.spec.history_record_features()
+
+    def process(self, element):
+        uid, groups = element
+        behaviors = list(groups["behaviors"])
+        if behaviors:  # users without behaviors get no record
+            yield self._encode(uid, behaviors, list(groups["users"]))
+
+    def _encode(self, uid, behaviors, users):
+        from tfrec.data.tfrecord import (
+            RecordValidationError,
+            _to_example,
+            validate_record,
+        )
+
+        users = sorted(users, key=lambda r: (r[0], r[1]))
+        ts_col = BEHAVIOR_COLUMNS.index("timestamp")
+        behaviors.sort(key=lambda r: (_sort_value(r[2][ts_col]), r[0], r[1]))
+        try:
+            segment = int(users[-1][2][1]) if users else 0
+            record = {"user_id": int(uid), "user_segment": segment}
+        except (TypeError, ValueError) as err:
+            raise BeamRecordError(f"user_id {uid!r}", "user_segment", f"{err}; every user needs an int64 segment") from None
+        for j, col in enumerate(BEHAVIOR_COLUMNS):
+            if col in HISTORY_NAMES:
+                record[HISTORY_NAMES[col]] = column_array([r[2][j] for r in behaviors], self.dtypes[col])
+        try:
+            arrays = validate_record(0, record, self.features, self.spec)
+        except RecordValidationError as err:
+            raise BeamRecordError(f"user-history record for user_id {int(uid)}", err.field, _problem(err)) from None
+        beam.metrics.Metrics.counter("tfrec", "user_histories").inc()
+        return int(uid), _to_example(arrays, self.features)
+
+
+def _sort_value(v):
+    return (1, 0) if v is None else (0, v)  # nulls last (like NaN in np.lexsort)
+
+
+class ExampleRecordFn(beam.DoFn):
+    """(file_index, row, values) -> ((file_index, row), serialized Example)."""
+
+    def __init__(self, spec_dict: dict, columns: Sequence[str], dtypes: dict[str, np.dtype],
+                 paths: Sequence[str]):
+        self.spec_dict = spec_dict
+        self.columns = tuple(columns)
+        self.dtypes = dict(dtypes)
+        self.paths = list(paths)
+
+    def setup(self):
+        self.spec = _spec(self.spec_dict)
+        self.features = self.spec.example_record_features(with_true_prob="true_prob" in self.columns)
+
+    def process(self, element):
+        from tfrec.data.tfrecord import (
+            RecordValidationError,
+            _to_example,
+            validate_record,
+        )
+
+        file_index, row, values = element
+        record = {c: column_array([v], self.dtypes[c])[0] for c, v in zip(self.columns, values)}
+        try:
+            arrays = validate_record(row, record, self.features, self.spec)
+        except RecordValidationError as err:
+            where = f"{self.paths[file_index]} row {row} (record {row})"
+            raise BeamRecordError(where, err.field, _problem(err)) from None
+        yield (file_index, row), _to_example(arrays, self.features)
+
+
+# --------------------------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------------------------
+def shard_paths(prefix: str, num_shards: int, suffix: str = ".tfrecord") -> list[str]:
+    """``prefix.tfrecord`` for one shard, else ``prefix-SSSSS-of-NNNNN.tfrecord``."""
+    if num_shards == 1:
+        return [prefix + suffix]
+    return [f"{prefix}-{s:05d}-of-{num_shards:05d}{suffix}" for s in range(num_shards)]
+
+
+class _WriteShardFn(beam.DoFn):
+    """(shard, [(key, bytes), ...]) -> sorted by key, written to a temp file next to the shard's file.
+
+    Yields ``(temp_path, final_path, count)``; ``WriteMetadataFn`` renames every temp file once the
+    whole pipeline passed, so a failed run leaves no new TFRecord file behind.
+    """
+
+    def __init__(self, paths: Sequence[str]):
+        self.paths = list(paths)
+
+    def process(self, element):
+        from apache_beam.io.tfrecordio import _TFRecordUtil
+
+        shard, items = element
+        records = sorted((kv for kv in items if kv is not None), key=lambda kv: kv[0])
+        path = self.paths[shard]
+        tmp = f"{path}.{uuid.uuid4().hex}.beam-tmp"
+        with FileSystems.create(tmp) as f:
+            for _, data in records:
+                _TFRecordUtil.write_record(f, data)
+        yield tmp, path, len(records)
+
+
+def _shard_of(key, num_shards: int) -> int:
+    """Stable shard of a sort key (its user_id or (file, row)); no Python hash() randomization."""
+    first = key if isinstance(key, int) else key[-1]
+    return int(first) % num_shards
+
+
+class WriteOrderedTFRecords(beam.PTransform):
+    """(sort_key, bytes) -> ``num_shards`` temp files, each sorted by key; emits (temp, final, count).
+
+    Histories are keyed by user_id (shard = user_id % N), examples by (file, row)
+    (shard = row % N). With ``num_shards=1`` the file is the global sort, i.e. the in-process
+    writer's file; one worker then holds the whole file's records (see docs/beam.md).
+    """
+
+    def __init__(self, prefix: str, num_shards: int = 1):
+        super().__init__()
+        self.prefix, self.num_shards = prefix, num_shards
+
+    def expand(self, pcoll):
+        n = self.num_shards
+        keyed = pcoll | "ToShard" >> beam.Map(lambda kv: (_shard_of(kv[0], n), kv))
+        # One marker per shard, so an empty shard still gets its (empty) file.
+        markers = pcoll.pipeline | "ShardMarkers" >> beam.Create([(s, None) for s in range(n)])
+        return ((keyed, markers)
+                | "WithMarkers" >> beam.Flatten()
+                | "GroupShards" >> beam.GroupByKey()
+                | "SortAndWrite" >> beam.ParDo(_WriteShardFn(shard_paths(self.prefix, n))))
+
+
+class WriteUnorderedTFRecords(beam.PTransform):
+    """(sort_key, bytes) -> ``beam.io.WriteToTFRecord`` shards in runner order; emits (None, None, count)."""
+
+    def __init__(self, prefix: str, num_shards: int = 0):
+        super().__init__()
+        self.prefix, self.num_shards = prefix, num_shards
+
+    def expand(self, pcoll):
+        data = pcoll | "Bytes" >> beam.Values()
+        _ = data | "Write" >> beam.io.WriteToTFRecord(
+            self.prefix, file_name_suffix=".tfrecord", num_shards=self.num_shards,
+            shard_name_template="-SSSSS-of-NNNNN",
+            compression_type=beam.io.filesystem.CompressionTypes.UNCOMPRESSED)
+        return (data | "Count" >> beam.combiners.Count.Globally()
+                | "AsTriple" >> beam.Map(lambda n: (None, None, n)))
+
+
+class WriteMetadataFn(beam.DoFn):
+    """The last step: moves the temp TFRecord files into place, then writes spec.json + splits.json.
+
+    Side input ``written``: ``(output, temp_path, final_path, count)`` for every file written.
+    """
+
+    def __init__(self, spec_path: str, splits_path: str, spec_dict: dict, with_prob: dict[str, bool]):
+        self.spec_path, self.splits_path = spec_path, splits_path
+        self.spec_dict, self.with_prob = spec_dict, dict(with_prob)
+
+    def process(self, _, written):
+        counts: dict[str, int] = {}
+        renames = []
+        for output, tmp, path, n in written:
+            counts[output] = counts.get(output, 0) + int(n)
+            if tmp is not None:
+                renames.append((tmp, path))
+        for tmp, path in sorted(renames, key=lambda r: r[1]):
+            if FileSystems.exists(path):
+                FileSystems.delete([path])
+            FileSystems.rename([tmp], [path])
+        splits = {s: {"examples": int(counts[s]), "true_prob": self.with_prob[s]} for s in ("train", "test")}
+        write_text(self.spec_path, json.dumps(self.spec_dict, indent=2))
+        write_text(self.splits_path, json.dumps(splits, indent=2))
+        yield splits
