@@ -10,6 +10,7 @@ import tfrec  # noqa: F401  (selects tf-keras before TensorFlow loads)
 STAGES = {
     "synthetic": ("pipelines.synthetic", "generate a synthetic data set with a known click probability"),
     "movielens": ("pipelines.movielens", "real MovieLens-100K (from the recbole wheel) -> raw logs + item text"),
+    "semantic-ids": ("pipelines.semantic_ids", "RQ-VAE Semantic IDs of the items + codebook report"),
     "write-tfrecords": ("pipelines.write_tfrecords", "raw logs -> user-history + example TFRecords"),
     "cluster": ("pipelines.cluster", "K-means item groups + cluster balance report"),
     "train": ("pipelines.train", "train a model with model.fit"),

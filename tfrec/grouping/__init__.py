@@ -1,4 +1,4 @@
-"""Item grouping for DMGIN: K-means over item embeddings and the item -> group table."""
+"""Item grouping: K-means groups (DMGIN), RQ-VAE Semantic IDs (SIREN), and their reports."""
 from tfrec.grouping.kmeans import (
     GroupTable,
     KMeansResult,
@@ -10,8 +10,32 @@ from tfrec.grouping.kmeans import (
     load_group_table,
     save_group_table,
 )
+from tfrec.grouping.rqvae import (
+    RQVAE,
+    ResidualQuantizer,
+    RQVAEConfig,
+    SemanticIDs,
+    SemanticIDTable,
+    append_collision_level,
+    codebook_report,
+    fit_semantic_ids,
+    format_codebook_report,
+    load_semantic_ids,
+    save_semantic_ids,
+)
 
 __all__ = [
+    "RQVAE",
+    "RQVAEConfig",
+    "ResidualQuantizer",
+    "SemanticIDs",
+    "SemanticIDTable",
+    "append_collision_level",
+    "codebook_report",
+    "fit_semantic_ids",
+    "format_codebook_report",
+    "load_semantic_ids",
+    "save_semantic_ids",
     "GroupTable",
     "KMeansResult",
     "balance_report",
