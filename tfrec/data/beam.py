@@ -383,6 +383,8 @@ class WriteMetadataFn(beam.DoFn):
             if tmp is not None:
                 renames.append((tmp, path))
         for tmp, path in sorted(renames, key=lambda r: r[1]):
+            if not FileSystems.exists(tmp) and FileSystems.exists(path):
+                continue  # a retried bundle: already moved
             if FileSystems.exists(path):
                 FileSystems.delete([path])
             FileSystems.rename([tmp], [path])
