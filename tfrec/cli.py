@@ -12,6 +12,7 @@ STAGES = {
     "movielens": ("pipelines.movielens", "real MovieLens-100K (from the recbole wheel) -> raw logs + item text"),
     "semantic-ids": ("pipelines.semantic_ids", "RQ-VAE Semantic IDs of the items + codebook report"),
     "write-tfrecords": ("pipelines.write_tfrecords", "raw logs -> user-history + example TFRecords"),
+    "beam-tfrecords": ("pipelines.beam_tfrecords", "raw logs -> TFRecords on Apache Beam (Direct/Dataflow/Flink/Spark)"),
     "cluster": ("pipelines.cluster", "K-means item groups + cluster balance report"),
     "train": ("pipelines.train", "train a model with model.fit"),
     "evaluate": ("pipelines.evaluate", "AUC / GAUC / logloss as JSON"),
