@@ -66,8 +66,10 @@ def review(args, emb, assignments, k):
         text_path = Path(args.data) / RAW / "items_text.parquet"
         if text_path.exists():
             import pyarrow.parquet as pq
-            table = pq.read_table(text_path, columns=["item_id", "title"]).to_pydict()
-            titles = dict(zip(table["item_id"], table["title"]))
+            table = pq.read_table(text_path)
+            column = "title" if "title" in table.column_names else "text"
+            table = table.select(["item_id", column]).to_pydict()
+            titles = dict(zip(table["item_id"], table[column]))
             labels = [titles.get(i, f"item {i}") for i in range(len(assignments))]
         else:
             labels = [f"item {i}" for i in range(len(assignments))]

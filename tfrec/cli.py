@@ -13,6 +13,7 @@ STAGES = {
     "semantic-ids": ("pipelines.semantic_ids", "RQ-VAE Semantic IDs of the items + codebook report"),
     "write-tfrecords": ("pipelines.write_tfrecords", "raw logs -> user-history + example TFRecords"),
     "beam-tfrecords": ("pipelines.beam_tfrecords", "raw logs -> TFRecords on Apache Beam (Direct/Dataflow/Flink/Spark)"),
+    "embed-items": ("pipelines.embed_items", "item texts -> content embeddings with all-MiniLM-L6-v2 in TF (raw/items.npz)"),
     "cluster": ("pipelines.cluster", "K-means item groups + cluster balance report"),
     "train": ("pipelines.train", "train a model with model.fit"),
     "evaluate": ("pipelines.evaluate", "AUC / GAUC / logloss as JSON"),
