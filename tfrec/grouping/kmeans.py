@@ -523,6 +523,21 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"Not JSON serializable: {type(value).__name__}")
 
 
+def save_npz_with_report(path: Path, json_path: Path, report_json: str, **arrays: np.ndarray) -> None:
+    """Writes ``arrays`` + ``report_json`` to ``path`` (.npz) atomically, then the report beside it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, report_json=np.array(report_json), **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    json_path.write_text(report_json + "\n")
+
+
 def save_group_table(
     path: PathLike, table: np.ndarray, centroids: np.ndarray, report: Dict[str, Any]
 ) -> Tuple[Path, Path]:
@@ -569,25 +584,9 @@ def save_group_table(
         raise ValueError(f"`report` is for k={report['k']} but centroids have k={k}.")
     report_json = json.dumps(report, default=_json_default, indent=2)
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(
-                f,
-                table=table.astype(np.int32),
-                centroids=centroids,
-                n_groups=np.int64(k + 1),
-                report_json=np.array(report_json),
-            )
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    json_path = _balance_json_path(path)
-    json_path.write_text(report_json + "\n")
-    return path, json_path
+    save_npz_with_report(path, _balance_json_path(path), report_json, table=table.astype(np.int32),
+                         centroids=centroids, n_groups=np.int64(k + 1))
+    return path, _balance_json_path(path)
 
 
 def load_group_table(path: PathLike) -> GroupTable:

@@ -32,7 +32,6 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Dict, NamedTuple, Optional, Sequence, Tuple, Union
@@ -45,6 +44,7 @@ from tfrec.grouping.kmeans import (
     _json_default,
     _validate_embeddings,
     kmeans,
+    save_npz_with_report,
 )
 from tfrec.layers.mlp import MLP
 from tfrec.registry import register
@@ -604,19 +604,9 @@ def save_semantic_ids(path: PathLike, item_id: np.ndarray, codes: np.ndarray,
                          f"Received: item_id.shape={item_id.shape}, codes.shape={c.shape}")
     codebook_size = int(report.get("codebook_size", int(c.max()) + 1 if c.size else 1))
     report_json = json.dumps(report, default=_json_default, indent=2)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, item_id=item_id.astype(np.int64), codes=c.astype(np.int32),
-                     codebook_size=np.int64(codebook_size), report_json=np.array(report_json))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
     json_path = _json_path(path)
-    json_path.write_text(report_json + "\n")
+    save_npz_with_report(path, json_path, report_json, item_id=item_id.astype(np.int64), codes=c.astype(np.int32),
+                         codebook_size=np.int64(codebook_size))
     return path, json_path
 
 
