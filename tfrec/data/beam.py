@@ -8,7 +8,7 @@ The pieces here are runner-independent (DirectRunner, Dataflow, Flink, Spark):
   the in-process writer's tie-break for equal timestamps *is* the original order.)
 * ``HistoryRecordFn`` / ``ExampleRecordFn``: build the same record dicts as
   ``pipelines/write_tfrecords.py``, validate them with ``tfrec.data.tfrecord.validate_record``
-  and serialize them with the same ``_to_example`` encoder, so the bytes are identical.
+  and serialize them with the same ``encode_record`` encoder, so the bytes are identical.
 * ``WriteOrderedTFRecords``: deterministic output: records are hashed to ``num_shards`` shards,
   each shard is sorted by its key and written with Beam's TFRecord framing by one DoFn. With
   one shard the file equals the in-process file byte for byte.
@@ -228,7 +228,7 @@ class HistoryRecordFn(beam.DoFn):
     def _encode(self, uid, behaviors, users):
         from tfrec.data.tfrecord import (
             RecordValidationError,
-            _to_example,
+            encode_record,
             validate_record,
         )
 
@@ -248,7 +248,7 @@ class HistoryRecordFn(beam.DoFn):
         except RecordValidationError as err:
             raise BeamRecordError(f"user-history record for user_id {int(uid)}", err.field, _problem(err)) from None
         beam.metrics.Metrics.counter("tfrec", "user_histories").inc()
-        return int(uid), _to_example(arrays, self.features)
+        return int(uid), encode_record(arrays, self.features)
 
 
 def _sort_value(v):
@@ -272,7 +272,7 @@ class ExampleRecordFn(beam.DoFn):
     def process(self, element):
         from tfrec.data.tfrecord import (
             RecordValidationError,
-            _to_example,
+            encode_record,
             validate_record,
         )
 
@@ -283,7 +283,7 @@ class ExampleRecordFn(beam.DoFn):
         except RecordValidationError as err:
             where = f"{self.paths[file_index]} row {row} (record {row})"
             raise BeamRecordError(where, err.field, _problem(err)) from None
-        yield (file_index, row), _to_example(arrays, self.features)
+        yield (file_index, row), encode_record(arrays, self.features)
 
 
 # --------------------------------------------------------------------------------------------
