@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import tfrec  # noqa: E402,F401  (tf-keras before TensorFlow)
 from pipelines import cluster, embed_items, movielens, write_tfrecords  # noqa: E402
-from pipelines.common import GROUPS, HISTORIES, SPEC, load_spec, load_yaml_config, stage_args  # noqa: E402
+from pipelines.common import GROUPS, SPEC, history_files, load_spec, load_yaml_config, stage_args  # noqa: E402
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "pipelines" / "configs"
 
@@ -43,7 +43,7 @@ def sequence_stats(data: Path) -> dict:
     from tfrec.grouping import load_group_table
     from tfrec.grouping.stats import grouping_stats
 
-    histories = load_user_histories(data / HISTORIES, load_spec(data))
+    histories = load_user_histories(history_files(data), load_spec(data))
     table = load_group_table(data / GROUPS).table
     return grouping_stats(histories.row_splits, histories.sequences["hist_item_id"], table)
 

@@ -25,7 +25,23 @@ SPLITS = "splits.json"  # per split: number of examples and whether they carry t
 
 
 def split_file(data_dir, split: str) -> Path:
+    """Where ``write-tfrecords`` writes one split."""
     return Path(data_dir) / f"{split}.tfrecord"
+
+
+def tfrecord_files(data_dir, stem: str):
+    """``<stem>.tfrecord``, or its shards ``<stem>-SSSSS-of-NNNNN.tfrecord`` when only those exist
+    (``tfrec beam-tfrecords --num-shards N``); what the readers take."""
+    single = Path(data_dir) / f"{stem}.tfrecord"
+    shards = sorted(Path(data_dir).glob(f"{stem}-[0-9][0-9][0-9][0-9][0-9]-of-[0-9][0-9][0-9][0-9][0-9].tfrecord"))
+    if single.exists() or not shards:
+        return single
+    return [str(p) for p in shards]
+
+
+def history_files(data_dir):
+    """The user-history file (or its shards) of a data directory."""
+    return tfrecord_files(data_dir, HISTORIES[: -len(".tfrecord")])
 
 
 def load_spec(data_dir) -> FeatureSpec:
@@ -41,11 +57,11 @@ def make_split_dataset(data_dir, split: str, spec: FeatureSpec, batch_size: int,
     from tfrec.data.dataset import load_user_histories, make_dataset
 
     if history is None:
-        history = load_user_histories(Path(data_dir) / HISTORIES, spec, skip_corrupt=skip_corrupt)
+        history = load_user_histories(history_files(data_dir), spec, skip_corrupt=skip_corrupt)
     splits_path = Path(data_dir) / SPLITS
     splits = json.loads(splits_path.read_text()) if splits_path.exists() else {}
     with_prob = bool(splits.get(split, {}).get("true_prob", False))
-    return make_dataset(split_file(data_dir, split), spec, history=history, batch_size=batch_size,
+    return make_dataset(tfrecord_files(data_dir, split), spec, history=history, batch_size=batch_size,
                         shuffle=shuffle, seed=seed, include_true_prob=with_prob, skip_corrupt=skip_corrupt)
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from pipelines import cluster, synthetic, write_tfrecords
-from pipelines.common import HISTORIES, SPEC, dataset_name, load_spec, load_yaml_config, stage_args
+from pipelines.common import SPEC, dataset_name, history_files, load_spec, load_yaml_config, stage_args
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 MODELS = ("din", "dmgin")
@@ -63,7 +63,7 @@ def serve_and_query(export_base: Path, model: str, data_dir: Path, work: Path, n
     from tfrec.serving.process import ServerProcess
 
     spec = load_spec(data_dir)
-    histories = load_user_histories(data_dir / HISTORIES, spec)
+    histories = load_user_histories(history_files(data_dir), spec)
     now = data_now(histories)
     version_dir = Path(export_base) / model / str(list_versions(Path(export_base) / model)[-1])
     reference = tf.saved_model.load(str(version_dir)).signatures["serving_default"]  # what TF Serving loads

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from pipelines.common import HISTORIES, load_spec
+from pipelines.common import history_files, load_spec
 
 
 def add_arguments(p):
@@ -31,7 +31,7 @@ def run(args):
     from tfrec.serving.precompute import precompute_user_states
 
     spec = load_spec(args.data)
-    histories = load_user_histories(f"{args.data}/{HISTORIES}", spec)
+    histories = load_user_histories(history_files(args.data), spec)
     cache = open_cache(args.cache, ttl_seconds=args.ttl)
     if cache is None:
         raise ValueError("--cache must name a cache (sqlite:///path.db or redis://host:port/db)")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pipelines.common import HISTORIES, load_spec
+from pipelines.common import history_files, load_spec
 
 
 def add_arguments(p):
@@ -48,7 +48,7 @@ def load_history(args):
         raise ValueError("give --data DATA (user_histories.tfrecord) or --history-json FILE")
     from tfrec.data.dataset import load_user_histories
     spec = load_spec(args.data)
-    histories = load_user_histories(f"{args.data}/{HISTORIES}", spec)
+    histories = load_user_histories(history_files(args.data), spec)
     try:
         history = histories.history(args.user_id)
     except KeyError:

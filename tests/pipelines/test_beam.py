@@ -96,6 +96,19 @@ def test_sharded_deterministic_output_holds_every_record(tiny, tmp_path):
         got = sorted(r for s in shards for r in tf.data.TFRecordDataset(str(s)).as_numpy_iterator())
         want = sorted(tf.data.TFRecordDataset(str(tiny / name)).as_numpy_iterator())
         assert got == want, name
+    # the readers take the shards: the same examples, joined with the same histories
+    from pipelines.common import load_spec, make_split_dataset
+    spec = load_spec(tiny)
+
+    def rows(data):
+        out = []
+        for batch, label in make_split_dataset(data, "train", spec, batch_size=64):
+            for i in range(len(label)):
+                out.append((int(batch["user_id"][i]), int(batch["request_timestamp"][i]), int(batch["item_id"][i]),
+                            int(label[i]), tuple(batch["hist_item_id"][i, :batch["hist_length"][i]].numpy())))
+        return sorted(out)
+
+    assert rows(tmp_path / "out") == rows(tiny)
 
 
 def test_negative_item_id_names_the_row_and_field(tiny, tmp_path):
