@@ -204,17 +204,11 @@ def make_candidates(spec, n_requests: int, n_candidates: int, seed: int = 1) -> 
 
 def precompute(client, users: list[User], batch_size: int = 32) -> dict:
     """Every user's state through ``user_tower`` (batched) into ``client.cache``."""
-    from tfrec.serving.requests import stack_features, user_features
+    from tfrec.serving.precompute import precompute_states
 
-    version = client.served_version()
-    started = time.perf_counter()
-    for begin in range(0, len(users), batch_size):
-        chunk = users[begin:begin + batch_size]
-        rows = [user_features(u.user_id, u.history, NOW, client.max_history_length, u.segment) for u in chunk]
-        state, answered = client.predict("user_tower", stack_features(rows), version)
-        assert answered == version, (answered, version)
-        client.cache.put_many(client.model_name, version, [u.user_id for u in chunk], state)
-    return {"users": len(users), "version": version, "seconds": round(time.perf_counter() - started, 2)}
+    summary = precompute_states(client, client.cache, ((u.user_id, u.segment, u.history) for u in users), NOW,
+                                batch_size)
+    return {k: summary[k] for k in ("users", "version", "seconds")}
 
 
 def cached_score(client, user: User, candidates: np.ndarray) -> np.ndarray:

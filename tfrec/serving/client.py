@@ -126,11 +126,12 @@ class ServingClient:
         return int(version)
 
     # -- cache, never fatal ----------------------------------------------------------------------
-    def _cache_call(self, what: str, fn, *args):
+    def _cache_call(self, what: str, *args):
+        """``cache.<what>(*args)``; None without a cache or when the backend fails (logged once)."""
         if self.cache is None:
             return None
         try:
-            result = fn(*args)
+            result = getattr(self.cache, what)(*args)
         except Exception as err:  # CacheUnavailable or anything else the backend throws
             self._count("cache_errors")
             if self._cache_ok:
@@ -153,19 +154,17 @@ class ServingClient:
                    use_cache: bool = True) -> Tuple[Dict[str, np.ndarray], int, str]:
         """The user's state (batch of one), its version, and where it came from ("cache"/"user_tower")."""
         version = self.served_version() if version is None else version
-        if use_cache:
-            state = self._cache_call("get", self.cache.get, self.model_name, version, int(user_id)) \
-                if self.cache is not None else None
+        if use_cache and self.cache is not None:
+            state = self._cache_call("get", self.model_name, version, int(user_id))
             if state is not None:
                 self._count("cache_hits")
                 return {k: v[None] for k, v in state.items()}, version, "cache"
-            if self.cache is not None:
-                self._count("cache_misses")
+            self._count("cache_misses")
         self._count("user_tower_calls")
         state, version = self.predict(
             "user_tower", self.features(user_id, user_history, user_segment, request_timestamp), version)
-        self._cache_call("put", self.cache.put if self.cache is not None else None, self.model_name, version,
-                         int(user_id), {k: v[0] for k, v in state.items()}, self.cache_ttl_seconds)
+        self._cache_call("put", self.model_name, version, int(user_id), {k: v[0] for k, v in state.items()},
+                         self.cache_ttl_seconds)
         return state, version, "user_tower"
 
     def score(self, user_id: int, user_history: Optional[Mapping], candidates: Sequence[int], user_segment: int = 0,
@@ -176,23 +175,23 @@ class ServingClient:
     def score_with_source(self, user_id, user_history, candidates, user_segment=0, request_timestamp=None):
         """``score`` plus (version, "cache" | "user_tower")."""
         candidates = np.asarray(candidates, np.int64).reshape(1, -1)
-        use_cache = True
-        for attempt in range(2):
-            state, version, source = self.user_state(user_id, user_history, user_segment, request_timestamp,
-                                                     version=None if attempt == 0 else self.served_version(True),
-                                                     use_cache=use_cache)
-            try:
-                self._count("score_calls")
-                outputs, _ = self.predict("score", {**state, "candidate_item_id": candidates}, version)
-                # TF Serving's batching may pad the candidate axis: keep the C columns sent.
-                return outputs["probabilities"][0, :candidates.shape[1]], (version, source)
-            except grpc.RpcError as err:
-                stale = err.code() == grpc.StatusCode.NOT_FOUND or (
-                    err.code() == grpc.StatusCode.INVALID_ARGUMENT and "fingerprint" in (err.details() or ""))
-                if attempt or not stale:
-                    raise
-                log.info("version %d of %s no longer serves this state (%s); recomputing", version,
-                         self.model_name, err.code().name)
-                self._count("retries")
-                use_cache = False
-        raise AssertionError("unreachable")
+        state, version, source = self.user_state(user_id, user_history, user_segment, request_timestamp)
+        try:
+            return self._score(state, version, candidates), (version, source)
+        except grpc.RpcError as err:
+            stale = err.code() == grpc.StatusCode.NOT_FOUND or (
+                err.code() == grpc.StatusCode.INVALID_ARGUMENT and "fingerprint" in (err.details() or ""))
+            if not stale:
+                raise
+            log.info("version %d of %s no longer serves this state (%s); recomputing", version, self.model_name,
+                     err.code().name)
+            self._count("retries")
+        state, version, source = self.user_state(user_id, user_history, user_segment, request_timestamp,
+                                                 version=self.served_version(refresh=True), use_cache=False)
+        return self._score(state, version, candidates), (version, source)
+
+    def _score(self, state, version, candidates):
+        self._count("score_calls")
+        outputs, _ = self.predict("score", {**state, "candidate_item_id": candidates}, version)
+        # TF Serving's batching may pad the candidate axis: keep the C columns sent.
+        return outputs["probabilities"][0, :candidates.shape[1]]

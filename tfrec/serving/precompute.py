@@ -9,7 +9,7 @@ version over gRPC, and writes each user's state to the cache under ``(model, ver
 from __future__ import annotations
 
 import time
-from typing import Optional, Sequence
+from typing import Iterable, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -22,10 +22,44 @@ def data_now(histories) -> int:
     return int(ts.max()) + 1 if len(ts) else 0
 
 
+def precompute_states(client, cache, users: Iterable[Tuple[int, int, Mapping]], request_timestamp: int,
+                      batch_size: int = 64, ttl_seconds: Optional[float] = None) -> dict:
+    """Writes the state of each ``(user_id, user_segment, history)`` to ``cache``; returns a summary.
+
+    One model version (``client.served_version()``) computes every state, in batches of
+    ``batch_size`` users through its ``user_tower`` signature; ``history`` is what
+    ``tfrec.serving.requests.user_features`` takes, cut at ``request_timestamp``.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    version = client.served_version()
+    started, written, batch = time.perf_counter(), 0, []
+
+    def flush():
+        rows = [user_features(uid, history, request_timestamp, client.max_history_length, segment)
+                for uid, segment, history in batch]
+        state, answered = client.predict("user_tower", stack_features(rows), version)
+        if answered != version:  # a pinned request is answered by that version or fails
+            raise RuntimeError(f"user_tower of {client.model_name} answered with version {answered}, not {version}")
+        return cache.put_many(client.model_name, version, [uid for uid, _, _ in batch], state, ttl_seconds)
+
+    for user in users:
+        batch.append((int(user[0]), int(user[1]), user[2]))
+        if len(batch) == batch_size:
+            written += flush()
+            batch = []
+    if batch:
+        written += flush()
+    seconds = time.perf_counter() - started
+    return {"model": client.model_name, "version": version, "users": written,
+            "request_timestamp": int(request_timestamp), "seconds": round(seconds, 3),
+            "users_per_second": round(written / seconds, 1) if seconds else None, "cache": cache.url}
+
+
 def precompute_user_states(client, cache, histories, request_timestamp: Optional[int] = None,
                            batch_size: int = 64, user_ids: Optional[Sequence[int]] = None,
                            ttl_seconds: Optional[float] = None) -> dict:
-    """Writes the state of every (or each listed) user to ``cache``; returns a summary dict.
+    """``precompute_states`` for every (or each listed) user of a ``UserHistories``.
 
     Args:
       client: a ``ServingClient`` (its model and version choice are used; one version for all).
@@ -36,23 +70,12 @@ def precompute_user_states(client, cache, histories, request_timestamp: Optional
       user_ids: a subset of users (default: all in ``histories``).
       ttl_seconds: TTL of the written entries (default: the cache's).
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
     now = data_now(histories) if request_timestamp is None else int(request_timestamp)
     ids = histories.user_ids if user_ids is None else np.asarray(user_ids, np.int64)
-    version = client.served_version()
-    started, written = time.perf_counter(), 0
-    for begin in range(0, len(ids), batch_size):
-        rows = []
-        for uid in ids[begin:begin + batch_size]:
+
+    def users():
+        for uid in ids:
             history = histories.history(int(uid))
-            segment = int(history.pop("user_segment"))
-            rows.append(user_features(int(uid), history, now, client.max_history_length, segment))
-        state, answered = client.predict("user_tower", stack_features(rows), version)
-        assert answered == version, (answered, version)
-        written += cache.put_many(client.model_name, version, [int(u) for u in ids[begin:begin + batch_size]],
-                                  state, ttl_seconds)
-    seconds = time.perf_counter() - started
-    return {"model": client.model_name, "version": version, "users": written, "request_timestamp": now,
-            "seconds": round(seconds, 3), "users_per_second": round(written / seconds, 1) if seconds else None,
-            "cache": cache.url}
+            yield int(uid), int(history.pop("user_segment")), history
+
+    return precompute_states(client, cache, users(), now, batch_size, ttl_seconds)
