@@ -18,6 +18,7 @@ import json
 import time
 
 from pipelines.common import HISTORIES, RAW, SPEC, SPLITS
+from pipelines.write_tfrecords import add_semantic_id_arguments, semantic_id_lookup
 
 DIRECT_RUNNERS = {"directrunner", "direct", "bundlebaseddirectrunner", "fnapirunner", "prismrunner"}
 
@@ -39,6 +40,7 @@ def add_arguments(p):
     p.add_argument("--num-shards", type=int, default=None,
                    help="files per output (default: 1 with --deterministic, runner-chosen without); with "
                         "more than one, files are NAME-SSSSS-of-NNNNN.tfrecord")
+    add_semantic_id_arguments(p)
     p.add_argument("beam_args", nargs="*", metavar="-- BEAM_OPTION",
                    help="Beam pipeline options after `--` (e.g. -- --runner=FlinkRunner --flink_master=HOST:8081)")
 
@@ -84,8 +86,12 @@ def _inputs(raw: str, fmt: str):
     return files
 
 
-def build_pipeline(pipeline, args, spec_dict: dict, files: dict, out: str, deterministic: bool, num_shards):
-    """Adds the stage's transforms to ``pipeline``; returns the final (metadata) PCollection."""
+def build_pipeline(pipeline, args, spec_dict: dict, files: dict, out: str, deterministic: bool, num_shards,
+                   semantic_ids=None):
+    """Adds the stage's transforms to ``pipeline``; returns the final (metadata) PCollection.
+
+    ``semantic_ids``: a ``SemanticIDLookup`` whose codes go into every record (``spec_dict``
+    must declare them), or None."""
     import apache_beam as beam
     from apache_beam.io.filesystems import FileSystems
 
@@ -113,7 +119,7 @@ def build_pipeline(pipeline, args, spec_dict: dict, files: dict, out: str, deter
              | "KeyUsers" >> beam.Map(lambda r: (r[2][0], r)))
     histories = ({"behaviors": behaviors, "users": users}
                  | "JoinUsers" >> beam.CoGroupByKey()
-                 | "EncodeHistories" >> beam.ParDo(tb.HistoryRecordFn(spec_dict, b_dtypes)))
+                 | "EncodeHistories" >> beam.ParDo(tb.HistoryRecordFn(spec_dict, b_dtypes, semantic_ids, b_paths)))
     written = [write("Histories", histories, prefix(HISTORIES)) | "TagUsers" >> beam.Map(lambda t: ("users",) + t)]
 
     with_prob = {}
@@ -125,7 +131,8 @@ def build_pipeline(pipeline, args, spec_dict: dict, files: dict, out: str, deter
         dtypes = tb.check_columns(paths, fmt, columns)
         examples = (pipeline
                     | f"Read{split}" >> tb.ReadRows(paths, columns, fmt)
-                    | f"Encode{split}" >> beam.ParDo(tb.ExampleRecordFn(spec_dict, columns, dtypes, paths)))
+                    | f"Encode{split}" >> beam.ParDo(tb.ExampleRecordFn(spec_dict, columns, dtypes, paths,
+                                                                         semantic_ids)))
         files_written = write(split, examples, prefix(f"{split}.tfrecord"))
         written.append(files_written | f"Tag{split}" >> beam.Map(lambda t, s=split: (s,) + t))
 
@@ -153,8 +160,10 @@ def run(args):
         raise FileNotFoundError(f"{meta_path} not found (see docs/beam.md for the raw format)")
     with FileSystems.open(meta_path) as f:
         meta = json.loads(f.read().decode("utf-8"))
+    semantic_ids = semantic_id_lookup(args, args.data, meta["n_items"])
     spec = FeatureSpec(n_items=meta["n_items"], n_user_segments=meta.get("n_user_segments", 8),
-                       max_history_length=args.max_history_length or meta["max_history_length"])
+                       max_history_length=args.max_history_length or meta["max_history_length"],
+                       **(semantic_ids.spec_fields() if semantic_ids else {}))
     files = _inputs(raw, args.input_format)
 
     runner = _runner(args)
@@ -170,7 +179,7 @@ def run(args):
     options = PipelineOptions(beam_args)
     try:
         p = beam.Pipeline(options=options)
-        build_pipeline(p, args, spec.to_dict(), files, out, deterministic, args.num_shards)
+        build_pipeline(p, args, spec.to_dict(), files, out, deterministic, args.num_shards, semantic_ids)
         result = p.run()
         result.wait_until_finish()
     except BaseException as err:

@@ -9,6 +9,8 @@ A data directory holds:
   spec.json       the FeatureSpec (written by write-tfrecords)
   user_histories.tfrecord, train.tfrecord, test.tfrecord
   groups.npz      the item -> group table (written by cluster) + groups.balance.json
+  semantic_ids.npz  the item -> Semantic ID table (written by semantic-ids) + semantic_ids.json;
+                  write-tfrecords / beam-tfrecords copy the codes into the records when it exists
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ RAW = "raw"
 SPEC = "spec.json"
 HISTORIES = "user_histories.tfrecord"
 GROUPS = "groups.npz"
+SEMANTIC_IDS = "semantic_ids.npz"  # the item -> Semantic ID table (written by semantic-ids)
 SPLITS = "splits.json"  # per split: number of examples and whether they carry true_prob
 
 

@@ -3,7 +3,8 @@
 Reads raw/items.npz (item_id, embedding), trains an RQ-VAE (M codebooks x K codewords, EMA
 codebooks initialised by K-means), and writes semantic_ids.npz (item_id, codes int32 [N, M])
 plus the codebook report semantic_ids.json: per level hit ratio and perplexity, collision rate
-of the full code tuples. Codes are 0..K-1 (no reserved id). With --dedup one more level makes
+of the full code tuples. Run it before write-tfrecords / beam-tfrecords: they copy the codes into
+the records (item_semantic_id_1..M, hist_semantic_id_1..M). Codes are 0..K-1 (no reserved id). With --dedup one more level makes
 every tuple unique (TIGER style).
 """
 from __future__ import annotations
@@ -13,9 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.common import RAW
-
-SEMANTIC_IDS = "semantic_ids.npz"
+from pipelines.common import RAW, SEMANTIC_IDS
 
 
 def add_arguments(p):
@@ -28,6 +27,9 @@ def add_arguments(p):
     p.add_argument("--learning-rate", type=float, default=1e-3)
     p.add_argument("--codebook-update", choices=["ema", "loss"], default="ema",
                    help="EMA codebooks (CHIME, default) or a VQ-VAE codebook loss")
+    p.add_argument("--gradient", choices=["ste", "rotation"], default="ste",
+                   help="gradient through the quantizer: straight-through (default) or the rotation trick "
+                        "(Fifty et al. 2024, CHIME)")
     p.add_argument("--dedup", action="store_true",
                    help="append a level that makes every code tuple unique (TIGER-style de-collision)")
     p.add_argument("--seed", type=int, default=0)
@@ -57,7 +59,7 @@ def run(args):
                          f"Received: embedding.shape={emb.shape}, item_id.shape={ids.shape}")
     config = RQVAEConfig(levels=args.levels, codebook_size=args.codebook_size, latent_dim=args.latent_dim,
                          epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
-                         seed=args.seed, codebook_update=args.codebook_update)
+                         seed=args.seed, codebook_update=args.codebook_update, gradient=args.gradient)
     result = fit_semantic_ids(emb, config, verbose=0 if args.quiet else 1, deterministic=args.deterministic)
     codes, report = result.codes, result.report
     print(format_codebook_report(report))

@@ -1,5 +1,6 @@
 """Tests for tfrec.grouping.rqvae: quantizer, planted-cluster recovery, report, determinism, stage."""
 import argparse
+import dataclasses
 import json
 import math
 from collections import Counter
@@ -17,6 +18,7 @@ from tfrec.grouping.rqvae import (
     fit_semantic_ids,
     format_codebook_report,
     load_semantic_ids,
+    rotation_trick,
     save_semantic_ids,
 )
 from tfrec.testing import assert_layer_config_roundtrip
@@ -88,6 +90,67 @@ def test_straight_through_gradient_reaches_the_encoder():
     assert sum(float(tf.reduce_sum(tf.abs(g))) for g in grads) > 0
 
 
+def _rotation_matrix(e, q):
+    """Fifty et al. 2024 eq. (4), built explicitly in numpy: lambda R with R e^ = q^."""
+    e_hat, q_hat = e / np.linalg.norm(e), q / np.linalg.norm(q)
+    r = (e_hat + q_hat) / np.linalg.norm(e_hat + q_hat)
+    rot = np.eye(len(e)) - 2 * np.outer(r, r) + 2 * np.outer(q_hat, e_hat)
+    return np.linalg.norm(q) / np.linalg.norm(e) * rot, rot
+
+
+def test_rotation_trick_value_and_jacobian_match_the_explicit_rotation():
+    rng = np.random.default_rng(0)
+    e, q = rng.normal(size=(3, 5)), rng.normal(size=(3, 5))
+    z = tf.constant(e, tf.float64)
+    with tf.GradientTape() as tape:
+        tape.watch(z)
+        out = rotation_trick(z, tf.constant(q, tf.float64))
+    np.testing.assert_array_equal(out.numpy(), q)  # forward value is exactly the codeword
+    jac = tape.batch_jacobian(out, z).numpy()  # [3, 5, 5]
+    for i in range(3):
+        expected, rot = _rotation_matrix(e[i], q[i])
+        np.testing.assert_allclose(rot @ rot.T, np.eye(5), atol=1e-12)  # a rotation ...
+        np.testing.assert_allclose(rot @ (e[i] / np.linalg.norm(e[i])), q[i] / np.linalg.norm(q[i]), atol=1e-12)
+        np.testing.assert_allclose(jac[i], expected, atol=1e-10)  # ... and the gradient is lambda R, not I
+        assert np.abs(jac[i] - np.eye(5)).max() > 0.1
+
+
+def test_rotation_trick_falls_back_to_straight_through_where_undefined():
+    z = tf.constant([[0.0, 0.0], [1.0, 2.0], [1.0, 0.0]], tf.float64)
+    q = tf.constant([[1.0, 1.0], [0.0, 0.0], [-3.0, 0.0]], tf.float64)  # z = 0, q = 0, antipodal
+    with tf.GradientTape() as tape:
+        tape.watch(z)
+        out = rotation_trick(z, q)
+    np.testing.assert_array_equal(out.numpy(), q.numpy())
+    jac = tape.batch_jacobian(out, z).numpy()
+    assert np.isfinite(jac).all()
+    np.testing.assert_allclose(jac, np.broadcast_to(np.eye(2), (3, 2, 2)))
+
+
+def test_quantizer_with_rotation_gradient_trains():
+    q = ResidualQuantizer(2, 3, 4, gradient="rotation")
+    z = tf.Variable(tf.random.stateless_normal((5, 4), seed=(3, 4)))
+    with tf.GradientTape() as tape:
+        out = q(z, training=False)
+        y = tf.reduce_sum(out["quantized"])
+    ste = ResidualQuantizer(2, 3, 4)
+    ste.build(tf.TensorShape([None, 4]))
+    ste.codebooks.assign(q.codebooks)
+    np.testing.assert_allclose(out["quantized"].numpy(), ste(z)["quantized"].numpy(), atol=1e-6)
+    grad = tape.gradient(y, z).numpy()
+    assert np.isfinite(grad).all() and np.abs(grad - 1.0).max() > 1e-3  # not the identity's all-ones
+    with pytest.raises(ValueError, match="gradient"):
+        ResidualQuantizer(2, 3, 4, gradient="gumbel")
+    # Trains as well as straight-through on the planted clusters (measured: reconstruction 1.04 -> 0.20
+    # vs 0.19 with STE, level-1 purity 0.97 vs 1.0).
+    x, top = _planted()
+    result = fit_semantic_ids(x, dataclasses.replace(FAST, gradient="rotation"))
+    training = result.report["training"]
+    assert training["last_epoch_reconstruction"] < 0.5 * training["first_epoch_reconstruction"]
+    purity = sum(Counter(result.codes[top == g, 0].tolist()).most_common(1)[0][1] for g in range(N_CLUSTERS))
+    assert purity / len(x) >= 0.95
+
+
 def test_loss_mode_codebooks_are_trained_by_the_codebook_loss():
     q = ResidualQuantizer(2, 3, 4, codebook_update="loss")
     z = tf.random.stateless_normal((8, 4), seed=(9, 10))
@@ -112,7 +175,8 @@ def test_ema_update_moves_codewords_to_cluster_means_and_resets_dead_codes():
 
 
 def test_layer_config_roundtrip():
-    q = ResidualQuantizer(2, 4, 3, beta=0.5, codebook_update="ema", decay=0.9, dead_code_threshold=0.0)
+    q = ResidualQuantizer(2, 4, 3, beta=0.5, codebook_update="ema", decay=0.9, dead_code_threshold=0.0,
+                          gradient="rotation")
     z = tf.random.stateless_normal((5, 3), seed=(1, 1))
     assert_layer_config_roundtrip(q, z, expected_shapes={"quantized": (5, 3), "codes": (5, 2),
                                                          "commitment_loss": (), "codebook_loss": ()})

@@ -85,6 +85,35 @@ def test_csv_input_gives_the_same_bytes_as_parquet(tiny, tmp_path):
     _same_outputs(tiny, tmp_path / "out")
 
 
+def _with_semantic_ids(tiny, dst, items):
+    from tfrec.grouping.rqvae import save_semantic_ids
+
+    data = _copy_raw(tiny, dst)
+    codes = np.stack([items % 7, (items * 3) % 5], axis=1)
+    save_semantic_ids(data / "semantic_ids.npz", items, codes, {"codebook_size": 7})
+    return data
+
+
+def test_semantic_ids_are_written_byte_identically(tiny, tmp_path):
+    data = _with_semantic_ids(tiny, tmp_path / "data", np.arange(64))
+    write_tfrecords.run(_args(write_tfrecords, ["--data", str(data)]))
+    assert json.loads((data / "spec.json").read_text())["semantic_id_levels"] == 2
+    _beam(data, tmp_path / "out")
+    _same_outputs(data, tmp_path / "out")
+    assert (data / "train.tfrecord").stat().st_size > (tiny / "train.tfrecord").stat().st_size
+
+
+def test_item_without_semantic_id_names_the_file_and_row(tiny, tmp_path):
+    train = pq.read_table(tiny / "raw" / "train.parquet").to_pydict()
+    beh = pq.read_table(tiny / "raw" / "behaviors.parquet").to_pydict()
+    missing = next(i for i in train["item_id"] if i not in set(beh["item_id"]))
+    data = _with_semantic_ids(tiny, tmp_path / "data", np.setdiff1d(np.arange(64), [missing]))
+    row = train["item_id"].index(missing)
+    with pytest.raises(ValueError, match=rf"train\.parquet row {row} \(record {row}\), field 'item_id': "
+                                         rf"item_id {missing} \(.*train\.parquet row {row}\) has no Semantic ID"):
+        _beam(data, tmp_path / "out")
+
+
 def test_sharded_deterministic_output_holds_every_record(tiny, tmp_path):
     import tensorflow as tf
 

@@ -26,6 +26,8 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
+from tfrec.data.spec import HIST_SEMANTIC_ID, ITEM_SEMANTIC_ID
+
 # Columns of each raw table; INT columns are int64, FLOAT columns float (read as float64 from
 # CSV, as stored from Parquet). Documented in docs/beam.md.
 BEHAVIOR_COLUMNS = ("user_id", "item_id", "behavior_type", "timestamp", "duration", "amount")
@@ -211,9 +213,12 @@ class HistoryRecordFn(beam.DoFn):
     the user's last row in users (like the in-process dict), 0 without one.
     """
 
-    def __init__(self, spec_dict: dict, dtypes: dict[str, np.dtype]):
+    def __init__(self, spec_dict: dict, dtypes: dict[str, np.dtype], semantic_ids=None,
+                 paths: Sequence[str] = ()):
         self.spec_dict = spec_dict
         self.dtypes = dict(dtypes)
+        self.semantic_ids = semantic_ids  # a SemanticIDLookup, or None
+        self.paths = list(paths)
 
     def setup(self):
         self.spec = _spec(self.spec_dict)
@@ -244,11 +249,21 @@ class HistoryRecordFn(beam.DoFn):
             if col in HISTORY_NAMES:
                 record[HISTORY_NAMES[col]] = column_array([r[2][j] for r in behaviors], self.dtypes[col])
         try:
+            if self.semantic_ids is not None:
+                record = self.semantic_ids.with_codes(record, "hist_item_id", HIST_SEMANTIC_ID,
+                                                      lambda i: self._where(behaviors[i]))
             arrays = validate_record(0, record, self.features, self.spec)
         except RecordValidationError as err:
             raise BeamRecordError(f"user-history record for user_id {int(uid)}", err.field, _problem(err)) from None
+        except ValueError as err:  # an item without a Semantic ID
+            raise BeamRecordError(f"user-history record for user_id {int(uid)}", "hist_item_id", str(err)) from None
         beam.metrics.Metrics.counter("tfrec", "user_histories").inc()
         return int(uid), encode_record(arrays, self.features)
+
+    def _where(self, behavior) -> str:
+        file_index, row = behavior[0], behavior[1]
+        name = self.paths[file_index] if file_index < len(self.paths) else f"behaviors file {file_index}"
+        return f"{name} row {row}"
 
 
 def _sort_value(v):
@@ -259,11 +274,12 @@ class ExampleRecordFn(beam.DoFn):
     """(file_index, row, values) -> ((file_index, row), serialized Example)."""
 
     def __init__(self, spec_dict: dict, columns: Sequence[str], dtypes: dict[str, np.dtype],
-                 paths: Sequence[str]):
+                 paths: Sequence[str], semantic_ids=None):
         self.spec_dict = spec_dict
         self.columns = tuple(columns)
         self.dtypes = dict(dtypes)
         self.paths = list(paths)
+        self.semantic_ids = semantic_ids  # a SemanticIDLookup, or None
 
     def setup(self):
         self.spec = _spec(self.spec_dict)
@@ -278,11 +294,15 @@ class ExampleRecordFn(beam.DoFn):
 
         file_index, row, values = element
         record = {c: column_array([v], self.dtypes[c])[0] for c, v in zip(self.columns, values)}
+        where = f"{self.paths[file_index]} row {row}"
         try:
+            if self.semantic_ids is not None:
+                record = self.semantic_ids.with_codes(record, "item_id", ITEM_SEMANTIC_ID, lambda _: where)
             arrays = validate_record(row, record, self.features, self.spec)
         except RecordValidationError as err:
-            where = f"{self.paths[file_index]} row {row} (record {row})"
-            raise BeamRecordError(where, err.field, _problem(err)) from None
+            raise BeamRecordError(f"{where} (record {row})", err.field, _problem(err)) from None
+        except ValueError as err:  # an item without a Semantic ID
+            raise BeamRecordError(f"{where} (record {row})", "item_id", str(err)) from None
         yield (file_index, row), encode_record(arrays, self.features)
 
 

@@ -13,6 +13,9 @@ Model features per batch (``make_dataset`` yields ``(features, label)``):
   ``hist_duration``, ``hist_amount``: ``[B, L]`` float32; zero-padded, L = the longest history
   in the batch (at least 1).
 * ``hist_length``: ``[B]`` int32.
+* with Semantic IDs in the records (``spec.semantic_id_levels`` M > 0): ``item_semantic_id``
+  ``[B, M]`` and ``hist_semantic_id`` ``[B, L, M]`` int64 (the per-level record fields stacked;
+  padded positions 0).
 * ``true_prob``: ``[B]`` float32, only with ``include_true_prob=True``.
 * label: ``[B]`` float32.
 """
@@ -32,7 +35,6 @@ from tfrec.data.tfrecord import Paths, ScanReport, scan_tfrecord_files
 
 logger = logging.getLogger(__name__)
 
-_SEQUENCE_NAMES: Tuple[str, ...] = tuple(f.name for f in spec_lib.SEQUENCE_FEATURES)
 _SEGMENT = spec_lib.USER_PROFILE_FEATURES[0].name
 _TIMESTAMP = "hist_timestamp"
 
@@ -126,10 +128,14 @@ class UserHistories:
 # --------------------------------------------------------------------------------------------
 # Loading user histories
 # --------------------------------------------------------------------------------------------
-def _batch_to_numpy(batch: Mapping[str, Any]) -> Dict[str, np.ndarray]:
+def _sequence_names(spec: FeatureSpec) -> Tuple[str, ...]:
+    return tuple(f.name for f in spec.sequence_features())
+
+
+def _batch_to_numpy(batch: Mapping[str, Any], names: Tuple[str, ...]) -> Dict[str, np.ndarray]:
     """Parsed history batch -> numpy: scalars as-is, sequences as flat values + row lengths."""
     out = {spec_lib.USER_ID.name: batch[spec_lib.USER_ID.name].numpy(), _SEGMENT: batch[_SEGMENT].numpy()}
-    for name in _SEQUENCE_NAMES:
+    for name in names:
         out[name] = batch[name].flat_values.numpy()
     out["row_lengths"] = batch[_TIMESTAMP].row_lengths().numpy().astype(np.int64)
     return out
@@ -192,13 +198,14 @@ def load_user_histories(paths: Paths, spec: FeatureSpec, skip_corrupt: bool = Fa
       ValueError: a user has more than one record, or a history is not sorted by timestamp.
     """
     per_file: Dict[str, List[Dict[str, np.ndarray]]] = {}
+    names = _sequence_names(spec)
     report = scan_tfrecord_files(
         paths, spec, spec.history_record_features(), skip_corrupt=skip_corrupt,
-        on_batch=lambda path, batch: per_file.setdefault(path, []).append(_batch_to_numpy(batch)),
+        on_batch=lambda path, batch: per_file.setdefault(path, []).append(_batch_to_numpy(batch, names)),
     )
     batches = [b for path in report.good_files for b in per_file.get(path, [])]
     dtypes = {spec_lib.USER_ID.name: np.int64, _SEGMENT: np.int64, "row_lengths": np.int64}
-    dtypes.update({f.name: f.np_dtype for f in spec_lib.SEQUENCE_FEATURES})
+    dtypes.update({f.name: f.np_dtype for f in spec.sequence_features()})
     data = _concat(batches, dtypes)
     user_ids = data[spec_lib.USER_ID.name]
     row_splits = np.concatenate([[0], np.cumsum(data["row_lengths"])]).astype(np.int64)
@@ -209,7 +216,7 @@ def load_user_histories(paths: Paths, spec: FeatureSpec, skip_corrupt: bool = Fa
         user_ids=user_ids,
         user_segment=data[_SEGMENT],
         row_splits=row_splits,
-        sequences={name: data[name] for name in _SEQUENCE_NAMES},
+        sequences={name: data[name] for name in names},
         scan=report,
     )
 
@@ -273,6 +280,23 @@ def cut_and_pad(
     return out
 
 
+def stack_semantic_ids(features: Dict[str, tf.Tensor], spec: FeatureSpec) -> Dict[str, tf.Tensor]:
+    """Replaces the per-level Semantic ID fields by their stack on a last axis, in place.
+
+    ``item_semantic_id_1..M`` (each ``[B]``) -> ``item_semantic_id`` ``[B, M]`` and
+    ``hist_semantic_id_1..M`` (each ``[B, L]``) -> ``hist_semantic_id`` ``[B, L, M]``. Nothing
+    changes when ``spec.semantic_id_levels`` is 0.
+
+    Returns:
+      ``features``.
+    """
+    for prefix in (spec_lib.ITEM_SEMANTIC_ID, spec_lib.HIST_SEMANTIC_ID):
+        levels = [f.name for f in spec.semantic_id_features(prefix)]
+        if levels:
+            features[prefix] = tf.stack([features.pop(name) for name in levels], axis=-1)
+    return features
+
+
 # (profile features, window start [B], window end [B], flat sequences with sentinel)
 _Join = Tuple[Dict[str, tf.Tensor], tf.Tensor, tf.Tensor, Dict[str, tf.Tensor]]
 
@@ -286,12 +310,12 @@ def _join_history_file(parsed: Mapping[str, tf.Tensor], history: HistoryTensors)
     return {_SEGMENT: segment}, start, end, history.sequences
 
 
-def _join_inline(parsed: Mapping[str, tf.Tensor]) -> _Join:
+def _join_inline(parsed: Mapping[str, tf.Tensor], names: Tuple[str, ...]) -> _Join:
     """Window bounds + profile from the ragged sequence fields of the examples themselves."""
     splits = tf.cast(parsed[_TIMESTAMP].row_splits, tf.int64)
     sequences = {
         name: tf.concat([parsed[name].flat_values, tf.zeros([1], parsed[name].dtype)], 0)
-        for name in _SEQUENCE_NAMES
+        for name in names
     }
     return {_SEGMENT: parsed[_SEGMENT]}, splits[:-1], splits[1:], sequences
 
@@ -305,7 +329,7 @@ def _make_batch_fn(
     def batch_fn(serialized: tf.Tensor) -> Tuple[Dict[str, tf.Tensor], tf.Tensor]:
         parsed = tf.io.parse_example(serialized, parse_spec)
         if inline_history:
-            profile, start, end, sequences = _join_inline(parsed)
+            profile, start, end, sequences = _join_inline(parsed, _sequence_names(spec))
         else:
             profile, start, end, sequences = _join_history_file(parsed, history)
         request_timestamp = parsed[spec_lib.REQUEST_TIMESTAMP.name]
@@ -313,6 +337,8 @@ def _make_batch_fn(
         features[spec_lib.REQUEST_TIMESTAMP.name] = request_timestamp
         features.update(profile)
         features.update(cut_and_pad(sequences, start, end, request_timestamp, spec.max_history_length))
+        features.update({f.name: parsed[f.name] for f in spec.semantic_id_features(spec_lib.ITEM_SEMANTIC_ID)})
+        stack_semantic_ids(features, spec)
         if include_true_prob:
             features[spec_lib.TRUE_PROB.name] = parsed[spec_lib.TRUE_PROB.name]
         return features, tf.cast(parsed[spec_lib.LABEL.name], tf.float32)
@@ -465,4 +491,5 @@ __all__ = [
     "features_to_numpy",
     "load_user_histories",
     "make_dataset",
+    "stack_semantic_ids",
 ]

@@ -16,6 +16,16 @@ Group ids are *not* a record field: the model maps ``item_id`` to its K-means gr
 item->group table stored inside the model (and so inside the SavedModel), so a group id can never
 go stale against the model that serves it.
 
+Semantic IDs (RQ-VAE codes, SIREN eq. 1) *are* record fields when ``FeatureSpec.semantic_id_levels``
+M > 0: the target's codes as M scalars ``item_semantic_id_1 .. item_semantic_id_M`` and each
+behavior's codes as M more parallel lists ``hist_semantic_id_1 .. hist_semantic_id_M`` (level m
+= SIREN's ``c^(m)``), written by ``write-tfrecords`` / ``beam-tfrecords`` from the
+``semantic_ids.npz`` item table. The reader stacks them into the model features
+``item_semantic_id`` ``[B, M]`` and ``hist_semantic_id`` ``[B, L, M]`` (cut and padded with the
+other sequences), for SIREN's prefix encoding and its hard GSU (same level-1 code) and for
+pipelines that filter on codes before training. The serving signatures do not take them: a model
+that serves with Semantic IDs keeps the item->code table inside the SavedModel, as for groups.
+
 Behavior types are fine-grained (``BEHAVIOR_TYPES``); each maps to a coarse interest category
 (``BEHAVIOR_CATEGORIES``) used by the DMGIN group statistics (paper eq. 1).
 """
@@ -84,6 +94,14 @@ REQUEST_TIMESTAMP = Feature("request_timestamp", INT, non_negative=True)
 LABEL = Feature("label", INT)
 TRUE_PROB = Feature("true_prob", FLOAT)  # synthetic data only: the planted click probability
 HIST_LENGTH = "hist_length"
+# Model-feature names of the stacked Semantic ID codes (records hold one field per level).
+ITEM_SEMANTIC_ID = "item_semantic_id"
+HIST_SEMANTIC_ID = "hist_semantic_id"
+
+
+def semantic_id_field(prefix: str, level: int) -> str:
+    """Record field of level ``level`` (1-based, SIREN's ``c^(m)``): e.g. ``hist_semantic_id_1``."""
+    return f"{prefix}_{level}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,6 +115,9 @@ class FeatureSpec:
       max_history_length: L, the number of most recent behaviors (before the request) fed to
         models; longer histories keep their most recent L behaviors.
       behavior_categories: coarse category index for each fine behavior type.
+      semantic_id_levels: M, the Semantic ID levels the records carry (0 = none, the default).
+      semantic_id_vocab: codes lie in ``[0, semantic_id_vocab)`` at every level (the RQ-VAE
+        codebook size K, or more with a de-collision level); 0 when ``semantic_id_levels`` is 0.
     """
 
     n_items: int
@@ -104,6 +125,8 @@ class FeatureSpec:
     max_history_length: int = 1000
     n_behavior_types: int = len(BEHAVIOR_TYPES)
     behavior_categories: Tuple[int, ...] = BEHAVIOR_CATEGORIES
+    semantic_id_levels: int = 0
+    semantic_id_vocab: int = 0
 
     def __post_init__(self):
         for name in ("n_items", "n_user_segments", "max_history_length", "n_behavior_types"):
@@ -115,6 +138,16 @@ class FeatureSpec:
                 "FeatureSpec.behavior_categories needs one coarse category per behavior type "
                 f"({self.n_behavior_types}). Received: {len(self.behavior_categories)} entries"
             )
+        for name in ("semantic_id_levels", "semantic_id_vocab"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or value < 0:
+                raise ValueError(f"FeatureSpec.{name} must be an int >= 0. Received: {name}={value!r}")
+        if bool(self.semantic_id_levels) != bool(self.semantic_id_vocab):
+            raise ValueError(
+                "FeatureSpec.semantic_id_levels and semantic_id_vocab are both 0 (no Semantic IDs) or both "
+                f"positive. Received: semantic_id_levels={self.semantic_id_levels}, "
+                f"semantic_id_vocab={self.semantic_id_vocab}"
+            )
 
     @property
     def n_categories(self) -> int:
@@ -124,17 +157,32 @@ class FeatureSpec:
         return getattr(self, feature.vocab) if feature.vocab else None
 
     # -- record layouts ---------------------------------------------------------------------
+    def semantic_id_features(self, prefix: str) -> Tuple[Feature, ...]:
+        """The M per-level record fields ``<prefix>_1 .. <prefix>_M`` (none when M = 0).
+
+        ``prefix`` is ``ITEM_SEMANTIC_ID`` (the target's codes, scalars) or ``HIST_SEMANTIC_ID``
+        (each behavior's codes, parallel lists).
+        """
+        sequence = prefix == HIST_SEMANTIC_ID
+        return tuple(Feature(semantic_id_field(prefix, m), INT, sequence=sequence, vocab="semantic_id_vocab")
+                     for m in range(1, self.semantic_id_levels + 1))
+
+    def sequence_features(self) -> Tuple[Feature, ...]:
+        """Every per-behavior list of a history: ``SEQUENCE_FEATURES`` + the Semantic ID levels."""
+        return SEQUENCE_FEATURES + self.semantic_id_features(HIST_SEMANTIC_ID)
+
     def history_record_features(self) -> Tuple[Feature, ...]:
         """Fields of a user-history record (one per user)."""
-        return (USER_ID,) + USER_PROFILE_FEATURES + SEQUENCE_FEATURES
+        return (USER_ID,) + USER_PROFILE_FEATURES + self.sequence_features()
 
     def example_record_features(self, inline_history: bool = False, with_true_prob: bool = False):
         """Fields of an example record; ``inline_history`` adds profile + sequence fields."""
-        fields = (USER_ID,) + TARGET_FEATURES + (REQUEST_TIMESTAMP, LABEL)
+        fields = (USER_ID,) + TARGET_FEATURES + self.semantic_id_features(ITEM_SEMANTIC_ID)
+        fields += (REQUEST_TIMESTAMP, LABEL)
         if with_true_prob:
             fields += (TRUE_PROB,)
         if inline_history:
-            fields += USER_PROFILE_FEATURES + SEQUENCE_FEATURES
+            fields += USER_PROFILE_FEATURES + self.sequence_features()
         return fields
 
     def parse_spec(self, features) -> Dict[str, tf.io.FixedLenFeature | tf.io.RaggedFeature]:

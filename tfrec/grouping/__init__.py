@@ -21,6 +21,7 @@ from tfrec.grouping.rqvae import (
     fit_semantic_ids,
     format_codebook_report,
     load_semantic_ids,
+    rotation_trick,
     save_semantic_ids,
 )
 
@@ -35,6 +36,7 @@ __all__ = [
     "fit_semantic_ids",
     "format_codebook_report",
     "load_semantic_ids",
+    "rotation_trick",
     "save_semantic_ids",
     "GroupTable",
     "KMeansResult",

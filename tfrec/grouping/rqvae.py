@@ -23,12 +23,14 @@ latent. This module builds that tokenizer:
 Codes are ``0..K-1`` at every level; no code is reserved. A model that needs a padding /
 unknown id should shift them (``codes + 1``), as the K-means group table does.
 
-Not implemented: the rotation trick (CHIME cites Fifty et al. 2024); gradients pass the
-quantizer with the plain straight-through estimator.
+Gradients pass the quantizer either with the straight-through estimator (``gradient="ste"``,
+the default) or with the rotation trick (``gradient="rotation"``, Fifty et al. 2024, used by
+CHIME sec. 4.3; ``rotation_trick``).
 """
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import math
 import os
@@ -51,6 +53,54 @@ from tfrec.registry import register
 
 PathLike = Union[str, os.PathLike]
 _UPDATES = ("ema", "loss")
+_GRADIENTS = ("ste", "rotation")
+_EPS = 1e-6
+
+
+def rotation_trick(z: tf.Tensor, z_q: tf.Tensor) -> tf.Tensor:
+    """Passes gradients through a vector quantizer with the rotation trick (Fifty et al. 2024).
+
+    The forward value is ``z_q``; the backward pass treats ``z_q`` as a fixed rotation and
+    rescaling of ``z``::
+
+      q~ = sg(lambda R) z,  lambda = ||z_q|| / ||z||,
+      R = I - 2 r r^T + 2 q^ z^^T,  z^ = z / ||z||,  q^ = z_q / ||z_q||,  r = (z^ + q^) / ||z^ + q^||
+
+    ``R`` is the rotation taking ``z^`` to ``q^`` in their common plane, so ``q~ = z_q`` and
+    ``d q~ / d z = lambda R`` (the straight-through estimator's is ``I``): the gradient keeps
+    its angle to the encoder output the way the codeword sits relative to it. Rows where ``z``
+    or ``z_q`` is (near) zero, or the two point in opposite directions (``R`` undefined), fall
+    back to straight-through.
+
+    Args:
+      z: ``[..., d]`` encoder output (or residual).
+      z_q: ``[..., d]`` its quantized value (same shape).
+
+    Returns:
+      ``[..., d]``, equal to ``z_q`` in value.
+    """
+    z_q = tf.stop_gradient(z_q)
+    z_sg = tf.stop_gradient(z)
+    z_norm = tf.norm(z_sg, axis=-1, keepdims=True)
+    q_norm = tf.norm(z_q, axis=-1, keepdims=True)
+    z_hat = z_sg / tf.maximum(z_norm, _EPS)
+    q_hat = z_q / tf.maximum(q_norm, _EPS)
+    r = z_hat + q_hat
+    r_norm = tf.norm(r, axis=-1, keepdims=True)
+    r = r / tf.maximum(r_norm, _EPS)
+    # R z without forming R: z - 2 r (r.z) + 2 q^ (z^.z)
+    rotated = (z - 2.0 * r * tf.reduce_sum(r * z, axis=-1, keepdims=True)
+               + 2.0 * q_hat * tf.reduce_sum(z_hat * z, axis=-1, keepdims=True))
+    rotated = rotated * (q_norm / tf.maximum(z_norm, _EPS))
+    ok = (z_norm > _EPS) & (q_norm > _EPS) & (r_norm > _EPS)  # [..., 1]
+    estimate = tf.where(ok, rotated, z)  # straight-through where R is undefined
+    return estimate + tf.stop_gradient(z_q - estimate)  # forward value exactly z_q
+
+
+def _check_gradient(gradient: str) -> str:
+    if gradient not in _GRADIENTS:
+        raise ValueError(f"`gradient` must be one of {_GRADIENTS}. Received: gradient={gradient!r}")
+    return gradient
 
 
 # ----------------------------------------------------------------------------------------------
@@ -99,15 +149,18 @@ class ResidualQuantizer(tf.keras.layers.Layer):
       epsilon: float > 0, default 1e-5. Laplace smoothing of the EMA counts.
       dead_code_threshold: float >= 0, default 0.1. Relative EMA count below which a codeword
         is re-seeded; 0 turns the reset off (``"ema"`` only).
+      gradient: ``"ste"`` (default) or ``"rotation"``: how ``quantized`` passes gradients to
+        the input, straight-through or the rotation trick (``rotation_trick``, CHIME sec. 4.3).
 
     Input shape: ``[B, d]`` float latents.
-    Output: dict with ``quantized`` ``[B, d]`` (straight-through), ``codes`` int32 ``[B, M]``,
+    Output: dict with ``quantized`` ``[B, d]`` (value ``sum_m c^(m)``, gradient per ``gradient``),
+    ``codes`` int32 ``[B, M]``,
     ``commitment_loss`` and ``codebook_loss`` scalars.
     """
 
     def __init__(self, levels: int, codebook_size: int, dim: int, beta: float = 0.25,
                  codebook_update: str = "ema", decay: float = 0.95, epsilon: float = 1e-5,
-                 dead_code_threshold: float = 0.1, **kwargs):
+                 dead_code_threshold: float = 0.1, gradient: str = "ste", **kwargs):
         super().__init__(**kwargs)
         self.levels = _check_int("levels", levels, 1)
         self.codebook_size = _check_int("codebook_size", codebook_size, 1)
@@ -129,6 +182,7 @@ class ResidualQuantizer(tf.keras.layers.Layer):
         self.decay = float(decay)
         self.epsilon = float(epsilon)
         self.dead_code_threshold = float(dead_code_threshold)
+        self.gradient = _check_gradient(gradient)
 
     def build(self, input_shape):
         last = input_shape[-1]
@@ -203,10 +257,12 @@ class ResidualQuantizer(tf.keras.layers.Layer):
             codes.append(idx)
             quantized += code_vec
             residual = residual - code_vec
-        # Straight-through: forward value sum_m c^(m), gradient identity w.r.t. z.
-        straight_through = z + tf.stop_gradient(quantized - z)
+        if self.gradient == "rotation":
+            passed = rotation_trick(z, quantized)
+        else:  # straight-through: forward value sum_m c^(m), gradient identity w.r.t. z
+            passed = z + tf.stop_gradient(quantized - z)
         return {
-            "quantized": straight_through,
+            "quantized": passed,
             "codes": tf.stack(codes, axis=-1),  # M x [B] -> [B, M]
             "commitment_loss": self.beta * tf.convert_to_tensor(commitment, dtype=z.dtype),
             "codebook_loss": tf.convert_to_tensor(codebook_loss, dtype=z.dtype),
@@ -241,7 +297,8 @@ class ResidualQuantizer(tf.keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "levels": self.levels, "codebook_size": self.codebook_size,
                 "dim": self.dim, "beta": self.beta, "codebook_update": self.codebook_update,
-                "decay": self.decay, "epsilon": self.epsilon, "dead_code_threshold": self.dead_code_threshold}
+                "decay": self.decay, "epsilon": self.epsilon, "dead_code_threshold": self.dead_code_threshold,
+                "gradient": self.gradient}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -264,7 +321,7 @@ class RQVAE(tf.keras.Model):
       latent_dim: int, default 32. d.
       hidden: sequence of int, default (256, 128). Encoder hidden sizes; the decoder mirrors
         them.
-      beta, codebook_update, decay, dead_code_threshold: as in ``ResidualQuantizer``.
+      beta, codebook_update, decay, dead_code_threshold, gradient: as in ``ResidualQuantizer``.
 
     Input shape: ``[B, D]``.
     Output: dict with ``reconstruction`` ``[B, D]``, ``latent`` ``[B, d]``, ``quantized``
@@ -273,7 +330,7 @@ class RQVAE(tf.keras.Model):
 
     def __init__(self, input_dim: int, levels: int = 3, codebook_size: int = 64, latent_dim: int = 32,
                  hidden: Sequence[int] = (256, 128), beta: float = 0.25, codebook_update: str = "ema",
-                 decay: float = 0.95, dead_code_threshold: float = 0.1, **kwargs):
+                 decay: float = 0.95, dead_code_threshold: float = 0.1, gradient: str = "ste", **kwargs):
         super().__init__(**kwargs)
         self.input_dim = _check_int("input_dim", input_dim, 1)
         self.latent_dim = _check_int("latent_dim", latent_dim, 1)
@@ -281,7 +338,8 @@ class RQVAE(tf.keras.Model):
         self.encoder = MLP(self.hidden, output_units=self.latent_dim, name="encoder")
         self.quantizer = ResidualQuantizer(levels, codebook_size, self.latent_dim, beta=beta,
                                            codebook_update=codebook_update, decay=decay,
-                                           dead_code_threshold=dead_code_threshold, name="quantizer")
+                                           dead_code_threshold=dead_code_threshold, gradient=gradient,
+                                           name="quantizer")
         self.decoder = MLP(self.hidden[::-1], output_units=self.input_dim, name="decoder")
         self._trackers = {name: tf.keras.metrics.Mean(name=name)
                           for name in ("loss", "reconstruction", "commitment", "codebook")}
@@ -335,7 +393,7 @@ class RQVAE(tf.keras.Model):
         return {"input_dim": self.input_dim, "levels": q.levels, "codebook_size": q.codebook_size,
                 "latent_dim": self.latent_dim, "hidden": list(self.hidden), "beta": q.beta,
                 "codebook_update": q.codebook_update, "decay": q.decay,
-                "dead_code_threshold": q.dead_code_threshold, "name": self.name}
+                "dead_code_threshold": q.dead_code_threshold, "gradient": q.gradient, "name": self.name}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -362,6 +420,7 @@ class RQVAEConfig:
       dead_code_threshold: relative EMA count below which a codeword is re-seeded. Default 0.1.
       init_rows: rows of the first shuffled batch used for the K-means codebook init; at least
         ``max(batch_size, 4 * codebook_size)`` rows are used (clipped to N). Default None.
+      gradient: ``"ste"`` (straight-through, default) or ``"rotation"`` (the rotation trick).
     """
 
     levels: int = 3
@@ -377,6 +436,7 @@ class RQVAEConfig:
     decay: float = 0.95
     dead_code_threshold: float = 0.1
     init_rows: Optional[int] = None
+    gradient: str = "ste"
 
     def __post_init__(self):
         for name in ("levels", "codebook_size", "latent_dim", "epochs", "batch_size"):
@@ -390,6 +450,7 @@ class RQVAEConfig:
                              f"Received: codebook_update={self.codebook_update!r}")
         if self.init_rows is not None:
             _check_int("init_rows", self.init_rows, 1)
+        _check_gradient(self.gradient)
 
 
 class SemanticIDs(NamedTuple):
@@ -458,7 +519,7 @@ def fit_semantic_ids(embeddings: np.ndarray, config: RQVAEConfig = RQVAEConfig()
 
     model = RQVAE(d, levels=config.levels, codebook_size=config.codebook_size, latent_dim=config.latent_dim,
                   hidden=config.hidden, beta=config.beta, codebook_update=config.codebook_update,
-                  decay=config.decay, dead_code_threshold=config.dead_code_threshold)
+                  decay=config.decay, dead_code_threshold=config.dead_code_threshold, gradient=config.gradient)
     model(x[:1])  # build
     model.initialize_codebooks(x[init_rows], seed=config.seed, batch_size=batch_size)
     model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
@@ -611,8 +672,12 @@ def save_semantic_ids(path: PathLike, item_id: np.ndarray, codes: np.ndarray,
 
 
 def load_semantic_ids(path: PathLike) -> SemanticIDTable:
-    """Reads a table written by ``save_semantic_ids`` (the report from the ``.npz`` itself)."""
-    with np.load(Path(path), allow_pickle=False) as data:
+    """Reads a table written by ``save_semantic_ids`` (the report from the ``.npz`` itself).
+
+    ``path`` may be local or on any filesystem ``tf.io.gfile`` reads (e.g. ``gs://``)."""
+    with tf.io.gfile.GFile(os.fspath(path), "rb") as f:
+        raw = io.BytesIO(f.read())
+    with np.load(raw, allow_pickle=False) as data:
         missing = {"item_id", "codes", "report_json"} - set(data.files)
         if missing:
             raise ValueError(f"{str(path)!r} is not a Semantic ID table: missing {sorted(missing)}.")
