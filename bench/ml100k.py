@@ -5,9 +5,12 @@
 
 Stages (each is also a `tfrec` command): movielens (ratings from the recbole wheel; click =
 rating >= 4; time split) -> embed-items (all-MiniLM-L6-v2 over title + genres, in TensorFlow) ->
-cluster (K-means + balance check + t-SNE) -> write-tfrecords -> train + evaluate DIN and DMGIN
-per seed. Prints and writes bench/results/ml100k.md (+ .json): AUC / GAUC / logloss as
-mean ± std over seeds, and the per-user sequence length before and after grouping.
+cluster (K-means + balance check + t-SNE) -> semantic-ids (RQ-VAE, M=3, K=64) -> write-tfrecords
+(with the codes) -> train + evaluate DIN and DMGIN per seed. Prints and writes
+bench/results/ml100k.md (+ .json): AUC / GAUC / logloss as mean ± std over seeds, the per-user
+sequence length before and after grouping, the codebook report (CHIME Table 5's hit ratio and
+perplexity) and what SIREN's hard GSU (same Semantic ID prefix as the target) keeps of the test
+histories.
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import tfrec  # noqa: E402,F401  (tf-keras before TensorFlow)
-from pipelines import cluster, embed_items, movielens, write_tfrecords  # noqa: E402
+from pipelines import cluster, embed_items, movielens, semantic_ids, write_tfrecords  # noqa: E402
 from pipelines.common import GROUPS, SPEC, history_files, load_spec, load_yaml_config, stage_args  # noqa: E402
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "pipelines" / "configs"
@@ -35,6 +38,7 @@ def prepare(data: Path, regenerate: bool) -> None:
     movielens.run(stage_args(movielens, ["--out", data]))
     embed_items.run(stage_args(embed_items, ["--data", data]))
     cluster.run(stage_args(cluster, ["--data", data, "--seed", 0]))
+    semantic_ids.run(stage_args(semantic_ids, ["--data", data, "--seed", 0, "--quiet"]))
     write_tfrecords.run(stage_args(write_tfrecords, ["--data", data]))
 
 
@@ -46,6 +50,29 @@ def sequence_stats(data: Path) -> dict:
     histories = load_user_histories(history_files(data), load_spec(data))
     table = load_group_table(data / GROUPS).table
     return grouping_stats(histories.row_splits, histories.sequences["hist_item_id"], table)
+
+
+def semantic_id_section(data: Path) -> tuple[list[str], dict]:
+    """The codebook report and the hard-GSU statistics of the test split, as Markdown lines."""
+    from pipelines.common import SEMANTIC_IDS, make_split_dataset
+    from tfrec.grouping import format_codebook_report, load_semantic_ids
+    from tfrec.grouping.stats import hard_gsu_stats
+
+    spec = load_spec(data)
+    if not spec.semantic_id_levels:
+        return [], {}
+    report = load_semantic_ids(data / SEMANTIC_IDS).report
+    test = make_split_dataset(data, "test", spec, batch_size=2048)
+    gsu = {m: hard_gsu_stats(test, levels=m) for m in range(1, spec.semantic_id_levels + 1)}
+    lines = ["", f"## Semantic IDs (RQ-VAE over the item text embeddings, `tfrec semantic-ids`)", "", "```",
+             format_codebook_report(report), "```", "",
+             "Hard GSU on the test histories (SIREN: keep the behaviors whose Semantic ID prefix equals the "
+             "target's):", "", "| prefix levels | history mean | kept mean | kept p99 | kept fraction | "
+             "examples keeping none |", "|---|---|---|---|---|---|"]
+    for m, g in gsu.items():
+        lines.append(f"| {m} | {g['history_length']['mean']} | {g['kept']['mean']} | {g['kept']['p99']:g} | "
+                     f"{g['kept_fraction']:.2%} | {g['empty_fraction']:.1%} |")
+    return lines, {"codebook": report, "hard_gsu": gsu}
 
 
 def mean_std(values) -> str:
@@ -91,13 +118,15 @@ def main(argv=None) -> int:
         lines.append(f"| {name} | {mean_std([r['auc'] for r in results])} | {mean_std([r['gauc'] for r in results])} | "
                      f"{mean_std([r['logloss'] for r in results])} | {np.mean([r['train_seconds'] for r in results]):.0f} |")
     lines += ["", "## Sequence length per user before and after grouping (all ratings, K-means groups)", "",
-              format_grouping_stats(stats), ""]
+              format_grouping_stats(stats)]
+    semid_lines, semid = semantic_id_section(data)
+    lines += semid_lines + [""]
     report = "\n".join(lines)
     print("\n" + report)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(report)
-    out.with_suffix(".json").write_text(json.dumps({"results": rows, "sequence_stats": stats}, indent=2, default=str))
+    out.with_suffix(".json").write_text(json.dumps({"results": rows, "sequence_stats": stats, "semantic_ids": semid}, indent=2, default=str))
     return 0
 
 

@@ -34,6 +34,9 @@ def add_arguments(p):
     p.add_argument("--max-history-length", type=int, default=None,
                    help="dataset.json's max_history_length (default: the largest per-user rating count "
                         "rounded up to a multiple of 100)")
+    p.add_argument("--ties", choices=["strict", "order"], default="strict",
+                   help="same-second ratings of a user: hidden from each other's history (strict, default) or "
+                        "ordered by file row with timestamps spread by whole seconds (order, RecBole-style)")
     p.add_argument("--skip-bad-rows", action="store_true",
                    help="skip malformed rows (counted and reported per reason) instead of stopping")
 
@@ -71,7 +74,8 @@ def run(args):
     t_read = time.time() - t0
     data, bad = movielens.load(files, test_fraction=getattr(args, "test_fraction", 0.2),
                                max_history_length=getattr(args, "max_history_length", None),
-                               skip_bad_rows=getattr(args, "skip_bad_rows", False), progress=True)
+                               skip_bad_rows=getattr(args, "skip_bad_rows", False), progress=True,
+                               ties=getattr(args, "ties", "strict"))
     if bad.counts:
         print(f"WARNING: {bad.report()}")
     raw = write_raw(data, args.out)

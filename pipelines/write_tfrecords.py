@@ -104,7 +104,8 @@ def run(args):
     behaviors = _columns(raw / "behaviors.parquet",
                          ["user_id", "item_id", "behavior_type", "timestamp", "duration", "amount"])
     users = _columns(raw / "users.parquet", ["user_id", "user_segment"])
-    n_users = write_user_histories(data / HISTORIES, spec, history_records(behaviors, users, semantic_ids))
+    n_users = write_user_histories(data / HISTORIES, spec, history_records(behaviors, users, semantic_ids),
+                                   progress="user histories", total=len(np.unique(behaviors["user_id"])))
     splits = {}
     for split in ("train", "test"):
         cols = _columns(raw / f"{split}.parquet", ["user_id", "item_id", "request_timestamp", "label"])
@@ -116,7 +117,8 @@ def run(args):
             cols.update(codes)
             keys += list(codes)
         records = ({k: cols[k][i] for k in keys} for i in range(len(cols["user_id"])))
-        n = write_examples(split_file(data, split), spec, records, with_true_prob=with_prob)
+        n = write_examples(split_file(data, split), spec, records, with_true_prob=with_prob,
+                           progress=f"{split} examples", total=len(cols["user_id"]))
         splits[split] = {"examples": n, "true_prob": with_prob}
     (data / SPEC).write_text(json.dumps(spec.to_dict(), indent=2))
     (data / SPLITS).write_text(json.dumps(splits, indent=2))

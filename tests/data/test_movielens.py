@@ -122,6 +122,38 @@ def test_history_lengths_exclude_same_second():
     assert tied.tolist() == [False, True, True, False, False]
 
 
+def test_spread_ties_hand_computed():
+    # user 0: 5, 5, 5, 6, 9 -> 5, 6, 7, 8, 9; user 1 (starts over): 3, 3 -> 3, 4; user 2: 1 -> 1
+    u = np.array([0, 0, 0, 0, 0, 1, 1, 2])
+    t = np.array([5, 5, 5, 6, 9, 3, 3, 1])
+    assert movielens.spread_ties(u, t).tolist() == [5, 6, 7, 8, 9, 3, 4, 1]
+    big = np.array([880_000_000, 880_000_000, 890_000_000, 5, 5])  # big gaps between users' values
+    assert movielens.spread_ties(np.array([0, 0, 0, 1, 1]), big).tolist() == [
+        880_000_000, 880_000_001, 890_000_000, 5, 6]
+    rng = np.random.default_rng(0)  # against the loop definition t'_i = max(t_i, t'_{i-1} + 1)
+    u = np.sort(rng.integers(0, 20, 500))
+    t = np.concatenate([np.sort(rng.integers(0, 50, (u == k).sum())) for k in range(20)])
+    want = t.copy()
+    for i in range(1, len(t)):
+        if u[i] == u[i - 1]:
+            want[i] = max(t[i], want[i - 1] + 1)
+    assert movielens.spread_ties(u, t).tolist() == want.tolist()
+
+
+def test_ties_order_puts_burst_mates_in_file_order(tmp_path):
+    src = write_source(tmp_path / "src")
+    out = tmp_path / "data"
+    data, _ = stage.run(args(out, src, test_fraction=0.3, ties="order"))
+    beh = read(out / "raw", "behaviors")
+    # user 196 (new id 2): items 1 @+100, then 10 and 2 both @+200 in file order -> +200, +201, then 267 @+900
+    mine = [(i, t - T) for u, i, t in zip(beh["user_id"], beh["item_id"], beh["timestamp"]) if u == 2]
+    assert mine == [(0, 100), (2, 200), (1, 201), (3, 900)]
+    assert data.stats["tied_ratings"] == 2 and data.stats["shifted_ratings"] == 1
+    assert data.stats["max_shift_seconds"] == 1 and data.meta["ties"] == "order"
+    with pytest.raises(ValueError, match="ties must be one of"):
+        stage.run(args(tmp_path / "x", src, ties="random"))
+
+
 def test_items_text_and_dataset_json(built):
     _, raw = built
     text = read(raw, "items_text")

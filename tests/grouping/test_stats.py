@@ -20,3 +20,20 @@ def test_against_hand_count():
 def test_bad_splits():
     with pytest.raises(ValueError, match="row_splits"):
         grouping_stats([0, 3], [1, 2], np.array([0, 1, 1]))
+
+
+def test_hard_gsu_stats_hand_computed():
+    from tfrec.grouping.stats import hard_gsu_stats
+
+    batch = {  # 2 examples, M = 2; example 0 has 3 behaviors, example 1 has 2 (+1 padded)
+        "hist_semantic_id": np.array([[[1, 0], [2, 5], [1, 3]], [[4, 4], [4, 1], [4, 4]]]),
+        "item_semantic_id": np.array([[1, 3], [2, 2]]),
+        "hist_length": np.array([3, 2]),
+    }
+    one = hard_gsu_stats([batch], levels=1)
+    assert one["examples"] == 2 and one["kept"]["mean"] == 1.0  # 2 kept for example 0, 0 for 1
+    assert one["kept_fraction"] == 2 / 5 and one["empty_fraction"] == 0.5
+    two = hard_gsu_stats([batch], levels=2)
+    assert two["kept"]["p100"] == 1.0 and two["kept_fraction"] == 1 / 5  # only [1, 3] matches [1, 3]
+    batch["item_semantic_id"] = np.array([[1, 3], [4, 4]])  # the padded [4, 4] must not count
+    assert hard_gsu_stats([batch], levels=2)["kept_fraction"] == 2 / 5

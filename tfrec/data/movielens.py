@@ -32,6 +32,12 @@ Mapping (documented contract)
   history, and neither are the user's other ratings in the *same second* (ML-100K users often
   rate in bursts: such ties are hidden from each other, in both directions; the summary reports
   how many ratings are tied). The history is then the most recent ``max_history_length``.
+  ``ties="order"`` (``--ties order``) instead orders a user's same-second ratings by their row
+  in the ``.inter`` file (what RecBole's stable sort does) and makes them distinct by moving each
+  later rating of a burst the fewest whole seconds forward (``t'_i = max(t_i, t'_{i-1} + 1)`` per
+  user, so the user's order is kept and no rating moves back); then every rating sees the
+  burst-mates before it. Shifts are small (the summary reports the largest); the split is taken
+  on the shifted timestamps.
 * **Time split.** One global cut at the ``1 - test_fraction`` quantile of all rating timestamps
   (default 0.8): ``cut = sorted(timestamps)[floor(0.8 * n)]``; examples with ``timestamp < cut``
   are train, ``timestamp >= cut`` test. So every test example is at or after the cut and every
@@ -382,6 +388,36 @@ def split_timestamp(timestamps: np.ndarray, test_fraction: float) -> int:
     return cut
 
 
+TIES = ("strict", "order")
+
+
+def spread_ties(user_id: np.ndarray, timestamp: np.ndarray) -> np.ndarray:
+    """Per user, ``t'_i = max(t_i, t'_{i-1} + 1)`` in the given order (rows sorted by user, time).
+
+    The closed form ``t'_i = i + max_{j <= i}(t_j - j)`` (i = position within the user) is a
+    segmented running maximum; each user's block is lifted above the previous ones so one
+    ``np.maximum.accumulate`` does every user at once.
+
+    Args:
+      user_id: ``[n]`` int, rows grouped by user (sorted).
+      timestamp: ``[n]`` int, non-decreasing within each user.
+
+    Returns:
+      ``[n]`` int64 timestamps, strictly increasing within each user, ``>= timestamp``.
+    """
+    u, t = np.asarray(user_id, np.int64), np.asarray(timestamp, np.int64)
+    n = len(t)
+    if not n:
+        return t.copy()
+    new_user = np.r_[True, u[1:] != u[:-1]]
+    block = np.cumsum(new_user) - 1
+    start = np.flatnonzero(new_user)[block]
+    pos = np.arange(n) - start
+    key = t - pos
+    lift = (block * (int(key.max()) - int(key.min()) + 1)).astype(np.int64)
+    return np.maximum.accumulate(key + lift) - lift + pos
+
+
 def history_lengths(user_id: np.ndarray, timestamp: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """Per rating: how many ratings of its user are strictly earlier, and whether it has a same-second tie."""
     n = len(user_id)
@@ -422,12 +458,24 @@ def _quantiles(x: np.ndarray) -> dict:
 
 
 def build(items: Items, users: Users, ratings: Ratings, test_fraction: float = 0.2,
-          max_history_length: Optional[int] = None) -> MovieLensData:
-    """Map parsed ML-100K to the raw-log tables (see the module docstring for every rule)."""
+          max_history_length: Optional[int] = None, ties: str = "strict") -> MovieLensData:
+    """Map parsed ML-100K to the raw-log tables (see the module docstring for every rule).
+
+    ``ties``: ``"strict"`` (default: same-second ratings are hidden from each other) or
+    ``"order"`` (file order within the second, timestamps spread by ``spread_ties``).
+    """
+    if ties not in TIES:
+        raise ValueError(f"ties must be one of {TIES}. Received: ties={ties!r}")
     n = len(ratings.user_id)
     order = np.lexsort((np.arange(n), ratings.timestamp, ratings.user_id))  # stable: file order on ties
     uid, iid = ratings.user_id[order], ratings.item_id[order]
     rating, ts = ratings.rating[order], ratings.timestamp[order]
+    n_tied = int(history_lengths(uid, ts)[1].sum())
+    shift = np.zeros(n, np.int64)
+    if ties == "order":
+        spread = spread_ties(uid, ts)
+        shift = spread - ts
+        ts = spread
     label, btype = click_label(rating), behavior_type(rating)
     zeros = np.zeros(n, np.float32)
     behaviors = {"user_id": uid, "item_id": iid, "behavior_type": btype, "timestamp": ts,
@@ -455,7 +503,7 @@ def build(items: Items, users: Users, ratings: Ratings, test_fraction: float = 0
         "name": NAME, "n_items": n_items, "n_user_segments": N_USER_SEGMENTS,
         "max_history_length": int(max_history_length),
         "n_users": len(users.original_id), "n_ratings": n,
-        "split_timestamp": cut, "test_fraction": test_fraction,
+        "split_timestamp": cut, "test_fraction": test_fraction, "ties": ties,
         "label": f"rating >= {CLICK_MIN_RATING:g}",
         "behavior_type": "rating 1-2 -> negative (5), 3 -> view (0), 4 -> click (1), 5 -> favorite (2)",
         "user_segment": "2 * age_bucket(<18,18-24,25-34,35-44,45-49,50-55,56+) + (gender == F)",
@@ -470,7 +518,8 @@ def build(items: Items, users: Users, ratings: Ratings, test_fraction: float = 0
         "split_timestamp": cut,
         "ratings_per_user": _quantiles(rated),
         "example_history_length": _quantiles(hist_len),
-        "tied_ratings": int(tied.sum()),
+        "tied_ratings": n_tied, "ties": ties,
+        "shifted_ratings": int((shift > 0).sum()), "max_shift_seconds": int(shift.max()) if n else 0,
         "behavior_types": {spec_lib.BEHAVIOR_TYPES[t]: int(c) for t, c in
                            zip(*np.unique(btype, return_counts=True))},
         "max_history_length": int(max_history_length),
@@ -489,13 +538,13 @@ def build(items: Items, users: Users, ratings: Ratings, test_fraction: float = 0
 
 
 def load(files: Dict[str, Tuple[str, str]], test_fraction: float = 0.2, max_history_length: Optional[int] = None,
-         skip_bad_rows: bool = False, progress: bool = False) -> Tuple[MovieLensData, BadRows]:
+         skip_bad_rows: bool = False, progress: bool = False, ties: str = "strict") -> Tuple[MovieLensData, BadRows]:
     """Parse the three atomic files (``{ext: (name, text)}``) and ``build`` the raw tables."""
     bad = BadRows(skip=skip_bad_rows)
     items = parse_items(*files["item"], bad)
     users = parse_users(*files["user"], bad)
     ratings = parse_ratings(*files["inter"], items, users, bad, progress=progress)
-    return build(items, users, ratings, test_fraction, max_history_length), bad
+    return build(items, users, ratings, test_fraction, max_history_length, ties), bad
 
 
 def format_summary(stats: dict) -> str:
@@ -515,8 +564,11 @@ def format_summary(stats: dict) -> str:
         f"(click {stats['train_click_rate']:.3f}) / test {stats['test']} (click {stats['test_click_rate']:.3f})",
         f"  ratings per user: {q(stats['ratings_per_user'])}",
         f"  example history length (ratings strictly before the request): {q(stats['example_history_length'])}",
-        f"  same-second ties: {stats['tied_ratings']} ratings share their (user, second) with another rating "
-        f"and are excluded from each other's history",
+        (f"  same-second ties: {stats['tied_ratings']} ratings share their (user, second) with another rating "
+         f"and are excluded from each other's history (--ties order keeps them in file order)")
+        if stats.get("ties", "strict") == "strict" else
+        (f"  same-second ties: {stats['tied_ratings']} ratings shared their (user, second); ordered by file row, "
+         f"{stats['shifted_ratings']} moved forward by at most {stats['max_shift_seconds']} s (--ties order)"),
         f"  max_history_length {stats['max_history_length']} "
         f"({stats['truncated_examples']} examples have a longer history and keep the most recent)",
     ])

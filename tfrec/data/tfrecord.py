@@ -304,6 +304,8 @@ def write_records(
     records: Iterable[Mapping[str, Any]],
     features: Sequence[Feature],
     spec: FeatureSpec,
+    progress: str | None = None,
+    total: int | None = None,
 ) -> int:
     """Validates and writes records as ``tf.train.Example`` s, atomically.
 
@@ -316,6 +318,8 @@ def write_records(
         numpy array; exactly the fields in ``features``.
       features: the record layout, e.g. ``spec.history_record_features()``.
       spec: vocabulary sizes bounding the id fields.
+      progress: a description to show a progress bar with (stderr), or None for none.
+      total: the number of records, for the bar (optional).
 
     Returns:
       The number of records written.
@@ -323,14 +327,17 @@ def write_records(
     Raises:
       RecordValidationError: a record breaks the spec (nothing is written).
     """
+    from tqdm.auto import tqdm
+
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     tmp_path = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
     count = 0
     try:
-        with tf.io.TFRecordWriter(tmp_path) as writer:
-            for count, values in enumerate(records, start=1):
+        bar = tqdm(records, desc=progress, total=total, unit="rec", disable=not progress, mininterval=0.5)
+        with tf.io.TFRecordWriter(tmp_path) as writer, bar:
+            for count, values in enumerate(bar, start=1):
                 arrays = validate_record(count - 1, values, features, spec)
                 writer.write(encode_record(arrays, features))
         os.replace(tmp_path, path)
@@ -341,18 +348,20 @@ def write_records(
     return count
 
 
-def write_user_histories(path: PathLike, spec: FeatureSpec, records: Iterable[Mapping[str, Any]]) -> int:
+def write_user_histories(path: PathLike, spec: FeatureSpec, records: Iterable[Mapping[str, Any]],
+                         **progress) -> int:
     """Writes user-history records (one per user, behaviors oldest first).
 
     Args:
       path: destination TFRecord file.
       spec: the feature spec.
       records: dicts with the fields of ``spec.history_record_features()``.
+      **progress: ``progress`` / ``total`` of ``write_records``.
 
     Returns:
       The number of records written.
     """
-    return write_records(path, records, spec.history_record_features(), spec)
+    return write_records(path, records, spec.history_record_features(), spec, **progress)
 
 
 def write_examples(
@@ -361,6 +370,7 @@ def write_examples(
     records: Iterable[Mapping[str, Any]],
     inline_history: bool = False,
     with_true_prob: bool = False,
+    **progress,
 ) -> int:
     """Writes example (impression) records.
 
@@ -371,12 +381,13 @@ def write_examples(
         with_true_prob)``.
       inline_history: bool, default False. Records carry the profile and sequence fields.
       with_true_prob: bool, default False. Records carry ``true_prob`` (synthetic data).
+      **progress: ``progress`` / ``total`` of ``write_records``.
 
     Returns:
       The number of records written.
     """
     features = spec.example_record_features(inline_history=inline_history, with_true_prob=with_true_prob)
-    return write_records(path, records, features, spec)
+    return write_records(path, records, features, spec, **progress)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Sequence lengths before and after grouping (DMGIN's "tens of thousands -> hundreds" claim).
+"""Sequence lengths before and after grouping (DMGIN's "tens of thousands -> hundreds" claim),
+and what SIREN's hard GSU (behaviors sharing the target's Semantic ID prefix) keeps.
 
 DMGIN regroups a user's lifelong behaviors by item group, so the inter-group model attends over
 groups, not behaviors. ``grouping_stats`` measures that on a data set: per user, the number of
@@ -69,3 +70,33 @@ def format_grouping_stats(stats: Dict[str, object]) -> str:
     for name, s in rows:
         lines.append(f"| {name} | {s['mean']} | " + " | ".join(f"{s[f'p{p}']:g}" for p in PERCENTILES) + " |")
     return "\n".join(lines)
+
+
+def hard_gsu_stats(batches, levels: int = 1) -> Dict[str, object]:
+    """What SIREN's hard GSU keeps: behaviors whose Semantic ID prefix equals the target's.
+
+    Args:
+      batches: iterable of model-feature dicts (``make_dataset`` batches, numpy or tensors) with
+        ``hist_semantic_id`` ``[B, L, M]``, ``item_semantic_id`` ``[B, M]`` and ``hist_length``.
+      levels: the prefix length compared (1 = same level-1 code, SIREN's hard search).
+
+    Returns:
+      ``examples``; mean / percentiles over examples of ``history_length`` and ``kept`` (behaviors
+      sharing the prefix); ``kept_fraction`` (kept / history behaviors, all examples pooled) and
+      ``empty_fraction`` (examples with a non-empty history that keep nothing).
+    """
+    lengths, kept = [], []
+    for features in batches:
+        hist = np.asarray(features["hist_semantic_id"])[..., :levels]
+        target = np.asarray(features["item_semantic_id"])[:, :levels]
+        n = np.asarray(features["hist_length"])
+        valid = np.arange(hist.shape[1])[None, :] < n[:, None]
+        same = np.all(hist == target[:, None, :], axis=-1) & valid
+        lengths.append(n)
+        kept.append(same.sum(axis=1))
+    lengths = np.concatenate(lengths) if lengths else np.zeros(0, np.int64)
+    kept = np.concatenate(kept) if kept else np.zeros(0, np.int64)
+    nonempty = lengths > 0
+    return {"examples": int(len(lengths)), "levels": int(levels), "history_length": _summary(lengths),
+            "kept": _summary(kept), "kept_fraction": float(kept.sum() / max(lengths.sum(), 1)),
+            "empty_fraction": float(np.mean(kept[nonempty] == 0)) if nonempty.any() else 0.0}
