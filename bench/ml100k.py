@@ -31,11 +31,11 @@ from pipelines.common import GROUPS, SPEC, history_files, load_spec, load_yaml_c
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "pipelines" / "configs"
 
 
-def prepare(data: Path, regenerate: bool) -> None:
+def prepare(data: Path, regenerate: bool, ties: str = "strict") -> None:
     if (data / SPEC).exists() and not regenerate:
         print(f"reusing {data} (--regenerate to rebuild)")
         return
-    movielens.run(stage_args(movielens, ["--out", data]))
+    movielens.run(stage_args(movielens, ["--out", data, "--ties", ties]))
     embed_items.run(stage_args(embed_items, ["--data", data]))
     cluster.run(stage_args(cluster, ["--data", data, "--seed", 0]))
     semantic_ids.run(stage_args(semantic_ids, ["--data", data, "--seed", 0, "--quiet"]))
@@ -62,7 +62,7 @@ def semantic_id_section(data: Path) -> tuple[list[str], dict]:
     if not spec.semantic_id_levels:
         return [], {}
     report = load_semantic_ids(data / SEMANTIC_IDS).report
-    test = make_split_dataset(data, "test", spec, batch_size=2048)
+    test = [features for features, _ in make_split_dataset(data, "test", spec, batch_size=2048)]
     gsu = {m: hard_gsu_stats(test, levels=m) for m in range(1, spec.semantic_id_levels + 1)}
     lines = ["", f"## Semantic IDs (RQ-VAE over the item text embeddings, `tfrec semantic-ids`)", "", "```",
              format_codebook_report(report), "```", "",
@@ -91,11 +91,13 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--models", nargs="+", default=["din", "dmgin"])
     p.add_argument("--regenerate", action="store_true")
+    p.add_argument("--ties", choices=["strict", "order"], default="strict",
+                   help="same-second ratings (tfrec movielens --ties); applied when the data is (re)generated")
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "ml100k.md"))
     args = p.parse_args(argv)
     work = Path(args.workdir)
     data = work / "data"
-    prepare(data, args.regenerate)
+    prepare(data, args.regenerate, args.ties)
     stats = sequence_stats(data)
     rows = {}
     for name in args.models:
@@ -109,7 +111,8 @@ def main(argv=None) -> int:
             print(f"{name} seed {seed}: AUC {result['auc']:.4f} GAUC {result['gauc']:.4f} "
                   f"logloss {result['logloss']:.4f} ({time.time() - started:.0f}s)", flush=True)
     first = next(iter(rows.values()))[0]
-    lines = [f"# ml-100k (MovieLens-100K, click = rating >= 4, time split)", "",
+    ties = json.loads((data / "raw" / "dataset.json").read_text()).get("ties", "strict")
+    lines = [f"# ml-100k (MovieLens-100K, click = rating >= 4, time split, same-second ties: {ties})", "",
              f"{first['n_examples']} test examples, {first['n_users']} users; {len(args.seeds)} seeds "
              f"({' '.join(map(str, args.seeds))}), {args.epochs} epochs, batch {args.batch_size}; "
              f"`.venv/bin/python bench/ml100k.py {' '.join(argv or sys.argv[1:])}`", "",

@@ -1,19 +1,27 @@
 """Semantic IDs in the TFRecords: the item lookup, `write-tfrecords`, the reader's stacked features."""
 import argparse
 import json
+import shutil
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import tensorflow as tf
 
 from pipelines import synthetic, write_tfrecords
 from pipelines.common import SEMANTIC_IDS, load_spec, make_split_dataset
 from tfrec.configs import DINConfig
-from tfrec.data.dataset import make_dataset
+from tfrec.data.dataset import load_user_histories, make_dataset
 from tfrec.data.semantic_ids import SemanticIDLookup
 from tfrec.data.spec import FeatureSpec
 from tfrec.data.synthetic import SyntheticConfig, generate
-from tfrec.data.tfrecord import RecordValidationError, write_examples
+from tfrec.data.tfrecord import (
+    CorruptTFRecordError,
+    RecordValidationError,
+    encode_record,
+    validate_record,
+    write_examples,
+)
 from tfrec.grouping.rqvae import save_semantic_ids
 from tfrec.models import DIN
 
@@ -125,8 +133,6 @@ def test_models_train_on_batches_that_carry_codes(data_with_codes):
 
 
 def test_no_semantic_ids_flag_writes_the_old_layout(raw_data, tmp_path):
-    import shutil
-
     data = tmp_path / "data"
     shutil.copytree(raw_data / "raw", data / "raw")
     shutil.copy(raw_data / SEMANTIC_IDS, data / SEMANTIC_IDS)
@@ -138,8 +144,6 @@ def test_no_semantic_ids_flag_writes_the_old_layout(raw_data, tmp_path):
 
 
 def test_stale_table_names_the_item_and_row(raw_data, tmp_path):
-    import shutil
-
     data = tmp_path / "data"
     shutil.copytree(raw_data / "raw", data / "raw")
     items = np.arange(N_ITEMS)
@@ -174,3 +178,31 @@ def test_inline_histories_carry_codes_too(tmp_path):
     with pytest.raises(RecordValidationError, match=r"field 'hist_semantic_id_2': id 10 at position 2 is outside "
                                                     r"\[0, 10\) \(FeatureSpec.semantic_id_vocab=10\)"):
         write_examples(tmp_path / "bad.tfrecord", spec, [bad], inline_history=True)
+
+
+def test_spec_with_codes_over_files_without_them_is_a_clear_error(data_with_codes, raw_data, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(raw_data / "raw", data / "raw")
+    write_tfrecords.run(_args(["--data", str(data), "--no-semantic-ids"]))
+    with_codes = load_spec(data_with_codes)
+    # a missing list field parses as empty: caught, not gathered out of line
+    with pytest.raises(ValueError, match=r"values of 'hist_semantic_id_1' for \d+ behaviors; the files were "
+                                         r"written with another spec"):
+        load_user_histories(data / "user_histories.tfrecord", with_codes)
+    # inline histories too (examples carrying sequences but no codes)
+    spec = FeatureSpec(n_items=10, semantic_id_levels=1, semantic_id_vocab=4)
+    plain = FeatureSpec(n_items=10)
+    record = {"user_id": 1, "user_segment": 0, "item_id": 3, "request_timestamp": 30, "label": 1,
+              "hist_item_id": [4], "hist_behavior_type": [0], "hist_timestamp": [10], "hist_duration": [0.0],
+              "hist_amount": [0.0], "item_semantic_id_1": 2}
+    write_examples(tmp_path / "e.tfrecord", plain, [{k: v for k, v in record.items() if "semantic" not in k}],
+                   inline_history=True)
+    with pytest.raises(CorruptTFRecordError, match="item_semantic_id_1"):  # the target's code is required
+        make_dataset(tmp_path / "e.tfrecord", spec, inline_history=True)
+    layout = [f.name for f in spec.example_record_features(inline_history=True)]
+    partial = {k: v for k, v in record.items() if k in layout}  # target code present, history codes absent
+    fields = [f for f in spec.example_record_features(inline_history=True) if f.name != "hist_semantic_id_1"]
+    with tf.io.TFRecordWriter(str(tmp_path / "p.tfrecord")) as w:
+        w.write(encode_record(validate_record(0, partial, fields, spec), fields))
+    with pytest.raises(ValueError, match=r"0 values of 'hist_semantic_id_1' for 1 behaviors"):
+        make_dataset(tmp_path / "p.tfrecord", spec, inline_history=True)

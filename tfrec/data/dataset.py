@@ -132,12 +132,33 @@ def _sequence_names(spec: FeatureSpec) -> Tuple[str, ...]:
     return tuple(f.name for f in spec.sequence_features())
 
 
-def _batch_to_numpy(batch: Mapping[str, Any], names: Tuple[str, ...]) -> Dict[str, np.ndarray]:
+def _check_parallel(path: str, batch: Mapping[str, Any], names: Tuple[str, ...]) -> np.ndarray:
+    """Row lengths of a parsed batch; raises when a sequence field is not parallel to the timestamps.
+
+    The writer checks this for every record, so a mismatch here means the files and the spec
+    disagree: typically a spec declaring Semantic IDs over files written without them (a
+    missing list field parses as empty rather than failing).
+    """
+    lengths = batch[_TIMESTAMP].row_lengths().numpy()
+    for name in names:
+        other = batch[name].row_lengths().numpy()
+        if not np.array_equal(other, lengths):
+            i = int(np.flatnonzero(other != lengths)[0])
+            raise ValueError(
+                f"{path}: a record in the batch of user_id {int(batch[spec_lib.USER_ID.name][i])} has "
+                f"{int(other[i])} values of {name!r} for {int(lengths[i])} behaviors; the files were written with "
+                "another spec (e.g. without Semantic IDs): read them with the spec.json written beside them, "
+                "or re-run write-tfrecords"
+            )
+    return lengths.astype(np.int64)
+
+
+def _batch_to_numpy(path: str, batch: Mapping[str, Any], names: Tuple[str, ...]) -> Dict[str, np.ndarray]:
     """Parsed history batch -> numpy: scalars as-is, sequences as flat values + row lengths."""
     out = {spec_lib.USER_ID.name: batch[spec_lib.USER_ID.name].numpy(), _SEGMENT: batch[_SEGMENT].numpy()}
     for name in names:
         out[name] = batch[name].flat_values.numpy()
-    out["row_lengths"] = batch[_TIMESTAMP].row_lengths().numpy().astype(np.int64)
+    out["row_lengths"] = _check_parallel(path, batch, names)
     return out
 
 
@@ -201,7 +222,7 @@ def load_user_histories(paths: Paths, spec: FeatureSpec, skip_corrupt: bool = Fa
     names = _sequence_names(spec)
     report = scan_tfrecord_files(
         paths, spec, spec.history_record_features(), skip_corrupt=skip_corrupt,
-        on_batch=lambda path, batch: per_file.setdefault(path, []).append(_batch_to_numpy(batch, names)),
+        on_batch=lambda path, batch: per_file.setdefault(path, []).append(_batch_to_numpy(path, batch, names)),
     )
     batches = [b for path in report.good_files for b in per_file.get(path, [])]
     dtypes = {spec_lib.USER_ID.name: np.int64, _SEGMENT: np.int64, "row_lengths": np.int64}
@@ -396,9 +417,15 @@ def _scan_examples(
 ) -> Tuple[List[str], np.ndarray]:
     """Scans the example files; returns the good files and every example's user_id."""
     users: Dict[str, List[np.ndarray]] = {}
+
+    def on_batch(path, batch):
+        if inline_history:
+            _check_parallel(path, batch, _sequence_names(spec))
+        users.setdefault(path, []).append(batch[spec_lib.USER_ID.name].numpy())
+
     report = scan_tfrecord_files(
         paths, spec, _example_features(spec, include_true_prob, inline_history), skip_corrupt=skip_corrupt,
-        on_batch=lambda path, batch: users.setdefault(path, []).append(batch[spec_lib.USER_ID.name].numpy()),
+        on_batch=on_batch,
     )
     if not report.good_files:
         skipped = [s.path for s in report.skipped]
