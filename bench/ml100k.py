@@ -26,7 +26,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import tfrec  # noqa: E402,F401  (tf-keras before TensorFlow)
 from pipelines import cluster, embed_items, movielens, semantic_ids, write_tfrecords  # noqa: E402
-from pipelines.common import GROUPS, SPEC, history_files, load_spec, load_yaml_config, stage_args  # noqa: E402
+from pipelines.common import (  # noqa: E402
+    GROUPS,
+    SEMANTIC_IDS,
+    SPEC,
+    history_files,
+    load_spec,
+    load_yaml_config,
+    make_split_dataset,
+    stage_args,
+)
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "pipelines" / "configs"
 
@@ -54,7 +63,6 @@ def sequence_stats(data: Path) -> dict:
 
 def semantic_id_section(data: Path) -> tuple[list[str], dict]:
     """The codebook report and the hard-GSU statistics of the test split, as Markdown lines."""
-    from pipelines.common import SEMANTIC_IDS, make_split_dataset
     from tfrec.grouping import format_codebook_report, load_semantic_ids
     from tfrec.grouping.stats import hard_gsu_stats
 

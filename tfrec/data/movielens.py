@@ -470,12 +470,13 @@ def build(items: Items, users: Users, ratings: Ratings, test_fraction: float = 0
     order = np.lexsort((np.arange(n), ratings.timestamp, ratings.user_id))  # stable: file order on ties
     uid, iid = ratings.user_id[order], ratings.item_id[order]
     rating, ts = ratings.rating[order], ratings.timestamp[order]
-    n_tied = int(history_lengths(uid, ts)[1].sum())
+    hist_len, tied = history_lengths(uid, ts)
     shift = np.zeros(n, np.int64)
     if ties == "order":
         spread = spread_ties(uid, ts)
         shift = spread - ts
         ts = spread
+        hist_len = history_lengths(uid, ts)[0]  # no ties left: every earlier rating counts
     label, btype = click_label(rating), behavior_type(rating)
     zeros = np.zeros(n, np.float32)
     behaviors = {"user_id": uid, "item_id": iid, "behavior_type": btype, "timestamp": ts,
@@ -492,7 +493,6 @@ def build(items: Items, users: Users, ratings: Ratings, test_fraction: float = 0
         max_history_length = int(math.ceil(rated.max() / HISTORY_ROUND) * HISTORY_ROUND)
     if max_history_length <= 0:
         raise ValueError(f"max_history_length must be positive. Received: {max_history_length}")
-    hist_len, tied = history_lengths(uid, ts)
 
     n_items = len(items.original_id)
     genres = ["|".join(g) for g in items.genres]
@@ -518,7 +518,7 @@ def build(items: Items, users: Users, ratings: Ratings, test_fraction: float = 0
         "split_timestamp": cut,
         "ratings_per_user": _quantiles(rated),
         "example_history_length": _quantiles(hist_len),
-        "tied_ratings": n_tied, "ties": ties,
+        "tied_ratings": int(tied.sum()), "ties": ties,
         "shifted_ratings": int((shift > 0).sum()), "max_shift_seconds": int(shift.max()) if n else 0,
         "behavior_types": {spec_lib.BEHAVIOR_TYPES[t]: int(c) for t, c in
                            zip(*np.unique(btype, return_counts=True))},
