@@ -1,6 +1,7 @@
-"""DINAttention (Zhou et al. 2018, eq. 3) against a numpy reference."""
+"""DINAttention (Zhou et al. 2018, eq. 3) against a numpy reference, with each unit activation."""
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tfrec.layers.din_attention import DINAttention
 from tfrec.testing import assert_layer_config_roundtrip
@@ -17,8 +18,38 @@ def _sigmoid(x):
     return 1 / (1 + np.exp(-x))
 
 
+def _prelu(alpha):
+    return lambda h: np.where(h > 0, h, alpha * h)
+
+
+def _dice(alpha, mean, variance, epsilon):
+    def f(h):
+        p = _sigmoid((h - mean) / np.sqrt(variance + epsilon))
+        return p * h + (1 - p) * alpha * h
+    return f
+
+
+def _hidden_activations(layer):
+    """Numpy activations of the unit's hidden layers (Dice in inference: moving statistics)."""
+    unit = layer.activation_unit
+    if layer.activation == "sigmoid":
+        return [_sigmoid] * len(unit._hidden)
+    if layer.activation == "prelu":
+        return [_prelu(act.alpha.numpy().reshape(-1)) for act in unit._activations]
+    return [_dice(act.alpha.numpy(), act.moving_mean.numpy(), act.moving_variance.numpy(), act.epsilon)
+            for act in unit._activations]
+
+
+def _randomize_activation_weights(layer, seed=1):
+    """Non-trivial PReLU/Dice weights (alpha, moving statistics) so the reference checks them."""
+    rng = np.random.default_rng(seed)
+    for act in layer.activation_unit._activations:
+        act.set_weights([rng.uniform(0.1, 1.0, size=w.shape).astype(np.float32) for w in act.get_weights()])
+
+
 def reference(layer, query, keys, mask):
     unit = layer.activation_unit
+    activations = _hidden_activations(layer)
     out = np.zeros(query.shape)
     for b in range(query.shape[0]):
         for c in range(query.shape[1]):
@@ -26,9 +57,9 @@ def reference(layer, query, keys, mask):
             for s in range(keys.shape[1]):
                 e, v = keys[b, s], query[b, c]
                 h = np.concatenate([e, v, e - v, e * v])
-                for dense in unit._hidden:
+                for dense, act in zip(unit._hidden, activations):
                     kernel, bias = dense.get_weights()
-                    h = _sigmoid(h @ kernel + bias)
+                    h = act(h @ kernel + bias)
                 kernel, bias = unit._out.get_weights()
                 weights.append(float((h @ kernel + bias)[0]))
             weights = np.array(weights)
@@ -40,25 +71,61 @@ def reference(layer, query, keys, mask):
     return out
 
 
+@pytest.mark.parametrize("activation", ["sigmoid", "prelu", "dice"])
 @pytest.mark.parametrize("softmax", [False, True])
-def test_matches_reference(softmax):
+def test_matches_reference(softmax, activation):
     inputs = _inputs()
-    layer = DINAttention(units=(6, 3), softmax=softmax)
-    out = layer(inputs).numpy()
+    layer = DINAttention(units=(6, 3), softmax=softmax, activation=activation)
+    layer(inputs)
+    _randomize_activation_weights(layer)
+    out = layer(inputs, training=False).numpy()
     assert out.shape == (2, 3, 4)
     np.testing.assert_allclose(out, reference(layer, **inputs), atol=1e-5)
     np.testing.assert_array_equal(out[1], 0.0)  # no valid behavior
 
 
+@pytest.mark.parametrize("activation", ["sigmoid", "prelu", "dice"])
 @pytest.mark.parametrize("softmax", [False, True])
-def test_masked_behaviors_are_ignored(softmax):
+def test_masked_behaviors_are_ignored(softmax, activation):
     inputs = _inputs()
-    layer = DINAttention(units=(6,), softmax=softmax)
+    layer = DINAttention(units=(6,), softmax=softmax, activation=activation)
     out = layer(inputs).numpy()
     keys = inputs["keys"].copy()
     keys[inputs["mask"] == 0] = -7.0
     np.testing.assert_allclose(layer({**inputs, "keys": keys}).numpy(), out, atol=1e-6)
 
 
-def test_config_roundtrip():
-    assert_layer_config_roundtrip(DINAttention(units=(6, 3), softmax=True), _inputs())
+def test_default_activation_unchanged():
+    layer = DINAttention(units=(6,))
+    layer(_inputs())
+    assert layer.get_config()["activation"] == "sigmoid"
+    assert layer.activation_unit._hidden[0].activation is tf.keras.activations.sigmoid
+    assert len(layer.weights) == 4
+
+
+def test_dice_trains_on_batch_statistics():
+    inputs = _inputs()
+    layer = DINAttention(units=(6, 3), activation="dice")
+    inference = layer(inputs, training=False).numpy()
+    dice = layer.activation_unit._activations[0]
+    np.testing.assert_array_equal(dice.moving_mean.numpy(), 0.0)
+    training = layer(inputs, training=True).numpy()  # the flag reaches the unit's Dice layers
+    assert training.shape == (2, 3, 4)
+    assert not np.allclose(training, inference)
+    assert not np.allclose(dice.moving_mean.numpy(), 0.0)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(layer(inputs, training=True))
+    grads = tape.gradient(loss, [dice.alpha for dice in layer.activation_unit._activations])
+    assert all(np.any(g.numpy() != 0) for g in grads)
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "prelu", "dice"])
+def test_config_roundtrip(activation):
+    rebuilt, _ = assert_layer_config_roundtrip(DINAttention(units=(6, 3), softmax=True, activation=activation),
+                                               _inputs(), expected_shapes=(2, 3, 4))
+    assert rebuilt.activation == activation
+
+
+def test_unknown_activation():
+    with pytest.raises(ValueError, match=r"`activation` must be .*'prelu', 'dice'.*Received: activation='swishy'"):
+        DINAttention(activation="swishy")

@@ -3,7 +3,58 @@ from typing import Sequence
 
 import tensorflow as tf
 
+from tfrec.layers.dice import Dice
 from tfrec.registry import register
+
+# Activations that are layers with weights of their own (DIN, Zhou et al. 2018, sec. 5.1).
+LAYER_ACTIVATIONS = ("prelu", "dice")
+
+
+def check_activation(activation):
+    """Returns ``activation`` if it is ``"prelu"``, ``"dice"`` or a Keras activation, else raises.
+
+    Args:
+      activation: ``"prelu"``, ``"dice"``, a ``tf.keras.activations`` name (``"relu"``,
+        ``"sigmoid"``, ...), a callable, or None (linear).
+
+    Raises:
+      ValueError: naming the ``activation`` argument and the allowed values.
+    """
+    if activation in LAYER_ACTIVATIONS:
+        return activation
+    try:
+        tf.keras.activations.get(activation)
+    except (ValueError, TypeError):
+        raise ValueError(
+            "`activation` must be 'relu', 'sigmoid', 'prelu', 'dice' or another tf.keras.activations "
+            f"name. Received: activation={activation!r}") from None
+    return activation
+
+
+def activation_layer(name, rank: int = 2) -> tf.keras.layers.Layer:
+    """A fresh activation layer for ``name``.
+
+    Args:
+      name: ``"prelu"`` (``tf.keras.layers.PReLU``, one alpha per last-axis channel),
+        ``"dice"`` (``Dice``), or any Keras activation (``"relu"``, ``"sigmoid"``, ...:
+        ``tf.keras.layers.Activation``).
+      rank: rank of the inputs the layer will see, batch axis included. Only PReLU needs it:
+        its alpha is shared over every axis but the batch and the last one. Default 2.
+
+    Returns:
+      An unbuilt layer; Input shape: ``[B, ..., D]``; Output shape: same as input.
+
+    Raises:
+      ValueError: for an unknown ``name`` or ``rank < 2``.
+    """
+    check_activation(name)
+    if name == "prelu":
+        if rank is None or rank < 2:
+            raise ValueError(f"`rank` must be an int >= 2. Received: rank={rank}")
+        return tf.keras.layers.PReLU(shared_axes=list(range(1, rank - 1)) or None)
+    if name == "dice":
+        return Dice()
+    return tf.keras.layers.Activation(name)
 
 
 @register
@@ -13,10 +64,12 @@ class MLP(tf.keras.layers.Layer):
     Args:
       units: hidden sizes, e.g. ``(64, 32)``.
       output_units: size of a final linear layer (no activation), or None for none.
-      activation: activation of the hidden layers. Default ``"relu"``.
+      activation: activation of the hidden layers: a Keras activation (``Dense(u, activation=...)``),
+        or ``"prelu"`` / ``"dice"`` (DIN, Zhou et al. 2018, eq. 13-14: ``Dense(u)`` followed by
+        ``activation_layer(activation)``, trained with batch statistics for Dice). Default ``"relu"``.
       dropout: dropout rate after each hidden layer. Default 0.
 
-    Input shape: ``[..., D]``.
+    Input shape: ``[..., D]``; with ``"prelu"``, the rank seen by the first call.
     Output shape: ``[..., output_units or units[-1]]``.
     """
 
@@ -26,19 +79,29 @@ class MLP(tf.keras.layers.Layer):
             raise ValueError(f"`dropout` must be in [0, 1). Received: dropout={dropout}")
         self.units = tuple(int(u) for u in units)
         self.output_units = output_units
-        self.activation = activation
+        self.activation = check_activation(activation)
         self.dropout = dropout
 
     def build(self, input_shape):
-        self._hidden = [tf.keras.layers.Dense(u, activation=self.activation) for u in self.units]
+        if self.activation in LAYER_ACTIVATIONS:
+            rank = tf.TensorShape(input_shape).rank
+            self._hidden = [tf.keras.layers.Dense(u) for u in self.units]
+            self._activations = [activation_layer(self.activation, rank) for _ in self.units]
+        else:
+            # Plain activations stay inside Dense: the weight structure existing checkpoints rely on.
+            self._hidden = [tf.keras.layers.Dense(u, activation=self.activation) for u in self.units]
+            self._activations = []
         self._dropouts = [tf.keras.layers.Dropout(self.dropout) for _ in self.units]
         self._out = tf.keras.layers.Dense(self.output_units) if self.output_units else None
         super().build(input_shape)
 
     def call(self, inputs, training=None):
         x = inputs
-        for dense, drop in zip(self._hidden, self._dropouts):
-            x = drop(dense(x), training=training)
+        for i, (dense, drop) in enumerate(zip(self._hidden, self._dropouts)):
+            x = dense(x)
+            if self._activations:
+                x = self._activations[i](x, training=training)
+            x = drop(x, training=training)
         return self._out(x) if self._out is not None else x
 
     def get_config(self):
