@@ -1,12 +1,17 @@
 """What every stage shares: the data-directory layout and loading a data set's files.
 
 A data directory holds:
-  raw/            the raw logs (the documented input format for users' own data):
-                  behaviors.parquet (user_id, item_id, behavior_type, timestamp, duration, amount),
-                  users.parquet (user_id, user_segment), train.parquet / test.parquet (user_id,
-                  item_id, request_timestamp, label[, true_prob]), items.npz (item_id, embedding
-                  [, topic]) and dataset.json (n_items, n_user_segments, max_history_length).
-  spec.json       the FeatureSpec (written by write-tfrecords)
+  raw/            the raw logs (the documented input format for users' own data, docs/data.md):
+                  behaviors.parquet (user_id, item_id, behavior_type, timestamp, duration, amount
+                  [, one column per declared behavior feature]), users.parquet (user_id + one column
+                  per declared user feature; default: user_segment), train.parquet / test.parquet
+                  (user_id, item_id, request_timestamp, label[, true_prob][, one column per declared
+                  context feature]), item_features.parquet (item_id + one column per declared item
+                  feature; only with item features), items.npz (item_id, embedding [, topic]),
+                  schema.yaml (the feature schema, tfrec/data/schema.py; optional: without it the
+                  default schema) and dataset.json (n_items, n_user_segments, max_history_length).
+  spec.json       the FeatureSpec (written by write-tfrecords; the schema + measured statistics)
+  item_features.npz  the item table (written by write-tfrecords when the schema declares item features)
   user_histories.tfrecord, train.tfrecord, test.tfrecord
   groups.npz      the item -> group table (written by cluster) + groups.balance.json
   semantic_ids.npz  the item -> Semantic ID table (written by semantic-ids) + semantic_ids.json;
@@ -25,6 +30,9 @@ HISTORIES = "user_histories.tfrecord"
 GROUPS = "groups.npz"
 SEMANTIC_IDS = "semantic_ids.npz"  # the item -> Semantic ID table (written by semantic-ids)
 SPLITS = "splits.json"  # per split: number of examples and whether they carry true_prob
+SCHEMA = "schema.yaml"  # in raw/: the declared feature schema
+ITEM_FEATURES = "item_features.npz"  # the validated item table (write-tfrecords)
+ITEM_FEATURES_SOURCE = "item_features.parquet"  # in raw/
 
 
 def split_file(data_dir, split: str) -> Path:
@@ -52,6 +60,42 @@ def load_spec(data_dir) -> FeatureSpec:
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: run `tfrec write-tfrecords --data {data_dir}` first")
     return FeatureSpec.from_dict(json.loads(path.read_text()))
+
+
+def declared_spec(data_dir, schema_path=None, max_history_length=None, **sizes) -> FeatureSpec:
+    """The FeatureSpec a data directory declares: ``raw/dataset.json`` sizes + the schema file
+    (``schema_path``, default ``raw/schema.yaml`` when it exists, else the default schema).
+
+    Precedence for L: ``max_history_length`` (the flag) > the schema file's > dataset.json's.
+    ``sizes`` adds FeatureSpec fields (e.g. the Semantic ID levels).
+    """
+    raw = Path(data_dir) / RAW
+    meta = json.loads((raw / "dataset.json").read_text())
+    defaults = {"n_items": meta["n_items"], "n_user_segments": meta.get("n_user_segments", 8),
+                "max_history_length": meta["max_history_length"], **sizes}
+    path = Path(schema_path) if schema_path else raw / SCHEMA
+    if schema_path and not path.exists():
+        raise FileNotFoundError(f"--schema {path} not found")
+    spec = FeatureSpec.from_schema_file(path, **defaults) if path.exists() else FeatureSpec(**defaults)
+    if max_history_length:
+        import dataclasses
+
+        spec = dataclasses.replace(spec, max_history_length=int(max_history_length))
+    return spec
+
+
+def load_item_table(data_dir, spec: FeatureSpec):
+    """The item table of a data directory (``item_features.npz``), or None when the schema declares no
+    item feature."""
+    if not spec.item_features:
+        return None
+    from tfrec.data.item_table import ItemTable
+
+    path = Path(data_dir) / ITEM_FEATURES
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: the schema declares item features; run "
+                                f"`tfrec write-tfrecords --data {data_dir}` (it reads raw/{ITEM_FEATURES_SOURCE})")
+    return ItemTable.load(path, spec)
 
 
 def make_split_dataset(data_dir, split: str, spec: FeatureSpec, batch_size: int, shuffle: bool = False,

@@ -60,6 +60,7 @@ def serve_and_query(export_base: Path, model: str, data_dir: Path, work: Path, n
     from tfrec.export import list_versions
     from tfrec.serving.client import ServingClient
     from tfrec.serving.precompute import data_now, precompute_user_states
+    from tfrec.serving.requests import context_features
     from tfrec.serving.process import ServerProcess
 
     spec = load_spec(data_dir)
@@ -76,19 +77,21 @@ def serve_and_query(export_base: Path, model: str, data_dir: Path, work: Path, n
     lines = []
     print(f"== serving: starting tfrec serve --model-base-path {export_base} (log {work / 'serve.log'})")
     with ServerProcess(["--model-base-path", str(export_base)], log_path=work / "serve.log") as server, \
-            ServingClient(server.target, model, SQLiteCache(db), max_history_length=spec.max_history_length) as client:
+            ServingClient(server.target, model, SQLiteCache(db), max_history_length=spec.max_history_length,
+                          spec=spec) as client:
         summary = precompute_user_states(client, client.cache, histories, now, batch_size=64)
         lines.append(f"tfrec serve at {server.target} (TF Serving gRPC API), model {model} version "
                      f"{summary['version']}; precomputed {summary['users']} user states through user_tower into "
                      f"{summary['cache']} in {summary['seconds']:.1f} s")
         worst = 0.0
         for uid in users + [cold_user]:
-            history = histories.history(uid) if uid != cold_user else {"user_segment": 0}
-            segment = int(history.pop("user_segment"))
+            history = histories.history(uid) if uid != cold_user else {}  # its user features ride along
             cands = rng.integers(0, spec.n_items, n_candidates)
-            probs, (version, source) = client.score_with_source(uid, history, cands, segment, now)
-            feats = client.features(uid, history, segment, now)
+            context = {f.name: 0 for f in spec.context_fields()}  # the demo's request context
+            probs, (version, source) = client.score_with_source(uid, history, cands, None, now, context)
+            feats = client.features(uid, history, None, now)
             ref = reference(**{k: tf.constant(v) for k, v in feats.items()},
+                            **{k: tf.constant(v) for k, v in context_features(context, spec).items()},
                             candidate_item_id=tf.constant(cands[None], tf.int64))["probabilities"].numpy()[0]
             worst = max(worst, float(np.abs(probs - ref).max()))
             pairs = ", ".join(f"item {c}: {p:.3f}" for c, p in zip(cands, probs))

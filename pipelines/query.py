@@ -5,7 +5,7 @@
 
 The user's history comes from DATA/user_histories.tfrecord, or from --history-json (an object with
 parallel lists item_id, behavior_type, timestamp [, duration, amount], oldest first, and optional
-user_segment). Prints JSON: version, where the user state came from, and one probability per
+the user features by name, e.g. user_segment; with --data its schema applies). Prints JSON: version, where the user state came from, and one probability per
 candidate.
 """
 from __future__ import annotations
@@ -43,7 +43,8 @@ def load_history(args):
     max_len = args.max_history_length
     if args.history_json:
         history = json.loads(Path(args.history_json).read_text())
-        return history, int(history.pop("user_segment", 0)), max_len
+        spec = load_spec(args.data) if args.data else None
+        return history, max_len, spec
     if not args.data:
         raise ValueError("give --data DATA (user_histories.tfrecord) or --history-json FILE")
     from tfrec.data.dataset import load_user_histories
@@ -52,8 +53,8 @@ def load_history(args):
     try:
         history = histories.history(args.user_id)
     except KeyError:
-        history = {"user_segment": 0}  # cold start: an empty history
-    return history, int(history.pop("user_segment")), max_len or spec.max_history_length
+        history = {}  # cold start: an empty history, unknown user features
+    return history, max_len or spec.max_history_length, spec
 
 
 def run(args):
@@ -61,10 +62,10 @@ def run(args):
     from tfrec.serving.client import ServingClient
 
     candidates = parse_candidates(args.candidates)
-    history, segment, max_len = load_history(args)
+    history, max_len, spec = load_history(args)
     with ServingClient(args.target, args.model, open_cache(args.cache), version=args.version,
-                       max_history_length=max_len) as client:
-        probs, (version, source) = client.score_with_source(args.user_id, history, candidates, segment,
+                       max_history_length=max_len, spec=spec) as client:
+        probs, (version, source) = client.score_with_source(args.user_id, history, candidates, None,
                                                             args.request_timestamp)
     result = {"model": args.model, "version": version, "user_id": args.user_id, "user_state": source,
               "scores": [{"item_id": c, "probability": round(float(p), 6)} for c, p in zip(candidates, probs)]}

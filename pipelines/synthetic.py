@@ -45,6 +45,18 @@ def write_raw(data, out_dir, name: str) -> Path:
     pq.write_table(_table(data.train, fields), raw / "train.parquet")
     pq.write_table(_table(data.test, fields), raw / "test.parquet")
     np.savez(raw / "items.npz", **data.items)
+    cfg = data.config
+    pq.write_table(pa.table({k: data.items[k] for k in ("item_id", "category", "brand")}),
+                   raw / "item_features.parquet")
+    (raw / "schema.yaml").write_text(
+        f"# Feature schema of {name} (written by `tfrec synthetic`; tfrec/data/schema.py)\n"
+        "user:\n"
+        f"  - {{name: user_segment, kind: categorical, vocab_size: {cfg.n_user_segments}}}\n"
+        "context: []\n"
+        "item:  # category: topics_per_category topics each; brand: mostly from the item's topic\n"
+        f"  - {{name: category, kind: categorical, vocab_size: {cfg.n_categories}}}\n"
+        f"  - {{name: brand, kind: categorical, vocab_size: {cfg.n_brands}}}\n"
+        "behavior: []\n")
     spec = data.spec
     (raw / "dataset.json").write_text(json.dumps({
         "name": name,

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import yaml
 
-from pipelines.common import GROUPS, load_spec, load_yaml_config, make_split_dataset
+from pipelines.common import (GROUPS, history_files, load_item_table, load_spec, load_yaml_config,
+                              make_split_dataset)
 
 
 def add_arguments(p):
@@ -43,14 +44,18 @@ def train_model(model_type, data_dir, out_dir, model_config=None, epochs=3, batc
     """Builds and trains one model; returns ``(model, seconds)``."""
     from tfrec.configs import TrainConfig
     from tfrec.grouping import load_group_table
-    from tfrec.training import build_model, train
+    from tfrec.data.dataset import load_user_histories
+    from tfrec.training import build_model, item_frequency, train
 
     spec = load_spec(data_dir)
     groups_path = Path(data_dir) / GROUPS
     groups = load_group_table(groups_path) if groups_path.exists() else None
-    model = build_model(model_type, spec, model_config, groups=groups)
+    history = load_user_histories(history_files(data_dir), spec, skip_corrupt=skip_corrupt)
+    model = build_model(model_type, spec, model_config, groups=groups, item_table=load_item_table(data_dir, spec),
+                        item_frequency=item_frequency(history, spec.n_items))
     cfg = TrainConfig(batch_size=batch_size, epochs=epochs, learning_rate=learning_rate, seed=seed)
-    ds = make_split_dataset(data_dir, "train", spec, batch_size, shuffle=True, seed=seed, skip_corrupt=skip_corrupt)
+    ds = make_split_dataset(data_dir, "train", spec, batch_size, shuffle=True, seed=seed, history=history,
+                            skip_corrupt=skip_corrupt)
     t0 = time.time()
     train(model, model_type, ds, out_dir, cfg, verbose=verbose)
     return model, time.time() - t0

@@ -19,13 +19,17 @@ import pyarrow.parquet as pq
 
 from tfrec.data.spec import HIST_SEMANTIC_ID, ITEM_SEMANTIC_ID
 
-from pipelines.common import HISTORIES, RAW, SEMANTIC_IDS, SPEC, SPLITS, split_file
+from pipelines.common import (HISTORIES, ITEM_FEATURES, ITEM_FEATURES_SOURCE, RAW, SEMANTIC_IDS, SPEC, SPLITS,
+                              declared_spec, split_file)
 
 
 def add_arguments(p):
     p.add_argument("--data", required=True, help="data directory with raw/ (see pipelines/common.py)")
     p.add_argument("--max-history-length", type=int, default=None,
-                   help="L fed to models (default: dataset.json's max_history_length)")
+                   help="L fed to models (default: the schema's, else dataset.json's max_history_length)")
+    p.add_argument("--schema", default=None,
+                   help="feature schema YAML (default: DATA/raw/schema.yaml if it exists, else the default schema: "
+                        "user_segment only; see docs/data.md)")
     add_semantic_id_arguments(p)
 
 
@@ -65,32 +69,78 @@ def _columns(path, required):
     missing = [c for c in required if c not in table.column_names]
     if missing:
         raise ValueError(f"{path}: missing column(s) {missing}; required columns are {required}")
-    return {c: table.column(c).to_numpy() for c in table.column_names}
+    return {c: _column(table.column(c)) for c in table.column_names}
 
 
-def history_records(behaviors, users, semantic_ids=None):
+def _column(column):
+    """A Parquet column as numpy: flat columns as arrays, list columns as an object array of arrays."""
+    import pyarrow as pa
+
+    if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
+        return np.array([np.asarray(v if v is not None else []) for v in column.to_pylist()] + [None],
+                        dtype=object)[:-1]
+    return column.to_numpy()
+
+
+def user_columns(users, spec):
+    """user_id -> row of the users table, and the user feature columns (validated by the writer)."""
+    names = [f.name for f in spec.user_fields()]
+    row = {int(u): i for i, u in enumerate(users["user_id"].tolist())}
+    if len(row) != len(users["user_id"]):
+        uniq, counts = np.unique(users["user_id"], return_counts=True)
+        raise ValueError(f"users.parquet: user_id {int(uniq[counts > 1][0])} has {int(counts.max())} rows; "
+                         "give each user one row")
+    return row, {n: users[n] for n in names}
+
+
+def history_records(behaviors, users, spec, semantic_ids=None):
     """One record per user, behaviors sorted oldest first (users without behaviors get none).
 
-    With a ``SemanticIDLookup`` each record also gets ``hist_semantic_id_1..M``.
+    The user features come from ``users`` (users.parquet); declared behavior features from the
+    ``behaviors`` columns of the same name. With a ``SemanticIDLookup`` each record also gets
+    ``hist_semantic_id_1..M``.
     """
-    segment = dict(zip(users["user_id"].tolist(), users["user_segment"].tolist()))
+    row_of, profile = user_columns(users, spec)
     order = np.lexsort((behaviors["timestamp"], behaviors["user_id"]))
     uid = behaviors["user_id"][order]
     bounds = np.flatnonzero(np.diff(uid)) + 1
     starts, ends = np.r_[0, bounds], np.r_[bounds, len(uid)]
     names = {"item_id": "hist_item_id", "behavior_type": "hist_behavior_type", "timestamp": "hist_timestamp",
              "duration": "hist_duration", "amount": "hist_amount"}
+    names.update({f.schema_name: f.name for f in spec.behavior_fields()})
     cols = {dst: behaviors[src][order] for src, dst in names.items()}
     if semantic_ids is not None:
         cols.update(semantic_ids.columns(cols["hist_item_id"], HIST_SEMANTIC_ID,
                                          lambda i: f"behaviors.parquet row {int(order[i])}"))
     for s, e in zip(starts, ends):
         u = int(uid[s])
-        yield {"user_id": u, "user_segment": int(segment.get(u, 0)), **{k: v[s:e] for k, v in cols.items()}}
+        if u not in row_of:
+            raise ValueError(f"users.parquet: user_id {u} has behaviors but no row; add a row with its user "
+                             f"features {list(profile)}")
+        r = row_of[u]
+        yield {"user_id": u, **{k: v[r] for k, v in profile.items()}, **{k: v[s:e] for k, v in cols.items()}}
+
+
+def measure_statistics(spec, behaviors, users, train, items):
+    """(mean, std) of every standardized numeric feature whose statistics the schema leaves open:
+    user features over users.parquet, context over train.parquet, behavior features over
+    behaviors.parquet, item features over the item table (training data only, so the test split
+    never leaks into the model)."""
+    from tfrec.data.item_table import column_statistics
+
+    sources = {"user": users, "context": train, "behavior": behaviors}
+    stats = {}
+    for section, name in spec.statistics_needed():
+        fd = next(f for f in getattr(spec, f"{section}_features") if f.name == name)
+        if section == "item":
+            stats[(section, name)] = items.statistics(fd)
+        else:
+            stats[(section, name)] = column_statistics(sources[section][name], fd)
+    return stats
 
 
 def run(args):
-    from tfrec.data.spec import FeatureSpec
+    from tfrec.data.item_table import ItemTable
     from tfrec.data.tfrecord import write_examples, write_user_histories
 
     t0 = time.time()
@@ -98,19 +148,25 @@ def run(args):
     raw = data / RAW
     meta = json.loads((raw / "dataset.json").read_text())
     semantic_ids = semantic_id_lookup(args, data, meta["n_items"])
-    spec = FeatureSpec(n_items=meta["n_items"], n_user_segments=meta.get("n_user_segments", 8),
-                       max_history_length=args.max_history_length or meta["max_history_length"],
-                       **(semantic_ids.spec_fields() if semantic_ids else {}))
-    behaviors = _columns(raw / "behaviors.parquet",
-                         ["user_id", "item_id", "behavior_type", "timestamp", "duration", "amount"])
-    users = _columns(raw / "users.parquet", ["user_id", "user_segment"])
-    n_users = write_user_histories(data / HISTORIES, spec, history_records(behaviors, users, semantic_ids),
+    spec = declared_spec(data, getattr(args, "schema", None), args.max_history_length,
+                         **(semantic_ids.spec_fields() if semantic_ids else {}))
+    behaviors = _columns(raw / "behaviors.parquet", ["user_id", "item_id", "behavior_type", "timestamp", "duration",
+                                                     "amount"] + [f.schema_name for f in spec.behavior_fields()])
+    users = _columns(raw / "users.parquet", ["user_id"] + [f.name for f in spec.user_fields()])
+    context = [f.name for f in spec.context_fields()]
+    examples = {split: _columns(raw / f"{split}.parquet",
+                                ["user_id", "item_id", "request_timestamp", "label"] + context)
+                for split in ("train", "test")}
+    items = None
+    if spec.item_features:
+        items = ItemTable.from_parquet(raw / ITEM_FEATURES_SOURCE, spec)
+    spec = spec.with_statistics(measure_statistics(spec, behaviors, users, examples["train"], items))
+    n_users = write_user_histories(data / HISTORIES, spec, history_records(behaviors, users, spec, semantic_ids),
                                    progress="user histories", total=len(np.unique(behaviors["user_id"])))
     splits = {}
-    for split in ("train", "test"):
-        cols = _columns(raw / f"{split}.parquet", ["user_id", "item_id", "request_timestamp", "label"])
+    for split, cols in examples.items():
         with_prob = "true_prob" in cols
-        keys = ["user_id", "item_id", "request_timestamp", "label"] + (["true_prob"] if with_prob else [])
+        keys = ["user_id", "item_id", "request_timestamp", "label"] + (["true_prob"] if with_prob else []) + context
         if semantic_ids is not None:
             codes = semantic_ids.columns(cols["item_id"], ITEM_SEMANTIC_ID,
                                          lambda i, split=split: f"{split}.parquet row {i}")
@@ -120,10 +176,15 @@ def run(args):
         n = write_examples(split_file(data, split), spec, records, with_true_prob=with_prob,
                            progress=f"{split} examples", total=len(cols["user_id"]))
         splits[split] = {"examples": n, "true_prob": with_prob}
+    if items is not None:
+        items.save(data / ITEM_FEATURES)
     (data / SPEC).write_text(json.dumps(spec.to_dict(), indent=2))
     (data / SPLITS).write_text(json.dumps(splits, indent=2))
     if semantic_ids is not None:
         print(f"Semantic IDs: {semantic_ids.levels} levels (codes < {semantic_ids.vocab}) from {semantic_ids.source}")
+    if items is not None:
+        print(f"item table: {len(spec.item_features)} features x {items.n_items} items "
+              f"({items.n_missing} items not listed in {ITEM_FEATURES_SOURCE}: unknown values)")
     print(f"wrote {n_users} user histories, {splits['train']['examples']} train / {splits['test']['examples']} "
           f"test examples to {data} "
           f"({time.time() - t0:.1f}s)")

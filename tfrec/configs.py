@@ -12,23 +12,48 @@ TIME_BUCKET_DAYS: Tuple[float, ...] = (
 )
 
 
+REGULARIZATIONS = ("l2", "mba")
+
+
 @dataclasses.dataclass(frozen=True)
 class DINConfig:
     """DIN (Zhou et al. 2018) on the most recent behaviors.
+
+    The item representation is the paper's: the item id's embedding concatenated with the schema's
+    item side features (``ItemEmbedding``); user and context features reach the head.
 
     Attributes:
       embedding_dim: size of item / behavior-type / profile embeddings.
       recent_length: number of most recent behaviors attended (50 = "DIN"; L = "DIN-Full").
       attention_units: hidden units of the local activation unit.
+      attention_activation: activation of the local activation unit's hidden layers: "sigmoid"
+        (ours, the earlier default), "prelu" or "dice" (the paper's, sec. 5.3).
       mlp_units: hidden units of the prediction MLP.
+      head_activation: activation of the prediction MLP: "relu", "prelu" or "dice" (the paper's).
       dropout: dropout rate in the prediction MLP.
+      embedding_l2: λ of the embedding regularization (0 = none).
+      regularization: "l2" (λ times the squared norm of every embedding table, the classic
+        penalty the paper calls prohibitive at its scale) or "mba" (the paper's mini-batch aware
+        regularization, eq. 5: λ Σ_j ||w_j||² / n_j over the item ids j present in the batch,
+        n_j = item j's occurrences in the training data).
     """
 
     embedding_dim: int = 16
     recent_length: int = 50
     attention_units: Tuple[int, ...] = (36,)
+    attention_activation: str = "sigmoid"
     mlp_units: Tuple[int, ...] = (64, 32)
+    head_activation: str = "relu"
     dropout: float = 0.0
+    embedding_l2: float = 0.0
+    regularization: str = "l2"
+
+    def __post_init__(self):
+        if self.regularization not in REGULARIZATIONS:
+            raise ValueError(f"DINConfig.regularization must be one of {list(REGULARIZATIONS)}. "
+                             f"Received: regularization={self.regularization!r}")
+        if self.embedding_l2 < 0:
+            raise ValueError(f"DINConfig.embedding_l2 must be >= 0. Received: embedding_l2={self.embedding_l2!r}")
 
 
 @dataclasses.dataclass(frozen=True)

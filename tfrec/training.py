@@ -17,11 +17,14 @@ MODEL_FILE = "model.json"
 WEIGHTS = "weights/final"
 
 
-def build_model(model_type: str, spec: FeatureSpec, config: Optional[dict] = None, groups=None):
+def build_model(model_type: str, spec: FeatureSpec, config: Optional[dict] = None, groups=None, item_table=None,
+                item_frequency=None):
     """A model by registry name (``MODELS``) with a config dict (default config when None).
 
     ``groups`` (a ``GroupTable`` from ``tfrec.grouping``) supplies ``num_groups`` and the
-    item -> group table to models that take them.
+    item -> group table to models that take them; ``item_table`` (an ``ItemTable``) the declared
+    item features (required when the spec declares any); ``item_frequency`` (``[n_items]``, e.g.
+    ``item_frequency(histories)``) the n_j of DIN's mini-batch aware regularization.
     """
     if model_type not in MODELS:
         raise ValueError(f"Unknown model {model_type!r}; choose one of {sorted(MODELS)}")
@@ -32,7 +35,28 @@ def build_model(model_type: str, spec: FeatureSpec, config: Optional[dict] = Non
         if groups is None:
             raise ValueError(f"{model_type} needs the item->group table: run `tfrec cluster` and pass --groups")
         kwargs = {"num_groups": groups.n_groups, "item_to_group": groups.table}
-    return cls(spec, cfg, **kwargs)
+    if spec.item_features and item_table is None:
+        raise ValueError(f"the schema declares item features {[f.name for f in spec.item_features]}: pass the item "
+                         "table (ItemTable.load(DATA/item_features.npz, spec), written by write-tfrecords)")
+    if item_frequency is not None:
+        kwargs["item_frequency"] = item_frequency
+    return cls(spec, cfg, item_table=item_table, **kwargs)
+
+
+def item_frequency(histories, n_items: int) -> np.ndarray:
+    """Occurrences of each item id among the stored behaviors of ``histories`` (``UserHistories``):
+    the n_j of the mini-batch aware regularization."""
+    items = histories.sequences["hist_item_id"]
+    items = items[(items >= 0) & (items < n_items)]
+    return np.bincount(items, minlength=n_items).astype(np.float64)
+
+
+def dummy_features(spec: FeatureSpec) -> Dict[str, tf.Tensor]:
+    """A one-example batch of every model input (zeros), to create a model's variables."""
+    sig = {**spec.user_input_signature(), **spec.context_input_signature()}
+    out = {k: tf.zeros([1] + [d or 1 for d in s.shape[1:]], s.dtype) for k, s in sig.items()}
+    out["item_id"] = tf.zeros([1], tf.int64)
+    return out
 
 
 def compile_model(model, learning_rate: float):
@@ -80,10 +104,7 @@ def load_trained(run_dir: os.PathLike):
                                 "(train one with `tfrec train --out DIR`)")
     info = json.loads((run / MODEL_FILE).read_text())
     model = MODELS[info["model_type"]].from_config(info["config"])
-    spec = model.spec
-    dummy = {k: tf.zeros([1] + [1] * (len(s.shape) - 1), s.dtype) for k, s in spec.user_input_signature().items()}
-    dummy["item_id"] = tf.zeros([1], tf.int64)
-    model(dummy)  # create the variables before restoring them
+    model(dummy_features(model.spec))  # create the variables before restoring them
     model.load_weights(str(run / WEIGHTS)).expect_partial()
     return model, info
 

@@ -29,7 +29,7 @@ EXPECTED = {
     "user_id": [u for u, _ in REQUESTS],
     "request_timestamp": [t for _, t in REQUESTS],
     "item_id": list(range(10)),
-    "user_segment": [2, 2, 2, 2, 2, 2, 1, 1, 3, 0],
+    "user_segment": [2, 2, 2, 2, 2, 2, 1, 1, 3, -1],  # user 99: cold start, unknown segment (the OOV row)
     "hist_length": [0, 0, 1, 3, 3, 3, 0, 2, 0, 0],
     "hist_item_id": [[0, 0, 0], [0, 0, 0], [1, 0, 0], [1, 2, 3], [2, 3, 4], [3, 4, 5], [0, 0, 0], [7, 8, 0],
                      [0, 0, 0], [0, 0, 0]],
@@ -113,6 +113,11 @@ def test_inline_mode_identical_to_history_file(files):
         make_dataset(files / "inline.tfrec", SPEC, batch_size=4, inline_history=True)
     )
     assert sorted(from_file) == sorted(inline)
+    # The cold-start user (no history record) has an unknown segment (-1) from the history file; its
+    # inline record carries the segment 0 it was written with.
+    cold = np.asarray(EXPECTED["user_segment"]) == -1
+    np.testing.assert_array_equal(inline["user_segment"][cold], 0)
+    inline["user_segment"][cold] = -1
     for name in from_file:
         np.testing.assert_array_equal(inline[name], from_file[name], err_msg=name)
     np.testing.assert_array_equal(label_inline, label_file)
@@ -193,7 +198,7 @@ def test_empty_history_file_means_all_cold_start(files):
     assert len(history) == 0 and history.n_behaviors == 0
     features, _ = next(iter(make_dataset(files / "ex.tfrec", SPEC, history, batch_size=16)))
     assert features["hist_item_id"].shape == (10, 1)
-    assert not features["hist_length"].numpy().any() and not features["user_segment"].numpy().any()
+    assert not features["hist_length"].numpy().any() and (features["user_segment"].numpy() == -1).all()
 
 
 def test_duplicate_user_is_an_error(files):

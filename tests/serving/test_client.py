@@ -24,7 +24,7 @@ def history(n=10, seed=0):
             "amount": np.zeros(n)}
 
 
-def reference(exported, client, user_id, hist, segment=0, ts=None):
+def reference(exported, client, user_id, hist, segment=None, ts=None):
     features = client.features(user_id, hist, segment, ts)
     return keras_probabilities(exported["models"][client.model_name], features, np.array([CANDIDATES]))[0]
 
@@ -39,7 +39,7 @@ def sqlite_cache(tmp_path):
 def test_score_without_cache_matches_keras(server, exported):
     with ServingClient(server.target, "din", max_history_length=SPEC.max_history_length) as client:
         hist = history(30, seed=1)  # longer than max_history_length: the client keeps the recent 16
-        probs = client.score(11, hist, CANDIDATES, user_segment=2)
+        probs = client.score(11, hist, CANDIDATES, profile={"user_segment": 2})
         np.testing.assert_allclose(probs, reference(exported, client, 11, hist, 2), atol=1e-5)
         assert client.stats["user_tower_calls"] == 1 and probs.shape == (5,)
 
@@ -107,7 +107,7 @@ def _histories(n_users=5, seed=6):
             "hist_timestamp": ts, "hist_duration": rng.exponential(9.0, n).astype(np.float32),
             "hist_amount": np.zeros(n, np.float32)}
     return UserHistories(user_ids=np.arange(100, 100 + n_users, dtype=np.int64),
-                         user_segment=rng.integers(0, SPEC.n_user_segments, n_users).astype(np.int64),
+                         profile={"user_segment": rng.integers(0, SPEC.n_user_segments, n_users).astype(np.int64)},
                          row_splits=splits, sequences=seqs, scan=None)
 
 

@@ -8,10 +8,12 @@ are kept, and one gather builds the padded ``[B, L]`` model features.
 
 Model features per batch (``make_dataset`` yields ``(features, label)``):
 
-* ``user_id``, ``user_segment``, ``item_id``, ``request_timestamp``: ``[B]`` int64.
+* ``user_id``, ``item_id``, ``request_timestamp``: ``[B]`` int64.
+* each declared user feature (default schema: ``user_segment``) and context feature: ``[B]``
+  (int64 ids, float32 numbers); a multi-valued user feature ``[B, max_len]`` int64 padded with -1.
 * ``hist_item_id``, ``hist_behavior_type``, ``hist_timestamp``: ``[B, L]`` int64;
-  ``hist_duration``, ``hist_amount``: ``[B, L]`` float32; zero-padded, L = the longest history
-  in the batch (at least 1).
+  ``hist_duration``, ``hist_amount``: ``[B, L]`` float32; each declared behavior feature
+  ``hist_<name>`` ``[B, L]``; zero-padded, L = the longest history in the batch (at least 1).
 * ``hist_length``: ``[B]`` int32.
 * with Semantic IDs in the records (``spec.semantic_id_levels`` M > 0): ``item_semantic_id``
   ``[B, M]`` and ``hist_semantic_id`` ``[B, L, M]`` int64 (the per-level record fields stacked;
@@ -35,7 +37,6 @@ from tfrec.data.tfrecord import Paths, ScanReport, scan_tfrecord_files
 
 logger = logging.getLogger(__name__)
 
-_SEGMENT = spec_lib.USER_PROFILE_FEATURES[0].name
 _TIMESTAMP = "hist_timestamp"
 
 
@@ -43,20 +44,21 @@ _TIMESTAMP = "hist_timestamp"
 class HistoryTensors:
     """In-graph form of ``UserHistories``.
 
-    Unknown users map to an extra empty row ``U`` with ``user_segment`` 0 (cold start), and
-    every flat sequence carries one trailing zero (the padding sentinel at index N), so padded
-    positions and cold-start users gather zeros without any masking.
+    Unknown users map to an extra empty row ``U`` whose user features are unknown (cold start:
+    categorical -1, i.e. the OOV row; numeric 0; multi-valued empty), and every flat sequence
+    carries one trailing zero (the padding sentinel at index N), so padded positions and
+    cold-start users gather zeros without any masking.
 
     Attributes:
       row_of_user: ``StaticHashTable`` user_id -> row (``U`` for unknown users).
       row_splits: ``[U + 2]`` int64 CSR row boundaries (the last row is the empty cold-start row).
-      user_segment: ``[U + 1]`` int64 profile per row (0 for the cold-start row).
+      profile: user feature name -> ``[U + 1]`` (multi-valued ``[U + 1, max_len]``) values per row.
       sequences: name -> ``[N + 1]`` flat behavior values (oldest first within each row).
     """
 
     row_of_user: tf.lookup.StaticHashTable
     row_splits: tf.Tensor
-    user_segment: tf.Tensor
+    profile: Dict[str, tf.Tensor]
     sequences: Dict[str, tf.Tensor]
 
 
@@ -69,14 +71,14 @@ class UserHistories:
 
     Attributes:
       user_ids: ``[U]`` int64.
-      user_segment: ``[U]`` int64.
+      profile: user feature name -> ``[U]`` values (multi-valued: ``[U, max_len]`` padded with -1).
       row_splits: ``[U + 1]`` int64.
       sequences: ``hist_*`` name -> ``[N]`` flat values (int64 or float32).
       scan: the ``ScanReport`` of the history files.
     """
 
     user_ids: np.ndarray
-    user_segment: np.ndarray
+    profile: Dict[str, np.ndarray]
     row_splits: np.ndarray
     sequences: Dict[str, np.ndarray]
     scan: ScanReport
@@ -89,7 +91,7 @@ class UserHistories:
         return int(self.row_splits[-1])
 
     def history(self, user_id: int) -> Dict[str, np.ndarray]:
-        """The full stored history of one user (``user_segment`` + ``hist_*`` arrays).
+        """The full stored history of one user (its user features + ``hist_*`` arrays).
 
         Raises:
           KeyError: the user has no history record.
@@ -99,7 +101,7 @@ class UserHistories:
             raise KeyError(f"user_id {user_id} has no user-history record")
         start, end = self.row_splits[rows[0]], self.row_splits[rows[0] + 1]
         out = {name: values[start:end] for name, values in self.sequences.items()}
-        out[_SEGMENT] = self.user_segment[rows[0]]
+        out.update({name: values[rows[0]] for name, values in self.profile.items()})
         return out
 
     @functools.cached_property
@@ -120,9 +122,27 @@ class UserHistories:
         return HistoryTensors(
             row_of_user=table,
             row_splits=tf.constant(np.append(self.row_splits, self.n_behaviors), tf.int64),
-            user_segment=tf.constant(np.append(self.user_segment, 0), tf.int64),
+            profile={name: tf.constant(np.concatenate([values, _unknown_rows(values, 1)]))
+                     for name, values in self.profile.items()},
             sequences=sequences,
         )
+
+
+def _unknown_rows(values: np.ndarray, n: int) -> np.ndarray:
+    """``n`` rows of the unknown value shaped like ``values``' rows: -1 for ids, 0 for numbers."""
+    fill = spec_lib.MULTI_PAD if values.dtype.kind in "iu" else 0
+    return np.full((n,) + values.shape[1:], fill, values.dtype)
+
+
+def dense_profile(parsed: Mapping[str, Any], spec: FeatureSpec) -> Dict[str, Any]:
+    """The user features of a parsed batch; multi-valued ones padded to ``[B, max_len]`` with -1."""
+    out = {}
+    for f in spec.user_fields():
+        value = parsed[f.name]
+        if f.multi:
+            value = value.to_tensor(default_value=spec_lib.MULTI_PAD, shape=[None, f.max_len])
+        out[f.name] = value
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -153,9 +173,11 @@ def _check_parallel(path: str, batch: Mapping[str, Any], names: Tuple[str, ...])
     return lengths.astype(np.int64)
 
 
-def _batch_to_numpy(path: str, batch: Mapping[str, Any], names: Tuple[str, ...]) -> Dict[str, np.ndarray]:
-    """Parsed history batch -> numpy: scalars as-is, sequences as flat values + row lengths."""
-    out = {spec_lib.USER_ID.name: batch[spec_lib.USER_ID.name].numpy(), _SEGMENT: batch[_SEGMENT].numpy()}
+def _batch_to_numpy(path: str, batch: Mapping[str, Any], spec: FeatureSpec) -> Dict[str, np.ndarray]:
+    """Parsed history batch -> numpy: user features dense, sequences as flat values + row lengths."""
+    names = _sequence_names(spec)
+    out = {spec_lib.USER_ID.name: batch[spec_lib.USER_ID.name].numpy()}
+    out.update({name: value.numpy() for name, value in dense_profile(batch, spec).items()})
     for name in names:
         out[name] = batch[name].flat_values.numpy()
     out["row_lengths"] = _check_parallel(path, batch, names)
@@ -163,12 +185,12 @@ def _batch_to_numpy(path: str, batch: Mapping[str, Any], names: Tuple[str, ...])
 
 
 def _concat(
-    batches: List[Dict[str, np.ndarray]], spec_fields: Mapping[str, np.dtype]
+    batches: List[Dict[str, np.ndarray]], spec_fields: Mapping[str, Tuple[np.dtype, Tuple[int, ...]]]
 ) -> Dict[str, np.ndarray]:
-    """Concatenates numpy batches field by field (typed empties when there are none)."""
+    """Concatenates numpy batches field by field (typed empties of the row shape when there are none)."""
     return {
-        name: np.concatenate([b[name] for b in batches]) if batches else np.zeros(0, dtype)
-        for name, dtype in spec_fields.items()
+        name: np.concatenate([b[name] for b in batches]) if batches else np.zeros((0,) + shape, dtype)
+        for name, (dtype, shape) in spec_fields.items()
     }
 
 
@@ -222,11 +244,12 @@ def load_user_histories(paths: Paths, spec: FeatureSpec, skip_corrupt: bool = Fa
     names = _sequence_names(spec)
     report = scan_tfrecord_files(
         paths, spec, spec.history_record_features(), skip_corrupt=skip_corrupt,
-        on_batch=lambda path, batch: per_file.setdefault(path, []).append(_batch_to_numpy(path, batch, names)),
+        on_batch=lambda path, batch: per_file.setdefault(path, []).append(_batch_to_numpy(path, batch, spec)),
     )
     batches = [b for path in report.good_files for b in per_file.get(path, [])]
-    dtypes = {spec_lib.USER_ID.name: np.int64, _SEGMENT: np.int64, "row_lengths": np.int64}
-    dtypes.update({f.name: f.np_dtype for f in spec.sequence_features()})
+    dtypes = {spec_lib.USER_ID.name: (np.int64, ()), "row_lengths": (np.int64, ())}
+    dtypes.update({f.name: (f.np_dtype, (f.max_len,) if f.multi else ()) for f in spec.user_fields()})
+    dtypes.update({f.name: (f.np_dtype, ()) for f in spec.sequence_features()})
     data = _concat(batches, dtypes)
     user_ids = data[spec_lib.USER_ID.name]
     row_splits = np.concatenate([[0], np.cumsum(data["row_lengths"])]).astype(np.int64)
@@ -235,7 +258,7 @@ def load_user_histories(paths: Paths, spec: FeatureSpec, skip_corrupt: bool = Fa
     _check_sorted(user_ids, row_splits, data[_TIMESTAMP])
     return UserHistories(
         user_ids=user_ids,
-        user_segment=data[_SEGMENT],
+        profile={f.name: data[f.name] for f in spec.user_fields()},
         row_splits=row_splits,
         sequences={name: data[name] for name in names},
         scan=report,
@@ -327,18 +350,18 @@ def _join_history_file(parsed: Mapping[str, tf.Tensor], history: HistoryTensors)
     row = history.row_of_user.lookup(parsed[spec_lib.USER_ID.name])  # [B]; U = cold start
     start = tf.gather(history.row_splits, row)
     end = tf.gather(history.row_splits, row + 1)
-    segment = tf.gather(history.user_segment, row)
-    return {_SEGMENT: segment}, start, end, history.sequences
+    profile = {name: tf.gather(values, row) for name, values in history.profile.items()}
+    return profile, start, end, history.sequences
 
 
-def _join_inline(parsed: Mapping[str, tf.Tensor], names: Tuple[str, ...]) -> _Join:
+def _join_inline(parsed: Mapping[str, tf.Tensor], spec: FeatureSpec) -> _Join:
     """Window bounds + profile from the ragged sequence fields of the examples themselves."""
     splits = tf.cast(parsed[_TIMESTAMP].row_splits, tf.int64)
     sequences = {
         name: tf.concat([parsed[name].flat_values, tf.zeros([1], parsed[name].dtype)], 0)
-        for name in names
+        for name in _sequence_names(spec)
     }
-    return {_SEGMENT: parsed[_SEGMENT]}, splits[:-1], splits[1:], sequences
+    return dense_profile(parsed, spec), splits[:-1], splits[1:], sequences
 
 
 def _make_batch_fn(
@@ -350,13 +373,14 @@ def _make_batch_fn(
     def batch_fn(serialized: tf.Tensor) -> Tuple[Dict[str, tf.Tensor], tf.Tensor]:
         parsed = tf.io.parse_example(serialized, parse_spec)
         if inline_history:
-            profile, start, end, sequences = _join_inline(parsed, _sequence_names(spec))
+            profile, start, end, sequences = _join_inline(parsed, spec)
         else:
             profile, start, end, sequences = _join_history_file(parsed, history)
         request_timestamp = parsed[spec_lib.REQUEST_TIMESTAMP.name]
         features = {name: parsed[name] for name in (spec_lib.USER_ID.name, spec_lib.TARGET_FEATURES[0].name)}
         features[spec_lib.REQUEST_TIMESTAMP.name] = request_timestamp
         features.update(profile)
+        features.update({f.name: parsed[f.name] for f in spec.context_fields()})
         features.update(cut_and_pad(sequences, start, end, request_timestamp, spec.max_history_length))
         features.update({f.name: parsed[f.name] for f in spec.semantic_id_features(spec_lib.ITEM_SEMANTIC_ID)})
         stack_semantic_ids(features, spec)
@@ -382,7 +406,7 @@ def _report_cold_start(users: np.ndarray, history: UserHistories) -> int:
     if n_cold:
         logger.warning(
             "%d of %d examples (%.1f%%) have no user-history record: they get an empty history "
-            "and user_segment 0 (cold start).", n_cold, len(users), 100.0 * n_cold / max(len(users), 1),
+            "and unknown user features (cold start).", n_cold, len(users), 100.0 * n_cold / max(len(users), 1),
         )
     return n_cold
 
@@ -454,7 +478,7 @@ def make_dataset(
     dropped loudly with ``skip_corrupt=True``; records of several files are interleaved. Each
     example keeps only its user's behaviors strictly before ``request_timestamp``, the most
     recent ``spec.max_history_length`` of them. A user without a history record gets an empty
-    history and ``user_segment`` 0 (cold start); their count is logged once here.
+    history and unknown user features (cold start); their count is logged once here.
 
     Args:
       example_paths: example TFRecord file(s): a path, a glob, or a list of them.
@@ -469,7 +493,7 @@ def make_dataset(
       skip_corrupt: bool, default False. Drop corrupt files instead of raising.
       include_true_prob: bool, default False. Add ``true_prob`` [B] float32 to the features
         (the example files must carry it).
-      inline_history: bool, default False. Read ``user_segment`` and the sequences from the
+      inline_history: bool, default False. Read the user features and the sequences from the
         example records themselves instead of ``history``.
       drop_remainder: bool, default False. Drop the last partial batch.
 

@@ -32,10 +32,13 @@ Behavior types are fine-grained (``BEHAVIOR_TYPES``); each maps to a coarse inte
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, Tuple
+from typing import Dict, Mapping, Tuple
 
 import numpy as np
 import tensorflow as tf
+
+from tfrec.data import schema as schema_lib
+from tfrec.data.schema import SECTIONS, FeatureDef
 
 # Fine-grained behavior types, index = id in ``hist_behavior_type``.
 BEHAVIOR_TYPES: Tuple[str, ...] = ("view", "click", "favorite", "cart", "order", "negative")
@@ -58,17 +61,28 @@ class Feature:
     Attributes:
       name: the feature key in TFRecords and in model/serving inputs.
       dtype: ``"int64"`` or ``"float32"``.
-      sequence: True for per-behavior lists (padded to ``[B, L]`` in model features).
-      vocab: name of the vocabulary size attribute of ``FeatureSpec`` bounding an id field
-        (values must lie in ``[0, vocab)``), or None.
+      sequence: True for per-behavior lists (parallel to the behaviors, padded to ``[B, L]`` in
+        model features).
+      vocab: the vocabulary bounding an id field (values must lie in ``[0, vocab)``): the name of
+        a ``FeatureSpec`` size attribute (e.g. ``"n_items"``) or an int from the schema; None = unbounded.
       non_negative: values must be >= 0.
+      max_len: > 0 for a multi-valued field (a variable list of at most ``max_len`` values per
+        record, e.g. a user's interest tags; padded with -1 to ``[B, max_len]`` in model features).
+      schema_name: the schema feature this field carries (``location`` for ``hist_location``), for
+        error messages; None for the built-in fields.
     """
 
     name: str
     dtype: str
     sequence: bool = False
-    vocab: str | None = None
+    vocab: str | int | None = None
     non_negative: bool = False
+    max_len: int = 0
+    schema_name: str | None = None
+
+    @property
+    def multi(self) -> bool:
+        return self.max_len > 0
 
     @property
     def tf_dtype(self) -> tf.DType:
@@ -88,7 +102,8 @@ SEQUENCE_FEATURES: Tuple[Feature, ...] = (
     Feature("hist_amount", FLOAT, sequence=True, non_negative=True),
 )
 USER_ID = Feature("user_id", INT, non_negative=True)
-USER_PROFILE_FEATURES: Tuple[Feature, ...] = (Feature("user_segment", INT, vocab="n_user_segments"),)
+# The user feature of the default schema (data written before schemas existed).
+USER_SEGMENT = "user_segment"
 TARGET_FEATURES: Tuple[Feature, ...] = (Feature("item_id", INT, vocab="n_items"),)
 REQUEST_TIMESTAMP = Feature("request_timestamp", INT, non_negative=True)
 LABEL = Feature("label", INT)
@@ -97,6 +112,8 @@ HIST_LENGTH = "hist_length"
 # Model-feature names of the stacked Semantic ID codes (records hold one field per level).
 ITEM_SEMANTIC_ID = "item_semantic_id"
 HIST_SEMANTIC_ID = "hist_semantic_id"
+# Padding of multi-valued fields in model features (and of empty lists): never a valid id.
+MULTI_PAD = -1
 
 
 def semantic_id_field(prefix: str, level: int) -> str:
@@ -104,20 +121,34 @@ def semantic_id_field(prefix: str, level: int) -> str:
     return f"{prefix}_{level}"
 
 
+def record_field(section: str, fd: FeatureDef) -> Feature:
+    """The record / model-input field carrying declared feature ``fd`` of ``section``."""
+    name = f"hist_{fd.name}" if section == "behavior" else fd.name
+    vocab = fd.vocab_size or None
+    dtype = INT if fd.is_id else FLOAT
+    return Feature(name, dtype, sequence=section == "behavior", vocab=vocab, max_len=fd.max_len, schema_name=fd.name)
+
+
 @dataclasses.dataclass(frozen=True)
 class FeatureSpec:
-    """Vocabulary sizes and lengths that bound every field.
+    """The schema of a data set: vocabulary sizes, lengths and declared features (``tfrec.data.schema``).
 
     Attributes:
       n_items: item ids lie in ``[0, n_items)``; the model maps any other id to an OOV row.
-      n_behavior_types: number of fine-grained behavior types (``len(BEHAVIOR_TYPES)``).
-      n_user_segments: size of the ``user_segment`` profile vocabulary.
+      n_user_segments: size of the ``user_segment`` vocabulary of the default schema (used only
+        when ``user_features`` is not declared).
       max_history_length: L, the number of most recent behaviors (before the request) fed to
         models; longer histories keep their most recent L behaviors.
+      n_behavior_types: number of fine-grained behavior types (``len(BEHAVIOR_TYPES)``).
       behavior_categories: coarse category index for each fine behavior type.
       semantic_id_levels: M, the Semantic ID levels the records carry (0 = none, the default).
       semantic_id_vocab: codes lie in ``[0, semantic_id_vocab)`` at every level (the RQ-VAE
         codebook size K, or more with a de-collision level); 0 when ``semantic_id_levels`` is 0.
+      user_features: declared user features (one value per user); None = the default schema's
+        single ``user_segment`` (categorical, ``n_user_segments``).
+      context_features: declared per-example features.
+      item_features: declared item features (from the item table inside the model).
+      behavior_features: declared extra per-behavior features (``hist_<name>``).
     """
 
     n_items: int
@@ -127,6 +158,10 @@ class FeatureSpec:
     behavior_categories: Tuple[int, ...] = BEHAVIOR_CATEGORIES
     semantic_id_levels: int = 0
     semantic_id_vocab: int = 0
+    user_features: Tuple[FeatureDef, ...] | None = None
+    context_features: Tuple[FeatureDef, ...] = ()
+    item_features: Tuple[FeatureDef, ...] = ()
+    behavior_features: Tuple[FeatureDef, ...] = ()
 
     def __post_init__(self):
         for name in ("n_items", "n_user_segments", "max_history_length", "n_behavior_types"):
@@ -148,13 +183,63 @@ class FeatureSpec:
                 f"positive. Received: semantic_id_levels={self.semantic_id_levels}, "
                 f"semantic_id_vocab={self.semantic_id_vocab}"
             )
+        if self.user_features is None:
+            object.__setattr__(self, "user_features", self._default_user_features())
+        sections = {}
+        for section in SECTIONS:
+            defs = tuple(getattr(self, f"{section}_features"))
+            for fd in defs:
+                if not isinstance(fd, FeatureDef):
+                    raise ValueError(f"FeatureSpec.{section}_features holds FeatureDef s. Received: {fd!r}")
+                # Re-validates declarations made in Python (the YAML path validated them already).
+                schema_lib.feature_from_dict(section, {k: v for k, v in dataclasses.asdict(fd).items()
+                                                       if v is not None})
+            object.__setattr__(self, f"{section}_features", defs)
+            sections[section] = defs
+        schema_lib.check_unique(sections)
 
     @property
     def n_categories(self) -> int:
         return max(self.behavior_categories) + 1
 
     def vocab_size(self, feature: Feature) -> int | None:
-        return getattr(self, feature.vocab) if feature.vocab else None
+        if feature.vocab is None:
+            return None
+        return feature.vocab if isinstance(feature.vocab, int) else getattr(self, feature.vocab)
+
+    # -- declared features --------------------------------------------------------------------
+    def user_fields(self) -> Tuple[Feature, ...]:
+        """Record fields of the user features (history records, inline examples, ``user_tower``)."""
+        fields = tuple(record_field("user", fd) for fd in self.user_features)
+        if self.user_features == self._default_user_features():  # errors name FeatureSpec.n_user_segments
+            fields = (dataclasses.replace(fields[0], vocab="n_user_segments"),)
+        return fields
+
+    def _default_user_features(self) -> Tuple[FeatureDef, ...]:
+        return (FeatureDef(USER_SEGMENT, "categorical", vocab_size=int(self.n_user_segments)),)
+
+    def context_fields(self) -> Tuple[Feature, ...]:
+        """Record fields of the context features (example records, ``score``)."""
+        return tuple(record_field("context", fd) for fd in self.context_features)
+
+    def behavior_fields(self) -> Tuple[Feature, ...]:
+        """The extra per-behavior fields ``hist_<name>``."""
+        return tuple(record_field("behavior", fd) for fd in self.behavior_features)
+
+    def statistics_needed(self) -> Tuple[Tuple[str, str], ...]:
+        """``(section, name)`` of the standardized numeric features whose mean/std are unknown."""
+        return tuple((s, fd.name) for s in SECTIONS for fd in getattr(self, f"{s}_features") if fd.needs_statistics)
+
+    def with_statistics(self, stats: Mapping[Tuple[str, str], Tuple[float, float]]) -> "FeatureSpec":
+        """A copy whose standardized numeric features get the measured ``(mean, std)``."""
+        updates = {}
+        for section in SECTIONS:
+            defs = getattr(self, f"{section}_features")
+            updates[f"{section}_features"] = tuple(
+                dataclasses.replace(fd, mean=float(stats[(section, fd.name)][0]),
+                                    std=float(stats[(section, fd.name)][1]))
+                if (section, fd.name) in stats else fd for fd in defs)
+        return dataclasses.replace(self, **updates)
 
     # -- record layouts ---------------------------------------------------------------------
     def semantic_id_features(self, prefix: str) -> Tuple[Feature, ...]:
@@ -167,29 +252,34 @@ class FeatureSpec:
         return tuple(Feature(semantic_id_field(prefix, m), INT, sequence=sequence, vocab="semantic_id_vocab")
                      for m in range(1, self.semantic_id_levels + 1))
 
+    def history_sequence_features(self) -> Tuple[Feature, ...]:
+        """The per-behavior model inputs: the built-in five + the declared behavior features."""
+        return SEQUENCE_FEATURES + self.behavior_fields()
+
     def sequence_features(self) -> Tuple[Feature, ...]:
-        """Every per-behavior list of a history: ``SEQUENCE_FEATURES`` + the Semantic ID levels."""
-        return SEQUENCE_FEATURES + self.semantic_id_features(HIST_SEMANTIC_ID)
+        """Every per-behavior list of a history record: model inputs + the Semantic ID levels."""
+        return self.history_sequence_features() + self.semantic_id_features(HIST_SEMANTIC_ID)
 
     def history_record_features(self) -> Tuple[Feature, ...]:
         """Fields of a user-history record (one per user)."""
-        return (USER_ID,) + USER_PROFILE_FEATURES + self.sequence_features()
+        return (USER_ID,) + self.user_fields() + self.sequence_features()
 
     def example_record_features(self, inline_history: bool = False, with_true_prob: bool = False):
-        """Fields of an example record; ``inline_history`` adds profile + sequence fields."""
+        """Fields of an example record; ``inline_history`` adds the user + sequence fields."""
         fields = (USER_ID,) + TARGET_FEATURES + self.semantic_id_features(ITEM_SEMANTIC_ID)
         fields += (REQUEST_TIMESTAMP, LABEL)
         if with_true_prob:
             fields += (TRUE_PROB,)
+        fields += self.context_fields()
         if inline_history:
-            fields += USER_PROFILE_FEATURES + self.sequence_features()
+            fields += self.user_fields() + self.sequence_features()
         return fields
 
     def parse_spec(self, features) -> Dict[str, tf.io.FixedLenFeature | tf.io.RaggedFeature]:
-        """``tf.io.parse_example`` spec: scalars fixed-length, sequences ragged."""
+        """``tf.io.parse_example`` spec: scalars fixed-length, sequences and multi-valued fields ragged."""
         out = {}
         for f in features:
-            if f.sequence:
+            if f.sequence or f.multi:
                 out[f.name] = tf.io.RaggedFeature(f.tf_dtype, row_splits_dtype=tf.int32)
             else:
                 out[f.name] = tf.io.FixedLenFeature([], f.tf_dtype)
@@ -197,30 +287,52 @@ class FeatureSpec:
 
     # -- model / serving inputs -------------------------------------------------------------
     def user_input_signature(self) -> Dict[str, tf.TensorSpec]:
-        """Dense inputs of the candidate-independent half (the ``user_tower`` signature)."""
+        """Dense inputs of the candidate-independent half (the ``user_tower`` signature).
+
+        ``user_id``, ``request_timestamp``, ``hist_length`` ``[B]``; each user feature ``[B]``
+        (multi-valued: ``[B, max_len]`` padded with -1); every ``hist_*`` field ``[B, L]``.
+        """
         sig = {
             USER_ID.name: tf.TensorSpec([None], tf.int64, name=USER_ID.name),
             REQUEST_TIMESTAMP.name: tf.TensorSpec([None], tf.int64, name=REQUEST_TIMESTAMP.name),
             HIST_LENGTH: tf.TensorSpec([None], tf.int32, name=HIST_LENGTH),
         }
-        for f in USER_PROFILE_FEATURES:
-            sig[f.name] = tf.TensorSpec([None], f.tf_dtype, name=f.name)
-        for f in SEQUENCE_FEATURES:
+        for f in self.user_fields():
+            sig[f.name] = tf.TensorSpec([None, f.max_len] if f.multi else [None], f.tf_dtype, name=f.name)
+        for f in self.history_sequence_features():
             sig[f.name] = tf.TensorSpec([None, None], f.tf_dtype, name=f.name)
         return sig
+
+    def context_input_signature(self) -> Dict[str, tf.TensorSpec]:
+        """Per-request context for ``score`` and ``serving_default``: each context feature ``[B]``."""
+        return {f.name: tf.TensorSpec([None], f.tf_dtype, name=f.name) for f in self.context_fields()}
 
     def candidate_input_signature(self) -> Dict[str, tf.TensorSpec]:
         """Candidates for ``score``: ``[B, C]`` item ids (C candidates per user)."""
         return {"candidate_item_id": tf.TensorSpec([None, None], tf.int64, name="candidate_item_id")}
 
     def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         d["behavior_categories"] = list(self.behavior_categories)
+        for section in SECTIONS:
+            d[f"{section}_features"] = [fd.to_dict() for fd in getattr(self, f"{section}_features")]
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "FeatureSpec":
+        """The inverse of ``to_dict``; a ``spec.json`` written before schemas existed loads unchanged."""
         d = dict(d)
         if "behavior_categories" in d:
             d["behavior_categories"] = tuple(d["behavior_categories"])
+        for section in SECTIONS:
+            key = f"{section}_features"
+            if d.get(key) is not None:
+                d[key] = schema_lib.features_from_dicts(section, d[key])
         return cls(**d)
+
+    @classmethod
+    def from_schema_file(cls, path, **defaults) -> "FeatureSpec":
+        """A FeatureSpec from a YAML schema file (``tfrec.data.schema``); ``defaults`` supply the sizes
+        the file does not declare (``n_items``, ``max_history_length`` ...)."""
+        declared = schema_lib.load_schema_file(path)
+        return cls(**{**defaults, **declared})

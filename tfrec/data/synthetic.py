@@ -10,7 +10,10 @@ The spec of the data
 ``n_topics``). An item's "multimodal" embedding is its topic centroid plus isotropic noise; the
 centroids are far apart compared with the noise, so K-means with ``k = n_topics`` over
 ``items["embedding"]`` recovers the topics (the DMGIN grouping stage). Within a topic, item
-popularity is Zipf-like.
+popularity is Zipf-like. Side features for the schema: ``category`` groups
+``topics_per_category`` (shuffled) topics, so it narrows the topic down without naming it; ``brand``
+is one of ``brands_per_topic`` brands of the item's topic, or with probability ``brand_noise`` any
+brand. Neither enters the planted click probability except through the topic.
 
 **Users and behaviors.** Each user has a few preferred topics (``min_user_topics`` to
 ``max_user_topics``) and a history of ``min_history_length`` to ``max_history_length`` behaviors
@@ -150,6 +153,10 @@ class SyntheticConfig:
       centroid_scale: standard deviation of the topic centroids' coordinates.
       embedding_noise: standard deviation of the per-item noise around its centroid.
       truth: the constants of the planted click logit.
+      topics_per_category: topics sharing one item ``category`` (a side feature coarser than
+        the latent topic: informative, not the answer).
+      brands_per_topic: ``brand`` ids drawn mostly from their topic's pool.
+      brand_noise: probability that an item's brand is a uniformly random brand instead.
       seed: seed of ``np.random.default_rng``; the same seed gives identical data.
     """
 
@@ -179,13 +186,24 @@ class SyntheticConfig:
     centroid_scale: float = 1.0
     embedding_noise: float = 0.15
     truth: PlantedTruth = PlantedTruth()
+    topics_per_category: int = 4
+    brands_per_topic: int = 3
+    brand_noise: float = 0.3
     seed: int = 0
+
+    @property
+    def n_categories(self) -> int:
+        return -(-self.n_topics // self.topics_per_category)
+
+    @property
+    def n_brands(self) -> int:
+        return self.n_topics * self.brands_per_topic
 
     def __post_init__(self):
         for name in ("n_users", "n_items", "n_topics", "embedding_dim", "n_user_segments",
                      "min_history_length", "max_history_length", "train_examples_per_user",
                      "test_examples_per_user", "time_span_days", "min_user_topics",
-                     "max_user_topics", "favorites_per_topic"):
+                     "max_user_topics", "favorites_per_topic", "topics_per_category", "brands_per_topic"):
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or value <= 0:
                 raise ValueError(f"SyntheticConfig.{name} must be a positive int. Received: {name}={value!r}")
@@ -212,7 +230,7 @@ class SyntheticConfig:
                 f"test_cutoff_fraction={self.test_cutoff_fraction}"
             )
         for name in ("phase_overlap", "favorite_prob", "revisit_prob", "noise_topic_prob",
-                     "negative_prob", "late_negative_prob", "target_own_topic_prob"):
+                     "negative_prob", "late_negative_prob", "target_own_topic_prob", "brand_noise"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"SyntheticConfig.{name} must lie in [0, 1]. Received: {name}={value!r}")
@@ -361,8 +379,23 @@ def _make_items(config: SyntheticConfig, rng: np.random.Generator):
         p = popularity[by_topic[seg]]
         cdf[seg] = c + np.cumsum(p) / p.sum()
         cdf[seg[-1]] = c + 1.0
-    items = {"item_id": np.arange(config.n_items, dtype=np.int64), "topic": topic, "embedding": embedding}
+    items = {"item_id": np.arange(config.n_items, dtype=np.int64), "topic": topic, "embedding": embedding,
+             **_side_features(config, topic)}
     return items, price, by_topic, cdf
+
+
+def _side_features(config: SyntheticConfig, topic: np.ndarray) -> Dict[str, np.ndarray]:
+    """``category`` (``topics_per_category`` shuffled topics each) and a noisy ``brand``.
+
+    Drawn from their own stream (``default_rng([seed, 1])``), so adding them left every other
+    generated value unchanged.
+    """
+    rng = np.random.default_rng([config.seed, 1])
+    category_of_topic = rng.permutation(config.n_topics) // config.topics_per_category
+    brand = topic * config.brands_per_topic + rng.integers(0, config.brands_per_topic, len(topic))
+    noisy = rng.random(len(topic)) < config.brand_noise
+    brand = np.where(noisy, rng.integers(0, config.n_brands, len(topic)), brand)
+    return {"category": category_of_topic[topic].astype(np.int64), "brand": brand.astype(np.int64)}
 
 
 def _draw_items(rng, topics, by_topic, cdf):

@@ -138,7 +138,19 @@ def _to_array(record: int, feature: Feature, raw: Any) -> np.ndarray:
             f"expected a 1-D list with one entry per behavior, got shape {value.shape}; "
             "pass a list or 1-D numpy array",
         )
-    if not feature.sequence and value.ndim != 0:
+    if feature.multi:
+        if value.ndim != 1:
+            raise RecordValidationError(
+                record, feature.name,
+                f"expected a list of at most {feature.max_len} values (multi-valued), got shape {value.shape}; "
+                "pass a list or 1-D numpy array",
+            )
+        if len(value) > feature.max_len:
+            raise RecordValidationError(
+                record, feature.name,
+                f"{len(value)} values but the schema's max_len is {feature.max_len}; raise max_len or trim the list",
+            )
+    elif not feature.sequence and value.ndim != 0:
         raise RecordValidationError(
             record, feature.name, f"expected a scalar, got shape {value.shape}; pass a single value"
         )
@@ -175,6 +187,13 @@ def _to_array(record: int, feature: Feature, raw: Any) -> np.ndarray:
     return typed
 
 
+def _vocab_origin(feature: Feature) -> str:
+    """Where a field's vocabulary size is declared, for error messages."""
+    if isinstance(feature.vocab, str):
+        return f"FeatureSpec.{feature.vocab}"
+    return f"the schema's vocab_size of {feature.schema_name or feature.name!r}"
+
+
 def _check_range(record: int, feature: Feature, value: np.ndarray, spec: FeatureSpec) -> None:
     """Vocabulary, sign, label and probability bounds of one field."""
     vocab = spec.vocab_size(feature)
@@ -184,8 +203,8 @@ def _check_range(record: int, feature: Feature, value: np.ndarray, spec: Feature
             raise RecordValidationError(
                 record, feature.name,
                 f"id {_item(value, bad)}{_where(value, bad)} is outside [0, {vocab}) "
-                f"(FeatureSpec.{feature.vocab}={vocab}); remap ids into the vocabulary or "
-                f"raise FeatureSpec.{feature.vocab}",
+                f"({_vocab_origin(feature)}={vocab}); remap ids into the vocabulary or "
+                f"raise {_vocab_origin(feature)}",
             )
     if feature.non_negative:
         bad = _first(value < 0)

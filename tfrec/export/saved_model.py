@@ -8,10 +8,15 @@ Signatures (inputs dense and padded, outputs dicts with stable names):
 
 * ``user_tower``: the user features of ``FeatureSpec.user_input_signature()`` -> the model's
   ``user_state`` tensors plus ``fingerprint`` ``[B]`` int64.
-* ``score``: ``user_state`` tensors + ``fingerprint`` + ``candidate_item_id`` ``[B, C]`` ->
-  ``probabilities`` ``[B, C]``. A fingerprint from another model or version fails with
-  INVALID_ARGUMENT, so a cached state is never scored by the wrong version.
-* ``serving_default``: user features + ``candidate_item_id`` -> ``probabilities`` (end to end).
+* ``score``: ``user_state`` tensors + ``fingerprint`` + ``candidate_item_id`` ``[B, C]`` + the
+  schema's context features ``[B]`` (none by default) -> ``probabilities`` ``[B, C]``. A
+  fingerprint from another model or version fails with INVALID_ARGUMENT, so a cached state is
+  never scored by the wrong version. Context goes here, not into ``user_tower``, so the cached
+  state does not depend on the request.
+* ``serving_default``: user features + context + ``candidate_item_id`` -> ``probabilities`` (end to end).
+
+Item features are never inputs: the item table is a model variable, so requests carry item ids
+only. Its size is in the export metadata (``item_table``); a catalogue update is a new export.
 
 Only the shared ``encode_user`` / ``score`` interface is used: no branching on the model class.
 The item -> group table and every vocabulary live in the model's variables, so the SavedModel
@@ -78,13 +83,14 @@ class ServingModule(tf.Module):
         self.model = model
         self.fingerprint = tf.constant(fingerprint, tf.int64)
         user_sig = spec.user_input_signature()
-        cand_sig = spec.candidate_input_signature()
+        cand_sig = {**spec.candidate_input_signature(), **spec.context_input_signature()}
         state_sig = user_state_signature(model, spec)
         score_sig = {**state_sig, FINGERPRINT: tf.TensorSpec([None], tf.int64, name=FINGERPRINT), **cand_sig}
         self.user_tower = tf.function(self._user_tower, input_signature=[user_sig])
         self.score = tf.function(self._score, input_signature=[score_sig])
         self.serving_default = tf.function(self._serving_default, input_signature=[{**user_sig, **cand_sig}])
         self.state_keys = sorted(state_sig)
+        self.context_keys = sorted(spec.context_input_signature())
 
     def _user_tower(self, features):
         state = self.model.encode_user(features, training=False)
@@ -98,11 +104,13 @@ class ServingModule(tf.Module):
                     "another model or version; recompute it with this version's user_tower")
         with tf.control_dependencies([check]):
             state = {k: tf.identity(inputs[k]) for k in self.state_keys}
-        return {PROBABILITIES: self.model.score(state, inputs[CANDIDATES], training=False)}
+        context = {k: inputs[k] for k in self.context_keys}
+        return {PROBABILITIES: self.model.score(state, inputs[CANDIDATES], context, training=False)}
 
     def _serving_default(self, features):
         state = self.model.encode_user(features, training=False)
-        return {PROBABILITIES: self.model.score(state, features[CANDIDATES], training=False)}
+        context = {k: features[k] for k in self.context_keys}
+        return {PROBABILITIES: self.model.score(state, features[CANDIDATES], context, training=False)}
 
     def signatures(self):
         return {"user_tower": self.user_tower.get_concrete_function(),
@@ -139,7 +147,9 @@ def export_saved_model(model, spec: FeatureSpec, export_base: os.PathLike, name:
         extra.mkdir(exist_ok=True)
         info = {"name": name, "version": int(version), "fingerprint": fingerprint,
                 "model_class": type(model).__name__, "model_config": model.get_config(),
-                "state_keys": module.state_keys, "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "state_keys": module.state_keys, "context_keys": module.context_keys,
+                "item_table": {"n_items": spec.n_items, "features": [f.name for f in spec.item_features]},
+                "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 **(metadata or {})}
         (extra / METADATA_FILE).write_text(json.dumps(info, indent=2, default=str))
         write_warmup_requests(module, spec, name, extra / WARMUP_FILE)
@@ -153,7 +163,7 @@ def export_saved_model(model, spec: FeatureSpec, export_base: os.PathLike, name:
 def warmup_features(spec: FeatureSpec, batch: int = 2, seed: int = 0) -> Dict[str, np.ndarray]:
     """Deterministic ``user_tower`` inputs for warmup: row 0 a full ``max_history_length``
     history, the others shorter ones (row ``i`` of ``batch`` holds ``L * (batch - i) // batch``)."""
-    from tfrec.serving.requests import stack_features, user_features
+    from tfrec.serving.requests import random_feature_values, stack_features, user_features
 
     rng = np.random.default_rng(seed)
     length, rows = spec.max_history_length, []
@@ -163,9 +173,11 @@ def warmup_features(spec: FeatureSpec, batch: int = 2, seed: int = 0) -> Dict[st
         history = {"item_id": rng.integers(0, spec.n_items, n),
                    "behavior_type": rng.integers(0, spec.n_behavior_types, n),
                    "timestamp": np.sort(now - rng.integers(1, 400 * 86_400, n)),
-                   "duration": rng.exponential(30.0, n), "amount": np.zeros(n)}
-        rows.append(user_features(i, history, request_timestamp=now, max_history_length=length,
-                                  user_segment=i % spec.n_user_segments))
+                   "duration": rng.exponential(30.0, n), "amount": np.zeros(n),
+                   **{fd.name: random_feature_values(fd, rng, n) for fd in spec.behavior_features}}
+        profile = {fd.name: random_feature_values(fd, rng) for fd in spec.user_features}
+        rows.append(user_features(i, history, request_timestamp=now, max_history_length=length, profile=profile,
+                                  spec=spec))
     return stack_features(rows)
 
 
@@ -174,15 +186,17 @@ def write_warmup_requests(module: ServingModule, spec: FeatureSpec, name: str, p
     """Writes TF Serving's warmup file: one ``PredictLog`` per signature. Returns the record count."""
     from tensorflow_serving.apis import prediction_log_pb2
 
-    from tfrec.serving.requests import predict_request
+    from tfrec.serving.requests import predict_request, random_feature_values
 
     features = warmup_features(spec)
     batch = len(features["user_id"])
     state = {k: v.numpy() for k, v in module.user_tower(
         {k: tf.constant(v) for k, v in features.items()}).items()}
     candidates = np.random.default_rng(1).integers(0, spec.n_items, (batch, n_candidates)).astype(np.int64)
-    requests = [("user_tower", features), ("score", {**state, CANDIDATES: candidates}),
-                ("serving_default", {**features, CANDIDATES: candidates})]
+    rng = np.random.default_rng(2)
+    context = {fd.name: np.stack([random_feature_values(fd, rng) for _ in range(batch)]) for fd in spec.context_features}
+    requests = [("user_tower", features), ("score", {**state, CANDIDATES: candidates, **context}),
+                ("serving_default", {**features, CANDIDATES: candidates, **context})]
     with tf.io.TFRecordWriter(str(path)) as writer:
         for signature, inputs in requests:
             log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(

@@ -2,28 +2,36 @@
 
 * ``encode_user(features) -> user_state``: the candidate-independent half (cacheable per user);
   ``user_state`` is a dict of fixed-shape dense tensors ``[B, ...]``.
-* ``score(user_state, candidate_item_id) -> p(click)`` for ``[B, C]`` candidates per user.
-* ``call(features) = score(encode_user(features), item_id[:, None])[:, 0]`` for ``model.fit``.
+* ``score(user_state, candidate_item_id, context) -> p(click)`` for ``[B, C]`` candidates per user
+  and the request's context features (``[B]`` each; none in the default schema).
+* ``call(features) = score(encode_user(features), item_id[:, None], context)[:, 0]`` for ``model.fit``.
 
 Export and serving use only these methods, never the model class.
+
+Feature handling is shared here, once, for every model (``tfrec.layers.embedding``): the item
+representation ``e_item = [E_id(item); E_f(f(item)) ...]`` (``ItemEmbedding``, item features
+looked up from the item table inside the model) for the target and for every behavior; each user
+feature and each context feature through ``FeatureEmbedding``, concatenated, reaching the head;
+each declared behavior feature embedded and added to the behavior tokens.
 
 The short-term branch (DIN's target attention over the most recent behaviors) is shared here:
 DIN is that branch alone; DMGIN adds it next to its long-term group interest.
 """
 from __future__ import annotations
 
-from typing import Any, Dict
+import dataclasses
+from typing import Any, Dict, Optional
 
+import numpy as np
 import tensorflow as tf
 
 from tfrec import configs as configs_lib
 from tfrec.data.spec import HIST_LENGTH, FeatureSpec
 from tfrec.layers.din_attention import DINAttention
+from tfrec.layers.embedding import FeatureEmbedding, ItemEmbedding
 from tfrec.layers.id_embedding import IdEmbedding
 from tfrec.layers.mlp import MLP
 from tfrec.layers.recent_behaviors import RecentBehaviors
-
-SEQUENCE_KEYS = ("hist_item_id", "hist_behavior_type", "hist_timestamp", "hist_duration", "hist_amount")
 
 
 class CTRModel(tf.keras.Model):
@@ -32,26 +40,51 @@ class CTRModel(tf.keras.Model):
     Subclasses set ``config_class`` and implement ``encode_user`` and ``head_inputs``.
 
     Args:
-      spec: the FeatureSpec (vocabulary sizes).
+      spec: the FeatureSpec (vocabulary sizes and declared features).
       config: the model's config dataclass (needs ``embedding_dim``, ``mlp_units``, ``dropout``,
-        ``attention_units`` and a recent-behavior length, see ``recent_length``).
+        ``attention_units`` and a recent-behavior length, see ``recent_length``; optional
+        ``attention_activation`` / ``head_activation``, ``embedding_l2``, ``regularization``).
+      item_table: optional ``ItemTable`` (``tfrec.data.item_table``) with the declared item
+        features' initial values; checkpoints restore it, so a model rebuilt from its config needs none.
+      item_frequency: optional ``[n_items]`` occurrences of each item in the training data, the
+        ``n_j`` of the mini-batch aware regularization (``regularization="mba"``; default 1).
     """
 
     config_class: Any = None
     # True for models built with ``num_groups`` / ``item_to_group`` (the K-means table).
     uses_item_groups: bool = False
 
-    def __init__(self, spec: FeatureSpec, config, **kwargs):
+    def __init__(self, spec: FeatureSpec, config, item_table=None, item_frequency=None, **kwargs):
         super().__init__(**kwargs)
         self.spec = spec
         self.config = config
         d = config.embedding_dim
-        self.item_embedding = IdEmbedding(spec.n_items, d, name="item_embedding")
-        self.type_embedding = IdEmbedding(spec.n_behavior_types, d, name="behavior_type_embedding")
-        self.user_embedding = IdEmbedding(spec.n_user_segments, d, name="user_segment_embedding")
+        self.item_embedding = ItemEmbedding(spec.n_items, d, spec.item_features,
+                                            tables=item_table.columns if item_table is not None else None,
+                                            name="item_embedding")
+        item_dim = self.item_embedding.output_dim
+        self.type_embedding = IdEmbedding(spec.n_behavior_types, item_dim, name="behavior_type_embedding")
+        # Added to the behavior tokens, so each is as wide as the item representation.
+        self.behavior_feature_embeddings = [
+            FeatureEmbedding(dataclasses.replace(fd, embedding_dim=0), item_dim, name=f"behavior_{fd.name}")
+            for fd in spec.behavior_features]
+        self.user_embeddings = [FeatureEmbedding(fd, d, name=f"user_{fd.name}") for fd in spec.user_features]
+        self.context_embeddings = [FeatureEmbedding(fd, d, name=f"context_{fd.name}")
+                                   for fd in spec.context_features]
         self.recent = RecentBehaviors(self.recent_length, name="recent_behaviors")
-        self.recent_attention = DINAttention(config.attention_units, name="recent_attention")
-        self.head = MLP(config.mlp_units, output_units=1, dropout=config.dropout, name="head")
+        self.recent_attention = DINAttention(config.attention_units, name="recent_attention",
+                                             **_optional(config, activation="attention_activation"))
+        self.head = MLP(config.mlp_units, output_units=1, dropout=config.dropout, name="head",
+                        **_optional(config, activation="head_activation"))
+        self.embedding_l2 = float(getattr(config, "embedding_l2", 0.0))
+        self.regularization = getattr(config, "regularization", "l2")
+        if self.embedding_l2 and self.regularization == "mba":
+            freq = np.ones(spec.n_items) if item_frequency is None else np.asarray(item_frequency, np.float64)
+            if freq.shape != (spec.n_items,):
+                raise ValueError(f"item_frequency must have shape ({spec.n_items},). Received: {freq.shape}")
+            self.item_frequency = self.add_weight(
+                name="item_frequency", shape=[spec.n_items], trainable=False,
+                initializer=tf.keras.initializers.Constant(np.maximum(freq, 1.0).astype(np.float32)))
 
     @property
     def recent_length(self) -> int:
@@ -67,52 +100,102 @@ class CTRModel(tf.keras.Model):
         """Model-specific ``[B, C, D_i]`` tensors fed to the head next to the shared ones."""
         raise NotImplementedError
 
-    def score(self, user_state: Dict[str, tf.Tensor], candidate_item_id: tf.Tensor, training=None) -> tf.Tensor:
-        """p(click) ``[B, C]`` for ``[B, C]`` candidate item ids."""
-        return tf.sigmoid(self.candidate_logits(user_state, candidate_item_id, training=training))
+    def score(self, user_state: Dict[str, tf.Tensor], candidate_item_id: tf.Tensor,
+              context: Optional[Dict[str, tf.Tensor]] = None, training=None) -> tf.Tensor:
+        """p(click) ``[B, C]`` for ``[B, C]`` candidate item ids and the request's context features."""
+        return tf.sigmoid(self.candidate_logits(user_state, candidate_item_id, context, training=training))
 
-    def candidate_logits(self, user_state, candidate_item_id, training=None) -> tf.Tensor:
+    def candidate_logits(self, user_state, candidate_item_id, context=None, training=None) -> tf.Tensor:
         candidate_item_id = tf.cast(candidate_item_id, tf.int64)
-        item_emb = self.item_embedding(candidate_item_id)  # [B, C, d]
+        item_emb = self.item_embedding(candidate_item_id)  # [B, C, d_item]
         c = tf.shape(candidate_item_id)[1]
         short = self.recent_attention({"query": item_emb, "keys": user_state["recent_behaviors"],
-                                       "mask": user_state["recent_mask"]})
+                                       "mask": user_state["recent_mask"]}, training=training)
         user = tf.tile(user_state["user_embedding"][:, None, :], [1, c, 1])
-        parts = [item_emb, short, user] + list(self.head_inputs(user_state, candidate_item_id, item_emb, training))
+        parts = [item_emb, short, user]
+        if self.context_embeddings:
+            ctx = self.encode_context(context)  # [B, d_ctx]
+            parts.append(tf.tile(ctx[:, None, :], [1, c, 1]))
+        parts += list(self.head_inputs(user_state, candidate_item_id, item_emb, training))
         return tf.squeeze(self.head(tf.concat(parts, axis=-1), training=training), -1)
 
     def call(self, features, training=None):
         state = self.encode_user(features, training=training)
-        return self.score(state, tf.cast(features["item_id"], tf.int64)[:, None], training=training)[:, 0]
+        context = {f.name: features[f.name] for f in self.spec.context_fields()}
+        return self.score(state, tf.cast(features["item_id"], tf.int64)[:, None], context,
+                          training=training)[:, 0]
+
+    # -- training -----------------------------------------------------------------------------
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None):
+        """The compiled loss + the embedding penalty (kept out of ``call``, so never in a serving graph)."""
+        loss = super().compute_loss(x, y, y_pred, sample_weight)
+        if self.embedding_l2 and isinstance(x, dict):
+            loss += self.embedding_penalty(x)
+        return loss
+
+    def embedding_penalty(self, features) -> tf.Tensor:
+        """``embedding_l2`` x the regularizer of ``regularization`` (see ``DINConfig``).
+
+        ``"l2"``: the squared norm of every embedding table. ``"mba"`` (DIN eq. 5): for each item id
+        j among the batch's targets and valid behaviors, ``||w_j||² / n_j`` on the item id table.
+        """
+        if self.regularization == "l2":
+            tables = [w for w in self.trainable_weights if w.name.split("/")[-1].startswith("embeddings")]
+            return self.embedding_l2 * tf.add_n([tf.reduce_sum(tf.square(t)) for t in tables])
+        items = tf.cast(features["hist_item_id"], tf.int64)
+        valid = tf.range(tf.shape(items)[1])[None, :] < tf.cast(features[HIST_LENGTH], tf.int32)[:, None]
+        ids = tf.concat([tf.cast(features["item_id"], tf.int64), tf.boolean_mask(items, valid)], 0)
+        ids = tf.unique(tf.boolean_mask(ids, (ids >= 0) & (ids < self.spec.n_items))).y
+        rows = tf.gather(self.item_embedding.id_embedding.embeddings, ids)
+        return self.embedding_l2 * tf.reduce_sum(tf.reduce_sum(tf.square(rows), -1) / tf.gather(self.item_frequency, ids))
 
     # -- shared pieces -----------------------------------------------------------------------
-    @staticmethod
-    def padded_history(features) -> Dict[str, tf.Tensor]:
+    def padded_history(self, features) -> Dict[str, tf.Tensor]:
         """The padded history, at least one column wide (an all-empty batch may have L = 0)."""
         out = {}
-        for key in SEQUENCE_KEYS:
+        keys = [f.name for f in self.spec.history_sequence_features()]
+        for key in keys:
             value = features[key]
             pad = tf.maximum(1 - tf.shape(value)[1], 0)
             out[key] = tf.pad(value, [[0, 0], [0, pad]])
-        out[HIST_LENGTH] = tf.minimum(tf.cast(features[HIST_LENGTH], tf.int32), tf.shape(out[SEQUENCE_KEYS[0]])[1])
+        out[HIST_LENGTH] = tf.minimum(tf.cast(features[HIST_LENGTH], tf.int32), tf.shape(out[keys[0]])[1])
         return out
 
     def encode_recent(self, hist) -> Dict[str, tf.Tensor]:
         """The short-term half of the user state: the S most recent behavior tokens."""
+        extras = {f"hist_{e.feature.name}": hist[f"hist_{e.feature.name}"] for e in self.behavior_feature_embeddings}
         recent = self.recent({"length": hist[HIST_LENGTH], "values": {
-            "item": hist["hist_item_id"], "type": hist["hist_behavior_type"]}})
+            "item": hist["hist_item_id"], "type": hist["hist_behavior_type"], **extras}})
         tokens = self.item_embedding(recent["item"]) + self.type_embedding(recent["type"])
+        for emb in self.behavior_feature_embeddings:
+            tokens += emb(recent[f"hist_{emb.feature.name}"])
         return {"recent_behaviors": tokens * recent["mask"][..., None], "recent_mask": recent["mask"]}
 
     def encode_profile(self, features) -> tf.Tensor:
-        return self.user_embedding(features["user_segment"])
+        """The user features' embeddings, concatenated: ``[B, sum of sizes]``."""
+        parts = [emb(features[emb.feature.name]) for emb in self.user_embeddings]
+        return tf.concat(parts, axis=-1) if len(parts) > 1 else parts[0]
+
+    def encode_context(self, context) -> tf.Tensor:
+        """The context features' embeddings, concatenated: ``[B, sum of sizes]``."""
+        if context is None or any(e.feature.name not in context for e in self.context_embeddings):
+            raise ValueError(f"score needs the context features {[e.feature.name for e in self.context_embeddings]} "
+                             f"declared by the schema. Received: {sorted(context or {})}")
+        parts = [emb(context[emb.feature.name]) for emb in self.context_embeddings]
+        return tf.concat(parts, axis=-1) if len(parts) > 1 else parts[0]
 
     def get_config(self):
         return {"spec": self.spec.to_dict(), "config": configs_lib.to_dict(self.config)}
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
+        """Rebuilds the model from ``get_config`` (tables and weights come from a checkpoint)."""
         config = dict(config)
         spec = FeatureSpec.from_dict(config.pop("spec"))
         model_config = configs_lib.from_dict(cls.config_class, config.pop("config"))
         return cls(spec, model_config, **config)
+
+
+def _optional(config, **names) -> Dict[str, Any]:
+    """Layer keyword arguments taken from the config fields that exist (``kwarg=field``)."""
+    return {kwarg: getattr(config, field) for kwarg, field in names.items() if hasattr(config, field)}

@@ -1,4 +1,6 @@
 """DMGIN: Deep Multimodal Group Interest Network (DMGIN paper; DESIGN.md's reconstruction)."""
+import dataclasses
+
 import tensorflow as tf
 
 from tfrec.configs import DMGINConfig
@@ -6,6 +8,7 @@ from tfrec.data.spec import HIST_LENGTH
 from tfrec.layers.behavior_embedding import BehaviorEmbedding
 from tfrec.layers.behavior_grouping import BehaviorGrouping
 from tfrec.layers.candidate_group_attention import CandidateGroupAttention
+from tfrec.layers.embedding import FeatureEmbedding
 from tfrec.layers.group_representation import GroupRepresentation
 from tfrec.layers.group_statistics import GroupStatistics
 from tfrec.layers.hstu import HSTU
@@ -34,7 +37,8 @@ class DMGIN(CTRModel):
     ``group_ids`` int32 ``[B, k]`` (for the exact-group-match prior of CandidateGroupAttention).
 
     Args:
-      spec: FeatureSpec.
+      spec: FeatureSpec (declared item features join ``e_item`` for the pooled group items and the
+        target; declared behavior features join each behavior token ``b_j``).
       config: DMGINConfig.
       num_groups: group ids including the reserved unknown group 0 (K-means k + 1).
       item_to_group: optional ``[n_items]`` initial item -> group table (checkpoints restore it).
@@ -54,6 +58,10 @@ class DMGIN(CTRModel):
         self.grouping = BehaviorGrouping(num_groups, config.top_k_groups, config.max_per_group, name="grouping")
         self.behavior_embedding = BehaviorEmbedding(spec.n_behavior_types, d, config.time_bucket_days,
                                                     name="behavior_embedding")
+        # Declared behavior features (e.g. the paper's location E_loc(l_j)) join b_j, summed in.
+        self.group_behavior_features = [
+            FeatureEmbedding(dataclasses.replace(fd, embedding_dim=0), d, name=f"group_behavior_{fd.name}")
+            for fd in spec.behavior_features]
         self.statistics = GroupStatistics(config.top_k_groups, spec.n_categories, d, name="group_statistics")
         self.intra_group = IntraGroupAttention(config.num_heads, d, d, name="intra_group_attention")
         self.group_repr = GroupRepresentation(d, name="group_representation")
@@ -84,6 +92,8 @@ class DMGIN(CTRModel):
         bmask = groups["behavior_mask"]
         tokens = self.behavior_embedding({"behavior_type": tf.gather(behavior_type, positions, batch_dims=1),
                                           "age_seconds": tf.gather(age, positions, batch_dims=1)})
+        for emb in self.group_behavior_features:
+            tokens += emb(tf.gather(hist[f"hist_{emb.feature.name}"], positions, batch_dims=1))
         evolution = self.intra_group({"behaviors": tokens, "mask": bmask})  # [B, G, d]
         items = self.item_embedding(tf.gather(hist["hist_item_id"], positions, batch_dims=1))  # [B, G, m, d]
         pooled_items = masked_mean(items, bmask, axis=2)  # [B, G, d]

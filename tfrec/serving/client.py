@@ -28,7 +28,7 @@ from typing import Dict, Mapping, Optional, Sequence, Tuple
 import grpc
 import numpy as np
 
-from tfrec.serving.requests import from_tensor_proto, predict_request, user_features
+from tfrec.serving.requests import context_features, from_tensor_proto, predict_request, user_features
 
 log = logging.getLogger("tfrec.serving.client")
 
@@ -50,17 +50,19 @@ class ServingClient:
       cache_ttl_seconds: TTL of the states this client writes (default: the cache's own).
       version_refresh_seconds: how long a resolved latest version is trusted.
       max_message_bytes: largest response accepted.
+      spec: the FeatureSpec of the served data (its user / context / behavior features); default:
+        the default schema (``user_segment`` only).
     """
 
     def __init__(self, target: str, model_name: str, cache=None, version: Optional[int] = None,
                  version_label: Optional[str] = None, timeout: float = 10.0,
                  max_history_length: Optional[int] = None, cache_ttl_seconds: Optional[float] = None,
-                 version_refresh_seconds: float = 2.0, max_message_bytes: int = 256 << 20):
+                 version_refresh_seconds: float = 2.0, max_message_bytes: int = 256 << 20, spec=None):
         from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
         self.target, self.model_name, self.cache = target, model_name, cache
         self.pinned_version, self.version_label = version, version_label
-        self.timeout, self.max_history_length = timeout, max_history_length
+        self.timeout, self.max_history_length, self.spec = timeout, max_history_length, spec
         self.cache_ttl_seconds, self.version_refresh_seconds = cache_ttl_seconds, version_refresh_seconds
         self.channel = grpc.insecure_channel(target, options=[
             ("grpc.max_receive_message_length", max_message_bytes),
@@ -145,11 +147,14 @@ class ServingClient:
         return result
 
     # -- the serving path -----------------------------------------------------------------------
-    def features(self, user_id: int, user_history: Optional[Mapping], user_segment: int = 0,
+    def features(self, user_id: int, user_history: Optional[Mapping], profile=None,
                  request_timestamp: Optional[int] = None) -> Dict[str, np.ndarray]:
-        return user_features(user_id, user_history or {}, request_timestamp, self.max_history_length, user_segment)
+        """``user_tower`` inputs; ``profile`` = the user features (a mapping, or the default schema's
+        ``user_segment`` as an int)."""
+        return user_features(user_id, user_history or {}, request_timestamp, self.max_history_length,
+                             profile=profile, spec=self.spec)
 
-    def user_state(self, user_id: int, user_history: Optional[Mapping] = None, user_segment: int = 0,
+    def user_state(self, user_id: int, user_history: Optional[Mapping] = None, profile=None,
                    request_timestamp: Optional[int] = None, version: Optional[int] = None,
                    use_cache: bool = True) -> Tuple[Dict[str, np.ndarray], int, str]:
         """The user's state (batch of one), its version, and where it came from ("cache"/"user_tower")."""
@@ -162,22 +167,24 @@ class ServingClient:
             self._count("cache_misses")
         self._count("user_tower_calls")
         state, version = self.predict(
-            "user_tower", self.features(user_id, user_history, user_segment, request_timestamp), version)
+            "user_tower", self.features(user_id, user_history, profile, request_timestamp), version)
         self._cache_call("put", self.model_name, version, int(user_id), {k: v[0] for k, v in state.items()},
                          self.cache_ttl_seconds)
         return state, version, "user_tower"
 
-    def score(self, user_id: int, user_history: Optional[Mapping], candidates: Sequence[int], user_segment: int = 0,
-              request_timestamp: Optional[int] = None) -> np.ndarray:
-        """Click probabilities ``[C]`` of ``candidates`` for one user."""
-        return self.score_with_source(user_id, user_history, candidates, user_segment, request_timestamp)[0]
+    def score(self, user_id: int, user_history: Optional[Mapping], candidates: Sequence[int], profile=None,
+              request_timestamp: Optional[int] = None, context: Optional[Mapping] = None) -> np.ndarray:
+        """Click probabilities ``[C]`` of ``candidates`` for one user (and the request's context features)."""
+        return self.score_with_source(user_id, user_history, candidates, profile, request_timestamp, context)[0]
 
-    def score_with_source(self, user_id, user_history, candidates, user_segment=0, request_timestamp=None):
+    def score_with_source(self, user_id, user_history, candidates, profile=None, request_timestamp=None,
+                          context=None):
         """``score`` plus (version, "cache" | "user_tower")."""
         candidates = np.asarray(candidates, np.int64).reshape(1, -1)
-        state, version, source = self.user_state(user_id, user_history, user_segment, request_timestamp)
+        context = context_features(context, self.spec)
+        state, version, source = self.user_state(user_id, user_history, profile, request_timestamp)
         try:
-            return self._score(state, version, candidates), (version, source)
+            return self._score(state, version, candidates, context), (version, source)
         except grpc.RpcError as err:
             stale = err.code() == grpc.StatusCode.NOT_FOUND or (
                 err.code() == grpc.StatusCode.INVALID_ARGUMENT and "fingerprint" in (err.details() or ""))
@@ -186,12 +193,12 @@ class ServingClient:
             log.info("version %d of %s no longer serves this state (%s); recomputing", version, self.model_name,
                      err.code().name)
             self._count("retries")
-        state, version, source = self.user_state(user_id, user_history, user_segment, request_timestamp,
+        state, version, source = self.user_state(user_id, user_history, profile, request_timestamp,
                                                  version=self.served_version(refresh=True), use_cache=False)
-        return self._score(state, version, candidates), (version, source)
+        return self._score(state, version, candidates, context), (version, source)
 
-    def _score(self, state, version, candidates):
+    def _score(self, state, version, candidates, context):
         self._count("score_calls")
-        outputs, _ = self.predict("score", {**state, "candidate_item_id": candidates}, version)
+        outputs, _ = self.predict("score", {**state, "candidate_item_id": candidates, **context}, version)
         # TF Serving's batching may pad the candidate axis: keep the C columns sent.
         return outputs["probabilities"][0, :candidates.shape[1]]

@@ -24,7 +24,10 @@ def data_now(histories) -> int:
 
 def precompute_states(client, cache, users: Iterable[Tuple[int, int, Mapping]], request_timestamp: int,
                       batch_size: int = 64, ttl_seconds: Optional[float] = None) -> dict:
-    """Writes the state of each ``(user_id, user_segment, history)`` to ``cache``; returns a summary.
+    """Writes the state of each ``(user_id, profile, history)`` to ``cache``; returns a summary.
+
+    ``profile`` is the user's features (``tfrec.serving.requests.profile_features``; None = taken
+    from ``history`` where it carries them, as ``UserHistories.history`` does).
 
     One model version (``client.served_version()``) computes every state, in batches of
     ``batch_size`` users through its ``user_tower`` signature; ``history`` is what
@@ -36,15 +39,16 @@ def precompute_states(client, cache, users: Iterable[Tuple[int, int, Mapping]], 
     started, written, batch = time.perf_counter(), 0, []
 
     def flush():
-        rows = [user_features(uid, history, request_timestamp, client.max_history_length, segment)
-                for uid, segment, history in batch]
+        rows = [user_features(uid, history, request_timestamp, client.max_history_length, profile=profile,
+                              spec=client.spec)
+                for uid, profile, history in batch]
         state, answered = client.predict("user_tower", stack_features(rows), version)
         if answered != version:  # a pinned request is answered by that version or fails
             raise RuntimeError(f"user_tower of {client.model_name} answered with version {answered}, not {version}")
         return cache.put_many(client.model_name, version, [uid for uid, _, _ in batch], state, ttl_seconds)
 
     for user in users:
-        batch.append((int(user[0]), int(user[1]), user[2]))
+        batch.append((int(user[0]), user[1], user[2]))
         if len(batch) == batch_size:
             written += flush()
             batch = []
@@ -75,7 +79,6 @@ def precompute_user_states(client, cache, histories, request_timestamp: Optional
 
     def users():
         for uid in ids:
-            history = histories.history(int(uid))
-            yield int(uid), int(history.pop("user_segment")), history
+            yield int(uid), None, histories.history(int(uid))
 
     return precompute_states(client, cache, users(), now, batch_size, ttl_seconds)

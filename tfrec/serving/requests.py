@@ -17,8 +17,7 @@ from tensorflow_serving.apis import predict_pb2
 
 from tfrec.data import spec as spec_lib
 
-HISTORY_FIELDS = tuple(f.name for f in spec_lib.SEQUENCE_FEATURES)  # hist_item_id, ...
-_DTYPES = {f.name: f.np_dtype for f in spec_lib.SEQUENCE_FEATURES}
+HISTORY_FIELDS = tuple(f.name for f in spec_lib.SEQUENCE_FEATURES)  # hist_item_id, ... (built-in)
 _REQUIRED = ("hist_item_id", "hist_behavior_type", "hist_timestamp")
 
 
@@ -30,21 +29,86 @@ def _history_field(history: Mapping, name: str):
     return history.get(short)
 
 
+def unknown_feature_value(field: spec_lib.Feature):
+    """The value a request gets for a feature it does not carry: -1 for ids (the OOV row; an empty
+    list for multi-valued fields), 0 for numbers."""
+    if field.multi:
+        return np.full(field.max_len, spec_lib.MULTI_PAD, np.int64)
+    return field.np_dtype(spec_lib.MULTI_PAD if field.dtype == spec_lib.INT else 0)
+
+
+def random_feature_values(fd, rng: np.random.Generator, n: Optional[int] = None):
+    """Valid random values of a declared feature (one, or ``n`` for behavior features): warmup, tests."""
+    shape = () if n is None else (n,)
+    if fd.kind == "categorical":
+        return rng.integers(0, fd.n_ids, shape).astype(np.int64)
+    if fd.kind == "multi_categorical":
+        out = np.full(shape + (fd.max_len,), spec_lib.MULTI_PAD, np.int64)
+        count = rng.integers(0, fd.max_len + 1, shape)
+        ids = rng.integers(0, fd.n_ids, shape + (fd.max_len,))
+        mask = np.arange(fd.max_len) < np.asarray(count)[..., None]
+        return np.where(mask, ids, out)
+    if fd.kind == "dense":
+        return rng.normal(size=shape + (fd.dim,)).astype(np.float32)
+    return rng.normal(size=shape).astype(np.float32)
+
+
+def profile_features(profile, spec: Optional[spec_lib.FeatureSpec] = None) -> Dict[str, np.ndarray]:
+    """A user's features as ``[1]`` (multi-valued ``[1, max_len]``) arrays.
+
+    ``profile`` maps feature names to values (a multi-valued one: a list of ids); a bare int is the
+    default schema's ``user_segment``. Features it lacks get the unknown value (OOV / 0 / empty).
+
+    Raises:
+      ValueError: an unknown feature name, a list longer than ``max_len``, or a list for a scalar.
+    """
+    fields = spec.user_fields() if spec is not None else spec_lib.FeatureSpec(n_items=1).user_fields()
+    if profile is None:
+        profile = {}
+    elif not isinstance(profile, Mapping):
+        profile = {spec_lib.USER_SEGMENT: profile}
+    known = {f.name for f in fields}
+    unknown = sorted(set(profile) - known)
+    if unknown:
+        raise ValueError(f"unknown user feature(s) {unknown}; the schema declares {sorted(known)}")
+    out = {}
+    for f in fields:
+        value = profile.get(f.name)
+        if value is None:
+            value = unknown_feature_value(f)
+        value = np.asarray(value, f.np_dtype)
+        if f.multi:
+            value = value.reshape(-1)
+            if len(value) > f.max_len:
+                raise ValueError(f"user feature {f.name!r} has {len(value)} values; the schema's max_len is {f.max_len}")
+            value = np.pad(value, (0, f.max_len - len(value)), constant_values=spec_lib.MULTI_PAD)[None, :]
+        else:
+            if value.ndim:
+                raise ValueError(f"user feature {f.name!r} takes one value. Received shape {value.shape}")
+            value = value.reshape(1)
+        out[f.name] = value
+    return out
+
+
 def user_features(user_id: int, history: Mapping, request_timestamp: Optional[int] = None,
-                  max_history_length: Optional[int] = None, user_segment: int = 0) -> Dict[str, np.ndarray]:
+                  max_history_length: Optional[int] = None, user_segment: Optional[int] = None,
+                  profile=None, spec: Optional[spec_lib.FeatureSpec] = None) -> Dict[str, np.ndarray]:
     """One user's ``user_tower`` inputs, batch of one.
 
     Args:
       user_id: the user id.
       history: mapping with ``item_id``, ``behavior_type``, ``timestamp`` and optionally
-        ``duration``, ``amount`` (or the ``hist_*`` names), parallel lists, oldest first.
+        ``duration``, ``amount`` and the schema's behavior features (or the ``hist_*`` names),
+        parallel lists, oldest first.
       request_timestamp: epoch seconds of the request; default: one second after the last behavior.
       max_history_length: keep the most recent this many behaviors; default: all.
-      user_segment: the user's profile segment.
+      user_segment: the default schema's user feature (same as ``profile={"user_segment": s}``).
+      profile: the user features, name -> value (``profile_features``); missing ones are unknown.
+      spec: the FeatureSpec declaring the features (default: the default schema).
 
     Returns:
-      ``user_id``, ``user_segment``, ``request_timestamp``, ``hist_length`` ``[1]`` and every
-      ``hist_*`` field ``[1, L]``.
+      ``user_id``, ``request_timestamp``, ``hist_length`` ``[1]``, each user feature ``[1]``
+      (multi-valued ``[1, max_len]``) and every ``hist_*`` field ``[1, L]``.
 
     Raises:
       ValueError: a required field is missing, the lists differ in length, or timestamps are not
@@ -52,22 +116,31 @@ def user_features(user_id: int, history: Mapping, request_timestamp: Optional[in
     """
     if history is None:
         history = {}
+    if user_segment is not None:
+        profile = {**(profile or {}), spec_lib.USER_SEGMENT: user_segment}
+    if profile is None or isinstance(profile, Mapping):
+        # A stored history (UserHistories.history) carries the user's features next to its lists.
+        names = [f.name for f in (spec or spec_lib.FeatureSpec(n_items=1)).user_fields()]
+        profile = {**{n: history[n] for n in names if n in history}, **(profile or {})}
+    fields = (spec or spec_lib.FeatureSpec(n_items=1)).history_sequence_features()
     columns = {}
-    for name in HISTORY_FIELDS:
-        value = _history_field(history, name)
+    for f in fields:
+        value = _history_field(history, f.name)
         if value is None:
-            if name in _REQUIRED and history:
-                raise ValueError(f"user_history is missing '{name[5:]}' (or '{name}'): give parallel lists "
-                                 "item_id, behavior_type, timestamp [, duration, amount], oldest first")
+            if f.name in _REQUIRED and history:
+                raise ValueError(f"user_history is missing '{f.name[5:]}' (or '{f.name}'): give parallel lists "
+                                 "item_id, behavior_type, timestamp [, duration, amount, behavior features], "
+                                 "oldest first")
             value = []
-        columns[name] = np.asarray(value, dtype=_DTYPES[name]).reshape(-1)
+        columns[f.name] = np.asarray(value, dtype=f.np_dtype).reshape(-1)
     n = len(columns["hist_item_id"])
-    for name, value in columns.items():
-        if len(value) not in (0, n) or (len(value) == 0 and n and name in _REQUIRED):
-            raise ValueError(f"user_history field '{name[5:]}' has {len(value)} entries but item_id has {n}; "
+    for f in fields:
+        value = columns[f.name]
+        if len(value) not in (0, n) or (len(value) == 0 and n and f.name in _REQUIRED):
+            raise ValueError(f"user_history field '{f.name[5:]}' has {len(value)} entries but item_id has {n}; "
                              "the lists must be parallel")
         if len(value) == 0:
-            columns[name] = np.zeros(n, _DTYPES[name])
+            columns[f.name] = np.full(n, unknown_feature_value(f) if f.schema_name else 0, f.np_dtype)
     ts = columns["hist_timestamp"]
     if n > 1 and np.any(np.diff(ts) < 0):
         raise ValueError("user_history timestamps must be sorted oldest first")
@@ -78,11 +151,26 @@ def user_features(user_id: int, history: Mapping, request_timestamp: Optional[in
     out = {name: value[begin:keep][None, :] for name, value in columns.items()}
     out.update({
         "user_id": np.array([user_id], np.int64),
-        "user_segment": np.array([user_segment], np.int64),
         "request_timestamp": np.array([request_timestamp], np.int64),
         spec_lib.HIST_LENGTH: np.array([keep - begin], np.int32),
     })
+    out.update(profile_features(profile, spec))
     return out
+
+
+def context_features(context: Optional[Mapping], spec: Optional[spec_lib.FeatureSpec] = None) -> Dict[str, np.ndarray]:
+    """A request's context features as ``[1]`` arrays (``score`` / ``serving_default`` inputs); the
+    schema's context features it lacks get the unknown value.
+
+    Raises:
+      ValueError: a name the schema does not declare.
+    """
+    fields = spec.context_fields() if spec is not None else ()
+    context = dict(context or {})
+    unknown = sorted(set(context) - {f.name for f in fields})
+    if unknown:
+        raise ValueError(f"unknown context feature(s) {unknown}; the schema declares {[f.name for f in fields]}")
+    return {f.name: np.asarray(context.get(f.name, unknown_feature_value(f)), f.np_dtype).reshape(1) for f in fields}
 
 
 def stack_features(rows: Sequence[Dict[str, np.ndarray]]) -> Dict[str, np.ndarray]:
@@ -90,7 +178,7 @@ def stack_features(rows: Sequence[Dict[str, np.ndarray]]) -> Dict[str, np.ndarra
     width = max([1] + [r["hist_item_id"].shape[1] for r in rows])
     out = {}
     for key in rows[0]:
-        if key in _DTYPES:
+        if key.startswith("hist_") and rows[0][key].ndim == 2:
             out[key] = np.concatenate([np.pad(r[key], [(0, 0), (0, width - r[key].shape[1])]) for r in rows])
         else:
             out[key] = np.concatenate([r[key] for r in rows])
