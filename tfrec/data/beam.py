@@ -13,14 +13,22 @@ The pieces here are runner-independent (DirectRunner, Dataflow, Flink, Spark):
   each shard is sorted by its key and written with Beam's TFRecord framing by one DoFn. With
   one shard the file equals the in-process file byte for byte.
 
+The declared feature schema (``tfrec.data.schema``) decides the columns read: the user features
+from ``users`` (list columns for multi_categorical ones; in CSV ``|``-separated ids), the extra
+behavior features from ``behaviors`` (``hist_<name>``), the context features from ``train`` /
+``test``. ``table_columns`` / ``csv_types`` say which, for each table.
+
 Bad rows raise ``BeamRecordError`` naming the file/row (examples) or user_id (histories), the
-field and the problem (the same text as the in-process ``RecordValidationError``).
+field and the problem (the same text as the in-process ``RecordValidationError``); a user with
+behaviors but no ``users`` row, or with several, raises ``BeamDataError`` with the in-process text.
 """
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import apache_beam as beam
 import numpy as np
@@ -28,19 +36,56 @@ from apache_beam.io.filesystems import FileSystems
 
 from tfrec.data.spec import HIST_SEMANTIC_ID, ITEM_SEMANTIC_ID
 
-# Columns of each raw table; INT columns are int64, FLOAT columns float (read as float64 from
-# CSV, as stored from Parquet). Documented in docs/beam.md.
+# The built-in columns of each raw table (the declared features add theirs: ``table_columns``);
+# int columns are int64, float columns float (read as float64 from CSV, as stored from Parquet).
+# Documented in docs/beam.md.
 BEHAVIOR_COLUMNS = ("user_id", "item_id", "behavior_type", "timestamp", "duration", "amount")
-USER_COLUMNS = ("user_id", "user_segment")
 EXAMPLE_COLUMNS = ("user_id", "item_id", "request_timestamp", "label")
 OPTIONAL_EXAMPLE_COLUMNS = ("true_prob",)
-FLOAT_COLUMNS = frozenset({"duration", "amount", "true_prob"})
+FLOAT_COLUMNS = frozenset({"duration", "amount", "true_prob"})  # of the built-in columns
+# CSV cell types (``csv_types``): int64, float64, or a '|'-separated list of int64 ids.
+INT, FLOAT, ID_LIST = "int", "float", "list"
+LIST_SEPARATOR = "|"
 
 HISTORY_NAMES = {"item_id": "hist_item_id", "behavior_type": "hist_behavior_type", "timestamp": "hist_timestamp",
                  "duration": "hist_duration", "amount": "hist_amount"}
 
 
-class BeamRecordError(ValueError):
+def table_columns(spec, table: str, with_prob: bool = False) -> tuple[str, ...]:
+    """The columns the stage reads from raw table ``table`` under ``spec`` (its declared features).
+
+    ``behaviors``: the built-in six + one per declared behavior feature; ``users``: ``user_id`` +
+    one per user feature; ``train`` / ``test``: the built-in four (+ ``true_prob`` when
+    ``with_prob``) + one per context feature. The in-process writer requires the same columns.
+    """
+    if table == "behaviors":
+        return BEHAVIOR_COLUMNS + tuple(f.schema_name for f in spec.behavior_fields())
+    if table == "users":
+        return ("user_id",) + tuple(f.name for f in spec.user_fields())
+    return (EXAMPLE_COLUMNS + (OPTIONAL_EXAMPLE_COLUMNS if with_prob else ())
+            + tuple(f.name for f in spec.context_fields()))
+
+
+def csv_types(spec, table: str) -> dict[str, str]:
+    """Column -> CSV cell type (``INT`` / ``FLOAT`` / ``ID_LIST``) of raw table ``table``.
+
+    Declared numeric features are floats, categorical ones ints, multi_categorical user features
+    ``|``-separated id lists (``3|17|42``; an empty cell is an empty list).
+    """
+    out = {c: FLOAT if c in FLOAT_COLUMNS else INT
+           for c in BEHAVIOR_COLUMNS + EXAMPLE_COLUMNS + OPTIONAL_EXAMPLE_COLUMNS}
+    fields = {"behaviors": spec.behavior_fields(), "users": spec.user_fields()}.get(table, spec.context_fields())
+    for f in fields:
+        out[f.schema_name or f.name] = ID_LIST if f.multi else (INT if f.dtype == "int64" else FLOAT)
+    return out
+
+
+class BeamDataError(ValueError):
+    """Raw data the stage cannot write (e.g. a user with behaviors but no ``users`` row); the
+    message is the in-process writer's, naming the file."""
+
+
+class BeamRecordError(BeamDataError):
     """A raw row breaks the feature spec.
 
     Attributes:
@@ -69,8 +114,9 @@ def match_files(directory: str, name: str, ext: str) -> list[str]:
     return sorted(set(out))
 
 
-def file_columns(path: str, fmt: str) -> dict[str, np.dtype]:
-    """Column name -> numpy dtype of one file (Parquet schema, or the CSV header)."""
+def file_columns(path: str, fmt: str, types: Mapping[str, str] | None = None) -> dict[str, np.dtype]:
+    """Column name -> numpy dtype of one file (Parquet schema, or the CSV header + ``types``, the
+    ``csv_types`` of its table: int64, float64, object for id lists; int64 for other columns)."""
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
@@ -88,14 +134,16 @@ def file_columns(path: str, fmt: str) -> dict[str, np.dtype]:
     with FileSystems.open(path) as f:
         header = f.readline().decode("utf-8").strip().lstrip("\ufeff")
     names = [c.strip().strip('"') for c in header.split(",")] if header else []
-    return {n: np.dtype(np.float64 if n in FLOAT_COLUMNS else np.int64) for n in names}
+    types = types or {}
+    return {n: np.dtype({FLOAT: np.float64, ID_LIST: object}.get(types.get(n), np.int64)) for n in names}
 
 
-def check_columns(paths: Sequence[str], fmt: str, required: Sequence[str]) -> dict[str, np.dtype]:
+def check_columns(paths: Sequence[str], fmt: str, required: Sequence[str],
+                  types: Mapping[str, str] | None = None) -> dict[str, np.dtype]:
     """The dtypes of ``required`` columns; raises like the in-process writer when one is missing."""
     dtypes = None
     for path in paths:
-        cols = file_columns(path, fmt)
+        cols = file_columns(path, fmt, types)
         missing = [c for c in required if c not in cols]
         if missing:
             raise ValueError(f"{path}: missing column(s) {missing}; required columns are {list(required)}")
@@ -108,6 +156,55 @@ def write_text(path: str, text: str) -> None:
         f.write(text.encode("utf-8"))
 
 
+def is_local(path) -> bool:
+    """A plain local path (no ``scheme://``): what ``pathlib`` / ``np.savez`` / pyarrow can open."""
+    return FileSystems.get_scheme(str(path)) is None
+
+
+def save_item_table(table, path: str) -> None:
+    """``ItemTable.save`` to any Beam filesystem (remote: written locally, then copied)."""
+    if is_local(path):
+        table.save(path)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        local = os.path.join(tmp, "item_features.npz")
+        table.save(local)
+        with open(local, "rb") as src, FileSystems.create(path) as dst:
+            dst.write(src.read())
+
+
+def read_columns(paths: Sequence[str], fmt: str, columns: Sequence[str],
+                 types: Mapping[str, str] | None = None) -> dict[str, np.ndarray]:
+    """Whole columns of a table (its files concatenated in order), read in this process.
+
+    For the standardize statistics, which must equal the in-process writer's to the last bit
+    (numpy's float64 mean / std over the column in file order), so they are not a Beam combiner.
+    Parquet columns come as pyarrow's ``to_numpy`` (like the in-process writer), CSV columns as
+    ``types`` says (numeric: float64).
+    """
+    import pyarrow as pa
+
+    parts: dict[str, list] = {c: [] for c in columns}
+    for path in paths:
+        with FileSystems.open(path) as f:
+            if fmt == "parquet":
+                import pyarrow.parquet as pq
+
+                table = pq.read_table(f, columns=list(columns))
+            else:
+                import pyarrow.csv as pcsv
+
+                kinds = {c: (pa.float64() if (types or {}).get(c) == FLOAT else pa.int64()) for c in columns}
+                try:
+                    table = pcsv.read_csv(f, convert_options=pcsv.ConvertOptions(column_types=kinds,
+                                                                                 include_columns=list(columns)))
+                except pa.ArrowInvalid as err:
+                    raise ValueError(f"{path}: cannot parse CSV: {err}") from None
+        for c in columns:
+            parts[c].append(table.column(c).to_numpy())
+    return {c: v[0] if len(v) == 1 else np.concatenate(v) for c, v in parts.items()}
+
+
 # --------------------------------------------------------------------------------------------
 # Reading with the original row order
 # --------------------------------------------------------------------------------------------
@@ -116,12 +213,26 @@ def _column_values(column) -> list:
     return column.to_pylist()
 
 
+def parse_id_list(cell, where: str, column: str) -> list[int]:
+    """A CSV cell of ``|``-separated int ids (``3|17|42``) -> the ids; empty -> []."""
+    text = "" if cell is None else str(cell).strip()
+    if not text:
+        return []
+    try:
+        return [int(v) for v in text.split(LIST_SEPARATOR)]
+    except ValueError:
+        raise BeamRecordError(where, column, f"{cell!r} is not a list of integer ids separated by "
+                                             f"'{LIST_SEPARATOR}' (e.g. 3|17|42; an empty cell is an empty "
+                                             "list); multi_categorical columns in CSV hold such lists") from None
+
+
 class _ReadSplit(beam.DoFn):
     """Reads one work item (a Parquet row group or a CSV file) -> (file_index, row, values)."""
 
-    def __init__(self, columns: Sequence[str], fmt: str):
+    def __init__(self, columns: Sequence[str], fmt: str, types: Mapping[str, str] | None = None):
         self.columns = tuple(columns)
         self.fmt = fmt
+        self.types = {c: (types or {}).get(c, FLOAT if c in FLOAT_COLUMNS else INT) for c in self.columns}
 
     def process(self, item):
         file_index, path, row_group, row_offset = item
@@ -135,20 +246,25 @@ class _ReadSplit(beam.DoFn):
         import pyarrow as pa
         import pyarrow.csv as pcsv
 
-        types = {c: (pa.float64() if c in FLOAT_COLUMNS else pa.int64()) for c in self.columns}
+        kinds = {INT: pa.int64(), FLOAT: pa.float64(), ID_LIST: pa.string()}
+        types = {c: kinds[self.types[c]] for c in self.columns}
         convert = pcsv.ConvertOptions(column_types=types, include_columns=list(self.columns))
         offset = 0
         with FileSystems.open(path) as f:
             try:
                 reader = pcsv.open_csv(f, convert_options=convert)
                 for batch in reader:
-                    yield from self._rows(file_index, offset, batch)
+                    yield from self._rows(file_index, offset, batch, path)
                     offset += batch.num_rows
             except pa.ArrowInvalid as err:
                 raise ValueError(f"{path}: cannot parse CSV after row {offset}: {err}") from None
 
-    def _rows(self, file_index, offset, table):
+    def _rows(self, file_index, offset, table, path=None):
         cols = [_column_values(table.column(c)) for c in self.columns]
+        if self.fmt != "parquet":
+            for j, c in enumerate(self.columns):
+                if self.types[c] == ID_LIST:
+                    cols[j] = [parse_id_list(v, f"{path} row {offset + i}", c) for i, v in enumerate(cols[j])]
         for i, values in enumerate(zip(*cols)):
             yield file_index, offset + i, values
 
@@ -171,16 +287,16 @@ def _work_items(indexed_path, fmt):
 class ReadRows(beam.PTransform):
     """Rows of ``paths`` (in that order) as ``(file_index, row_in_file, values_tuple)``."""
 
-    def __init__(self, paths: Sequence[str], columns: Sequence[str], fmt: str):
+    def __init__(self, paths: Sequence[str], columns: Sequence[str], fmt: str, types: Mapping[str, str] | None = None):
         super().__init__()
-        self.paths, self.columns, self.fmt = list(paths), tuple(columns), fmt
+        self.paths, self.columns, self.fmt, self.types = list(paths), tuple(columns), fmt, types
 
     def expand(self, pbegin):
         return (pbegin
                 | "Files" >> beam.Create(list(enumerate(self.paths)))
                 | "WorkItems" >> beam.FlatMap(_work_items, self.fmt)
                 | "Spread" >> beam.Reshuffle()
-                | "Read" >> beam.ParDo(_ReadSplit(self.columns, self.fmt)))
+                | "Read" >> beam.ParDo(_ReadSplit(self.columns, self.fmt, self.types)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -208,27 +324,46 @@ def _problem(err) -> str:
 class HistoryRecordFn(beam.DoFn):
     """(user_id, {"behaviors": [...], "users": [...]}) -> (user_id, serialized Example).
 
-    Behaviors are ``(file_index, row, values)`` in ``BEHAVIOR_COLUMNS`` order; they are sorted by
-    (timestamp, original position) exactly like the in-process ``np.lexsort``. The segment is
-    the user's last row in users (like the in-process dict), 0 without one.
+    Behaviors are ``(file_index, row, values)`` in ``behavior_columns`` order (the built-in six +
+    the declared behavior features); they are sorted by (timestamp, original position) exactly
+    like the in-process ``np.lexsort``. Users rows hold ``user_id`` + the user features
+    (``table_columns(spec, "users")``). Like the in-process writer, every user gets a record (one
+    without behaviors an empty history) and needs exactly one users row: none (a user with
+    behaviors only) or several is an error naming ``users_source``.
     """
 
     def __init__(self, spec_dict: dict, dtypes: dict[str, np.dtype], semantic_ids=None,
-                 paths: Sequence[str] = ()):
+                 paths: Sequence[str] = (), behavior_columns: Sequence[str] = BEHAVIOR_COLUMNS,
+                 user_dtypes: dict[str, np.dtype] | None = None, users_source: str = "users.parquet",
+                 user_paths: Sequence[str] = ()):
         self.spec_dict = spec_dict
         self.dtypes = dict(dtypes)
         self.semantic_ids = semantic_ids  # a SemanticIDLookup, or None
         self.paths = list(paths)
+        self.behavior_columns = tuple(behavior_columns)
+        self.user_dtypes = dict(user_dtypes or {})
+        self.users_source = users_source
+        self.user_paths = list(user_paths)
 
     def setup(self):
         self.spec = _spec(self.spec_dict)
         self.features = self.spec.history_record_features()
+        self.user_fields = self.spec.user_fields()
+        names = dict(HISTORY_NAMES)
+        names.update({f.schema_name: f.name for f in self.spec.behavior_fields()})
+        self.history_names = names
 
     def process(self, element):
         uid, groups = element
         behaviors = list(groups["behaviors"])
-        if behaviors:  # users without behaviors get no record
-            yield self._encode(uid, behaviors, list(groups["users"]))
+        users = sorted(groups["users"], key=lambda r: (r[0], r[1]))
+        if len(users) > 1:  # checked for every user, as in-process (which checks the whole table first)
+            rows = ", ".join(self._user_where(r) for r in users)
+            raise BeamDataError(f"{self.users_source}: user_id {uid} has {len(users)} rows ({rows}); "
+                                "give each user one row")
+        # Every user of users (without behaviors: an empty history, so its user features reach the
+        # model) and every user with behaviors (who must have a users row), as in-process.
+        yield self._encode(uid, behaviors, users)
 
     def _encode(self, uid, behaviors, users):
         from tfrec.data.tfrecord import (
@@ -237,17 +372,18 @@ class HistoryRecordFn(beam.DoFn):
             validate_record,
         )
 
-        users = sorted(users, key=lambda r: (r[0], r[1]))
-        ts_col = BEHAVIOR_COLUMNS.index("timestamp")
+        if not users:
+            raise BeamDataError(f"{self.users_source}: user_id {uid} has behaviors but no row; add a row with its "
+                                f"user features {[f.name for f in self.user_fields]}")
+        ts_col = self.behavior_columns.index("timestamp")
         behaviors.sort(key=lambda r: (_sort_value(r[2][ts_col]), r[0], r[1]))
-        try:
-            segment = int(users[-1][2][1]) if users else 0
-            record = {"user_id": int(uid), "user_segment": segment}
-        except (TypeError, ValueError) as err:
-            raise BeamRecordError(f"user_id {uid!r}", "user_segment", f"{err}; every user needs an int64 segment") from None
-        for j, col in enumerate(BEHAVIOR_COLUMNS):
-            if col in HISTORY_NAMES:
-                record[HISTORY_NAMES[col]] = column_array([r[2][j] for r in behaviors], self.dtypes[col])
+        record = {"user_id": int(uid)}
+        profile = users[0][2]
+        for j, f in enumerate(self.user_fields, start=1):
+            record[f.name] = user_value(profile[j], self.user_dtypes.get(f.name, np.dtype(object)), f.multi)
+        for j, col in enumerate(self.behavior_columns):
+            if col in self.history_names:
+                record[self.history_names[col]] = column_array([r[2][j] for r in behaviors], self.dtypes[col])
         try:
             if self.semantic_ids is not None:
                 record = self.semantic_ids.with_codes(record, "hist_item_id", HIST_SEMANTIC_ID,
@@ -264,6 +400,21 @@ class HistoryRecordFn(beam.DoFn):
         file_index, row = behavior[0], behavior[1]
         name = self.paths[file_index] if file_index < len(self.paths) else f"behaviors file {file_index}"
         return f"{name} row {row}"
+
+    def _user_where(self, user) -> str:
+        file_index, row = user[0], user[1]
+        if len(self.user_paths) <= 1:
+            return f"row {row}"
+        return f"{os.path.basename(self.user_paths[file_index])} row {row}"
+
+
+def user_value(value, dtype: np.dtype, multi: bool):
+    """One user feature of a users row, as the in-process writer hands it to ``validate_record``:
+    a list column's value (multi_categorical) as an array (null = empty list), a flat column's
+    as a numpy scalar of the column's dtype."""
+    if multi and dtype == np.dtype(object):
+        return np.asarray(value if value is not None else [])
+    return column_array([value], dtype)[0]
 
 
 def _sort_value(v):
@@ -386,14 +537,19 @@ class WriteUnorderedTFRecords(beam.PTransform):
 
 
 class WriteMetadataFn(beam.DoFn):
-    """The last step: moves the temp TFRecord files into place, then writes spec.json + splits.json.
+    """The last step: moves the temp TFRecord files into place, writes the item table (when the
+    schema declares item features), then spec.json + splits.json.
 
     Side input ``written``: ``(output, temp_path, final_path, count)`` for every file written.
+    ``item_table``: the ``ItemTable`` built in the launching process (small: n_items rows), saved
+    to ``item_path``; None without item features.
     """
 
-    def __init__(self, spec_path: str, splits_path: str, spec_dict: dict, with_prob: dict[str, bool]):
+    def __init__(self, spec_path: str, splits_path: str, spec_dict: dict, with_prob: dict[str, bool],
+                 item_table=None, item_path: str | None = None):
         self.spec_path, self.splits_path = spec_path, splits_path
         self.spec_dict, self.with_prob = spec_dict, dict(with_prob)
+        self.item_table, self.item_path = item_table, item_path
 
     def process(self, _, written):
         counts: dict[str, int] = {}
@@ -409,6 +565,8 @@ class WriteMetadataFn(beam.DoFn):
                 FileSystems.delete([path])
             FileSystems.rename([tmp], [path])
         splits = {s: {"examples": int(counts[s]), "true_prob": self.with_prob[s]} for s in ("train", "test")}
+        if self.item_table is not None:
+            save_item_table(self.item_table, self.item_path)
         write_text(self.spec_path, json.dumps(self.spec_dict, indent=2))
         write_text(self.splits_path, json.dumps(splits, indent=2))
         yield splits
