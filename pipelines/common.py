@@ -22,7 +22,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tfrec.data.spec import FeatureSpec
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # TensorFlow loads only when a stage runs, so `tfrec STAGE --help` answers at once
+    from tfrec.data.spec import FeatureSpec
 
 RAW = "raw"
 SPEC = "spec.json"
@@ -55,20 +58,24 @@ def history_files(data_dir):
     return tfrecord_files(data_dir, HISTORIES[: -len(".tfrecord")])
 
 
-def load_spec(data_dir) -> FeatureSpec:
+def load_spec(data_dir) -> "FeatureSpec":
+    from tfrec.data.spec import FeatureSpec
+
     path = Path(data_dir) / SPEC
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: run `tfrec write-tfrecords --data {data_dir}` first")
     return FeatureSpec.from_dict(json.loads(path.read_text()))
 
 
-def declared_spec(data_dir, schema_path=None, max_history_length=None, **sizes) -> FeatureSpec:
+def declared_spec(data_dir, schema_path=None, max_history_length=None, **sizes) -> "FeatureSpec":
     """The FeatureSpec a data directory declares: ``raw/dataset.json`` sizes + the schema file
     (``schema_path``, default ``raw/schema.yaml`` when it exists, else the default schema).
 
     Precedence for L: ``max_history_length`` (the flag) > the schema file's > dataset.json's.
     ``sizes`` adds FeatureSpec fields (e.g. the Semantic ID levels).
     """
+    from tfrec.data.spec import FeatureSpec
+
     raw = Path(data_dir) / RAW
     meta = json.loads((raw / "dataset.json").read_text())
     defaults = {"n_items": meta["n_items"], "n_user_segments": meta.get("n_user_segments", 8),
@@ -84,7 +91,7 @@ def declared_spec(data_dir, schema_path=None, max_history_length=None, **sizes) 
     return spec
 
 
-def load_item_table(data_dir, spec: FeatureSpec):
+def load_item_table(data_dir, spec: "FeatureSpec"):
     """The item table of a data directory (``item_features.npz``), or None when the schema declares no
     item feature."""
     if not spec.item_features:
@@ -98,7 +105,7 @@ def load_item_table(data_dir, spec: FeatureSpec):
     return ItemTable.load(path, spec)
 
 
-def make_split_dataset(data_dir, split: str, spec: FeatureSpec, batch_size: int, shuffle: bool = False,
+def make_split_dataset(data_dir, split: str, spec: "FeatureSpec", batch_size: int, shuffle: bool = False,
                        seed: int = 0, history=None, skip_corrupt: bool = False):
     """The tf.data pipeline over one split, joined with the user-history file."""
     from tfrec.data.dataset import load_user_histories, make_dataset

@@ -17,8 +17,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from tfrec.data.spec import HIST_SEMANTIC_ID, ITEM_SEMANTIC_ID
-
 from pipelines.common import (HISTORIES, ITEM_FEATURES, ITEM_FEATURES_SOURCE, RAW, SEMANTIC_IDS, SPEC, SPLITS,
                               declared_spec, split_file)
 
@@ -94,12 +92,16 @@ def user_columns(users, spec):
 
 
 def history_records(behaviors, users, spec, semantic_ids=None):
-    """One record per user, behaviors sorted oldest first (users without behaviors get none).
+    """One record per user, behaviors sorted oldest first, in user_id order: every user of
+    users.parquet (one without behaviors gets an empty history, so its user features reach the
+    model) and every user with behaviors (who must have a users.parquet row).
 
     The user features come from ``users`` (users.parquet); declared behavior features from the
     ``behaviors`` columns of the same name. With a ``SemanticIDLookup`` each record also gets
     ``hist_semantic_id_1..M``.
     """
+    from tfrec.data.spec import HIST_SEMANTIC_ID
+
     row_of, profile = user_columns(users, spec)
     order = np.lexsort((behaviors["timestamp"], behaviors["user_id"]))
     uid = behaviors["user_id"][order]
@@ -112,11 +114,12 @@ def history_records(behaviors, users, spec, semantic_ids=None):
     if semantic_ids is not None:
         cols.update(semantic_ids.columns(cols["hist_item_id"], HIST_SEMANTIC_ID,
                                          lambda i: f"behaviors.parquet row {int(order[i])}"))
-    for s, e in zip(starts, ends):
-        u = int(uid[s])
+    span = {int(uid[s]): (s, e) for s, e in zip(starts, ends)}
+    for u in sorted(set(span) | set(row_of)):
         if u not in row_of:
             raise ValueError(f"users.parquet: user_id {u} has behaviors but no row; add a row with its user "
                              f"features {list(profile)}")
+        s, e = span.get(u, (0, 0))
         r = row_of[u]
         yield {"user_id": u, **{k: v[r] for k, v in profile.items()}, **{k: v[s:e] for k, v in cols.items()}}
 
@@ -141,6 +144,7 @@ def measure_statistics(spec, behaviors, users, train, items):
 
 def run(args):
     from tfrec.data.item_table import ItemTable
+    from tfrec.data.spec import ITEM_SEMANTIC_ID
     from tfrec.data.tfrecord import write_examples, write_user_histories
 
     t0 = time.time()
@@ -162,7 +166,8 @@ def run(args):
         items = ItemTable.from_parquet(raw / ITEM_FEATURES_SOURCE, spec)
     spec = spec.with_statistics(measure_statistics(spec, behaviors, users, examples["train"], items))
     n_users = write_user_histories(data / HISTORIES, spec, history_records(behaviors, users, spec, semantic_ids),
-                                   progress="user histories", total=len(np.unique(behaviors["user_id"])))
+                                   progress="user histories",
+                                   total=len(np.union1d(behaviors["user_id"], users["user_id"])))
     splits = {}
     for split, cols in examples.items():
         with_prob = "true_prob" in cols

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
-import tfrec  # noqa: F401  (selects tf-keras before TensorFlow loads)
+import tfrec  # (selects tf-keras before TensorFlow loads; does not load it)
 
 STAGES = {
     "synthetic": ("pipelines.synthetic", "generate a synthetic data set with a known click probability"),
-    "movielens": ("pipelines.movielens", "real MovieLens-100K (from the recbole wheel) -> raw logs + item text"),
+    "movielens": ("pipelines.movielens", "real MovieLens-100K / -1M (from the recbole wheels) -> raw logs, side features, schema"),
     "semantic-ids": ("pipelines.semantic_ids", "RQ-VAE Semantic IDs of the items + codebook report"),
     "write-tfrecords": ("pipelines.write_tfrecords", "raw logs -> user-history + example TFRecords"),
     "beam-tfrecords": ("pipelines.beam_tfrecords", "raw logs -> TFRecords on Apache Beam (Direct/Dataflow/Flink/Spark)"),
@@ -26,20 +27,50 @@ STAGES = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tfrec", description=__doc__)
+EPILOG = """TensorFlow's C++ log lines are hidden (TF_CPP_MIN_LOG_LEVEL=3) unless you set
+TF_CPP_MIN_LOG_LEVEL yourself (e.g. TF_CPP_MIN_LOG_LEVEL=0 tfrec train ...) or pass --tf-log."""
+
+
+def _stage_parser(sub, name: str):
+    """Adds STAGE's subparser, importing its module (and only it)."""
+    module, help_text = STAGES[name]
+    mod = importlib.import_module(module)
+    p = sub.add_parser(name, help=help_text, description=(mod.__doc__ or help_text).strip(),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    mod.add_arguments(p)
+    p.set_defaults(_module=mod)
+    return p
+
+
+def build_parser(stage: str | None = None) -> argparse.ArgumentParser:
+    """The CLI parser. With ``stage`` only that stage's module is imported (the others appear in
+    the list by name), so ``tfrec STAGE --help`` and ``tfrec --help`` never import every stage
+    (nor TensorFlow: stage modules import it when they run)."""
+    parser = argparse.ArgumentParser(prog="tfrec", description=__doc__, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tf-log", action="store_true", help="show TensorFlow's C++ log lines")
     sub = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
-    for name, (module, help_text) in STAGES.items():
-        mod = importlib.import_module(module)
-        p = sub.add_parser(name, help=help_text, description=(mod.__doc__ or help_text).strip(),
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
-        mod.add_arguments(p)
-        p.set_defaults(_module=mod)
+    for name, (_, help_text) in STAGES.items():
+        if name == stage:
+            _stage_parser(sub, name)
+        else:
+            sub.add_parser(name, help=help_text, add_help=False)
     return parser
 
 
+def _requested_stage(argv) -> str | None:
+    """The first argument naming a stage (options before it are the CLI's own)."""
+    for arg in argv:
+        if not arg.startswith("-"):
+            return arg if arg in STAGES else None
+    return None
+
+
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not tfrec.TF_LOG_LEVEL_FROM_USER:  # before TensorFlow loads (tfrec itself does not load it)
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0" if "--tf-log" in argv else "3"
+    args = build_parser(_requested_stage(argv)).parse_args(argv)
     try:
         args._module.run(args)
     except (ValueError, FileNotFoundError, FileExistsError, IOError) as err:

@@ -1,6 +1,10 @@
 """The one registration decorator for every tfrec layer and model."""
 import tensorflow as tf
 
+from tfrec import check_keras
+
+check_keras()  # every layer and model imports this module: tf.keras must be tf-keras here
+
 
 def register(cls):
     """Registers ``cls`` as Keras-serializable under the ``tfrec`` package.

@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfrec.data.spec import HIST_LENGTH, SECONDS_PER_DAY, SEQUENCE_FEATURES, FeatureSpec
+from tfrec.serving.requests import random_feature_values
 
 
 
@@ -97,11 +98,13 @@ def random_features(spec: FeatureSpec, batch: int, length: int, seed: int = 0,
                     request_timestamp: int = 1_700_000_000, span_days: float = 400.0) -> Dict[str, np.ndarray]:
     """A random model-features dict (numpy), as the tf.data pipeline and the signatures produce it.
 
-    Keys: ``user_id``, ``user_segment``, ``item_id``, ``request_timestamp`` and the padded history
+    Keys: ``user_id``, the spec's user and context features (default schema: ``user_segment``),
+    ``item_id``, ``request_timestamp`` and the padded history
     ``hist_item_id``, ``hist_behavior_type``, ``hist_timestamp`` (ascending along each row and
     strictly before ``request_timestamp``, over ``span_days``), ``hist_duration``, ``hist_amount``
     (0 for most behaviors, positive for some), each ``[batch, length]``, plus ``hist_length``
-    int32 ``[batch]``. Row 0 has an empty history and row 1 a full one (when ``batch`` allows);
+    int32 ``[batch]``, plus each declared behavior feature ``hist_<name>``. Row 0 has an empty
+    history and row 1 a full one (when ``batch`` allows);
     the others have random lengths. Positions beyond ``hist_length`` hold random values from the
     same ranges (not zero padding), so a model that reads padding is caught.
     """
@@ -115,7 +118,6 @@ def random_features(spec: FeatureSpec, batch: int, length: int, seed: int = 0,
     ages = np.sort(rng.integers(1, span, size=(batch, length)), axis=1)[:, ::-1]  # oldest first
     features = {
         "user_id": rng.integers(0, 10_000, size=batch).astype(np.int64),
-        "user_segment": rng.integers(0, spec.n_user_segments, size=batch).astype(np.int64),
         "item_id": rng.integers(0, spec.n_items, size=batch).astype(np.int64),
         "request_timestamp": np.full(batch, request_timestamp, np.int64)
         + rng.integers(0, SECONDS_PER_DAY, size=batch),
@@ -127,6 +129,10 @@ def random_features(spec: FeatureSpec, batch: int, length: int, seed: int = 0,
         HIST_LENGTH: lengths.astype(np.int32),
     }
     features["hist_timestamp"] = (features["request_timestamp"][:, None] - ages).astype(np.int64)
+    for fd in spec.user_features + spec.context_features:
+        features[fd.name] = np.stack([random_feature_values(fd, rng) for _ in range(batch)])
+    for fd in spec.behavior_features:
+        features[f"hist_{fd.name}"] = random_feature_values(fd, rng, batch * length).reshape(batch, length)
     assert set(features) >= {f.name for f in SEQUENCE_FEATURES}
     return features
 
@@ -134,6 +140,11 @@ def random_features(spec: FeatureSpec, batch: int, length: int, seed: int = 0,
 def user_inputs(spec: FeatureSpec, features: Dict[str, Any]) -> Dict[str, tf.Tensor]:
     """The ``user_tower`` inputs of ``features``, cast to the signature dtypes."""
     return {name: tf.cast(features[name], sig.dtype) for name, sig in spec.user_input_signature().items()}
+
+
+def context_inputs(spec: FeatureSpec, features: Dict[str, Any]) -> Dict[str, tf.Tensor]:
+    """The context inputs of ``score`` / ``serving_default`` in ``features``, cast to the signature dtypes."""
+    return {name: tf.cast(features[name], sig.dtype) for name, sig in spec.context_input_signature().items()}
 
 
 def assert_saved_model_matches(model, spec: FeatureSpec, version_dir: os.PathLike, features: Dict[str, Any],
@@ -150,13 +161,14 @@ def assert_saved_model_matches(model, spec: FeatureSpec, version_dir: os.PathLik
     """
     loaded = loaded if loaded is not None else tf.saved_model.load(str(version_dir))
     x = user_inputs(spec, features)
+    context = context_inputs(spec, features)
     candidates = tf.cast(candidates, tf.int64)
     state = loaded.signatures["user_tower"](**x)
-    scored = loaded.signatures["score"](**state, candidate_item_id=candidates)["probabilities"]
-    end_to_end = loaded.signatures["serving_default"](**x, candidate_item_id=candidates)["probabilities"]
+    scored = loaded.signatures["score"](**state, **context, candidate_item_id=candidates)["probabilities"]
+    end_to_end = loaded.signatures["serving_default"](**x, **context, candidate_item_id=candidates)["probabilities"]
 
     eager_state = model.encode_user(x, training=False)
-    eager = model.score(eager_state, candidates, training=False)
+    eager = model.score(eager_state, candidates, context, training=False)
     assert_nested_allclose({k: state[k] for k in eager_state}, eager_state, atol=atol, msg="user_tower vs model")
     np.testing.assert_allclose(scored.numpy(), end_to_end.numpy(), atol=atol,
                                err_msg="score(user_tower(x)) != serving_default(x)")

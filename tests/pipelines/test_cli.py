@@ -83,3 +83,34 @@ def test_unknown_model_config_field_is_rejected(data_dir, tmp_path, capsys):
                      "--set", "hstu_depth=3"])
     assert code == 2
     assert "hstu_depth" in capsys.readouterr().err
+
+
+def test_help_answers_without_importing_tensorflow():
+    """`tfrec --help` and `tfrec STAGE --help` import neither TensorFlow nor other stages."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom tfrec import cli\n"
+            "for stage in [None] + sorted(cli.STAGES):\n"
+            "    try:\n"
+            "        cli.main(([stage] if stage else []) + ['--help'])\n"
+            "    except SystemExit:\n"
+            "        pass\n"
+            "    assert 'tensorflow' not in sys.modules, stage\n"
+            "print('ok')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]
+    assert "cuda" not in out.stderr.lower()
+
+
+def test_tf_log_noise_is_hidden_unless_asked(monkeypatch):
+    import tfrec
+
+    monkeypatch.setattr(tfrec, "TF_LOG_LEVEL_FROM_USER", False)
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
+    with pytest.raises(SystemExit):
+        cli.main(["--tf-log", "train", "--help"])
+    assert __import__("os").environ["TF_CPP_MIN_LOG_LEVEL"] == "0"
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    assert __import__("os").environ["TF_CPP_MIN_LOG_LEVEL"] == "3"

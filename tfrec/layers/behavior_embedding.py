@@ -12,7 +12,8 @@ from tfrec.registry import register
 class BehaviorEmbedding(tf.keras.layers.Layer):
     """Embeds one behavior from its type and its age at request time (DMGIN, intra-group
     behavior representation; DESIGN.md: ``b_j = [E_time(bucket(t_req - t_j)); E_loc(l_j);
-    E_type(a_j)]``; location is not in the schema yet, so it is omitted).
+    E_type(a_j)]``; the location and any other declared behavior feature are embedded by
+    ``FeatureEmbedding`` and concatenated to this output by the model).
 
     Args:
       n_behavior_types: fine-grained behavior types.

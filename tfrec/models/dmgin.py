@@ -58,7 +58,7 @@ class DMGIN(CTRModel):
         self.grouping = BehaviorGrouping(num_groups, config.top_k_groups, config.max_per_group, name="grouping")
         self.behavior_embedding = BehaviorEmbedding(spec.n_behavior_types, d, config.time_bucket_days,
                                                     name="behavior_embedding")
-        # Declared behavior features (e.g. the paper's location E_loc(l_j)) join b_j, summed in.
+        # Declared behavior features (e.g. the paper's location E_loc(l_j)) join b_j, concatenated.
         self.group_behavior_features = [
             FeatureEmbedding(dataclasses.replace(fd, embedding_dim=0), d, name=f"group_behavior_{fd.name}")
             for fd in spec.behavior_features]
@@ -92,8 +92,9 @@ class DMGIN(CTRModel):
         bmask = groups["behavior_mask"]
         tokens = self.behavior_embedding({"behavior_type": tf.gather(behavior_type, positions, batch_dims=1),
                                           "age_seconds": tf.gather(age, positions, batch_dims=1)})
-        for emb in self.group_behavior_features:
-            tokens += emb(tf.gather(hist[f"hist_{emb.feature.name}"], positions, batch_dims=1))
+        if self.group_behavior_features:  # b_j = [E_time; E_type; E_f(f_j) for each behavior feature]
+            tokens = tf.concat([tokens] + [emb(tf.gather(hist[f"hist_{emb.feature.name}"], positions, batch_dims=1))
+                                           for emb in self.group_behavior_features], axis=-1)
         evolution = self.intra_group({"behaviors": tokens, "mask": bmask})  # [B, G, d]
         items = self.item_embedding(tf.gather(hist["hist_item_id"], positions, batch_dims=1))  # [B, G, m, d]
         pooled_items = masked_mean(items, bmask, axis=2)  # [B, G, d]

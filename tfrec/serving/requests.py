@@ -175,10 +175,13 @@ def context_features(context: Optional[Mapping], spec: Optional[spec_lib.Feature
 
 def stack_features(rows: Sequence[Dict[str, np.ndarray]]) -> Dict[str, np.ndarray]:
     """Concatenates batch-of-one feature dicts, right-padding ``hist_*`` to the longest (>= 1)."""
-    width = max([1] + [r["hist_item_id"].shape[1] for r in rows])
+    def is_history(key):
+        return key.startswith("hist_") and rows[0][key].ndim == 2
+
+    width = max([1] + [r[k].shape[1] for r in rows for k in r if is_history(k)])
     out = {}
     for key in rows[0]:
-        if key.startswith("hist_") and rows[0][key].ndim == 2:
+        if is_history(key):
             out[key] = np.concatenate([np.pad(r[key], [(0, 0), (0, width - r[key].shape[1])]) for r in rows])
         else:
             out[key] = np.concatenate([r[key] for r in rows])
