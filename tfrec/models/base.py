@@ -126,6 +126,9 @@ class CTRModel(tf.keras.Model):
                           training=training)[:, 0]
 
     # -- training -----------------------------------------------------------------------------
+    # Not converted by autograph: its conditions are Python-level, and converting it would make
+    # autograph transpile the whole tf_keras loss machinery it calls (minutes of tracing).
+    @tf.autograph.experimental.do_not_convert
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None):
         """The compiled loss + the embedding penalty (kept out of ``call``, so never in a serving graph)."""
         loss = super().compute_loss(x, y, y_pred, sample_weight)
