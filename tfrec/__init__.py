@@ -12,7 +12,7 @@ The notebook API (``tfrec.api``), at the top level:
     model = tfrec.build_model("din", data)               # any registered model
     model.fit(data.dataset("train", shuffle=True), epochs=2)
     print(tfrec.evaluate(model, data, "test"))           # AUC / GAUC / logloss
-    tfrec.export(model, "saved_models", "din")           # user_tower / score / serving_default
+    tfrec.export_model(model, "saved_models", "din")     # user_tower / score / serving_default
 """
 import os
 import sys
@@ -45,7 +45,7 @@ def check_keras() -> None:
 if "tensorflow" in sys.modules:  # imported before us: it may already have chosen Keras 3
     check_keras()
 
-_API = ("open_data", "DataDir", "build_model", "evaluate", "export", "write_tfrecords", "load_schema")
+_API = ("open_data", "DataDir", "build_model", "evaluate", "export_model", "write_tfrecords", "load_schema")
 
 
 def __getattr__(name):

@@ -372,23 +372,36 @@ def _make_batch_fn(
 
     def batch_fn(serialized: tf.Tensor) -> Tuple[Dict[str, tf.Tensor], tf.Tensor]:
         parsed = tf.io.parse_example(serialized, parse_spec)
-        if inline_history:
-            profile, start, end, sequences = _join_inline(parsed, spec)
-        else:
-            profile, start, end, sequences = _join_history_file(parsed, history)
-        request_timestamp = parsed[spec_lib.REQUEST_TIMESTAMP.name]
-        features = {name: parsed[name] for name in (spec_lib.USER_ID.name, spec_lib.TARGET_FEATURES[0].name)}
-        features[spec_lib.REQUEST_TIMESTAMP.name] = request_timestamp
-        features.update(profile)
-        features.update({f.name: parsed[f.name] for f in spec.context_fields()})
-        features.update(cut_and_pad(sequences, start, end, request_timestamp, spec.max_history_length))
-        features.update({f.name: parsed[f.name] for f in spec.semantic_id_features(spec_lib.ITEM_SEMANTIC_ID)})
-        stack_semantic_ids(features, spec)
-        if include_true_prob:
-            features[spec_lib.TRUE_PROB.name] = parsed[spec_lib.TRUE_PROB.name]
-        return features, tf.cast(parsed[spec_lib.LABEL.name], tf.float32)
+        return features_from_columns(parsed, spec, history, include_true_prob, inline_history)
 
     return batch_fn
+
+
+def features_from_columns(
+    parsed: Mapping[str, Any], spec: FeatureSpec, history: HistoryTensors | None, include_true_prob: bool,
+    inline_history: bool = False,
+) -> Tuple[Dict[str, tf.Tensor], tf.Tensor]:
+    """One batch of example columns (parsed TFRecords, or Parquet columns) -> ``(features, label)``.
+
+    Joins each example with its user's history (``history``, or the example's own inline lists),
+    cuts it at the request time, adds the user / context features and the stacked Semantic IDs.
+    Every reader calls this, so they all emit the same model features.
+    """
+    if inline_history:
+        profile, start, end, sequences = _join_inline(parsed, spec)
+    else:
+        profile, start, end, sequences = _join_history_file(parsed, history)
+    request_timestamp = parsed[spec_lib.REQUEST_TIMESTAMP.name]
+    features = {name: parsed[name] for name in (spec_lib.USER_ID.name, spec_lib.TARGET_FEATURES[0].name)}
+    features[spec_lib.REQUEST_TIMESTAMP.name] = request_timestamp
+    features.update(profile)
+    features.update({f.name: parsed[f.name] for f in spec.context_fields()})
+    features.update(cut_and_pad(sequences, start, end, request_timestamp, spec.max_history_length))
+    features.update({f.name: parsed[f.name] for f in spec.semantic_id_features(spec_lib.ITEM_SEMANTIC_ID)})
+    stack_semantic_ids(features, spec)
+    if include_true_prob:
+        features[spec_lib.TRUE_PROB.name] = parsed[spec_lib.TRUE_PROB.name]
+    return features, tf.cast(parsed[spec_lib.LABEL.name], tf.float32)
 
 
 def _example_features(
@@ -539,6 +552,7 @@ __all__ = [
     "HistoryTensors",
     "UserHistories",
     "cut_and_pad",
+    "features_from_columns",
     "features_to_numpy",
     "load_user_histories",
     "make_dataset",
