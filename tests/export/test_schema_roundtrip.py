@@ -198,3 +198,27 @@ def test_a_record_that_disagrees_with_the_schema_names_record_and_field(tmp_path
     with pytest.raises(ValueError, match=r"row 6 \(item_id 6\), feature 'category': id 4 is outside \[0, 4\)"):
         write_tfrecords.run(stage_args(write_tfrecords, ["--data", tmp_path]))
     assert not (tmp_path / "user_histories.tfrecord").exists()  # nothing written
+
+
+def test_grpc_round_trip_through_tfrec_serve(exported, tmp_path):
+    """tfrec serve + the client (cache -> user_tower -> score with context) = the Keras model."""
+    from tfrec.cache import SQLiteCache
+    from tfrec.serving.client import ServingClient
+    from tfrec.serving.process import ServerProcess
+
+    spec, models = exported
+    model, version_dir = models["dmgin"]
+    history = {"item_id": [3, 28, 7], "behavior_type": [1, 2, 0], "timestamp": [T0, T0 + 5, T0 + 9],
+               "location": [4, 8, 2]}
+    profile, context, candidates = {"age": 3, "tags": [2], "income": 50.0}, {"hour": 7, "slot": 11}, [0, 26, 9]
+    with ServerProcess(["--model-base-path", str(version_dir.parent.parent)], log_path=tmp_path / "serve.log") as server, \
+            ServingClient(server.target, "dmgin", SQLiteCache(tmp_path / "state.db"), spec=spec,
+                          max_history_length=spec.max_history_length) as client:
+        first, (_, source1) = client.score_with_source(5, history, candidates, profile, T0 + 100, context)
+        second, (_, source2) = client.score_with_source(5, history, candidates, profile, T0 + 100, context)
+        x = user_features(5, history, T0 + 100, spec.max_history_length, profile=profile, spec=spec)
+        ctx = context_features(context, spec)
+    expected = model.score(model.encode_user(x), np.array([candidates]), ctx).numpy()[0]
+    assert (source1, source2) == ("user_tower", "cache")
+    np.testing.assert_allclose(first, expected, atol=1e-5)
+    np.testing.assert_array_equal(first, second)
