@@ -1,8 +1,12 @@
 """Stage `write-tfrecords`: raw logs -> user-history file + example files (+ spec.json).
 
-Behaviors are grouped by user and sorted by timestamp (stable), then written once per user;
-examples carry user_id + request_timestamp + target + label. The writer validates every
-record and stops with the record number and field on bad data.
+The feature schema is DATA/raw/schema.yaml (or --schema FILE; without one, the default schema:
+user_segment only; docs/data.md). Behaviors are grouped by user and sorted by timestamp (stable),
+then written once per user with the user features and the declared behavior features; every user
+of users.parquet gets a record. Examples carry user_id + request_timestamp + target + label + the
+context features. Item features go into DATA/item_features.npz (the item table the model keeps),
+and the mean/std of `standardize` features are measured on the training data into spec.json. The
+writer validates every record and stops with the record number and field on bad data.
 
 When DATA/semantic_ids.npz exists (written by `tfrec semantic-ids`; or --semantic-ids PATH), every
 record also carries the items' Semantic ID codes (target: item_semantic_id_1..M, history:

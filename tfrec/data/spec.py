@@ -1,16 +1,22 @@
 """The one feature spec shared by the TFRecord writer, the tf.data reader and the export signatures.
 
-Three record shapes use it:
+A ``FeatureSpec`` is a data set's schema (``tfrec.data.schema``: declared user, context, item and
+behavior features, loaded from ``raw/schema.yaml``) plus its sizes. Three record shapes use it:
 
-* **user-history record** (one per user, in the user-history file): ``user_id``, the user profile
-  (``user_segment``) and the lifelong behavior sequence as parallel lists, oldest first.
+* **user-history record** (one per user, in the user-history file): ``user_id``, the user features
+  (default schema: ``user_segment``) and the lifelong behavior sequence as parallel lists, oldest
+  first: the built-in ``hist_*`` five + one ``hist_<name>`` per declared behavior feature.
 * **example record** (one impression): ``user_id``, ``item_id`` (the target), ``request_timestamp``,
-  ``label`` and, for synthetic data, ``true_prob``. The history is joined from the user-history
-  file at read time and cut at ``request_timestamp`` (no future leakage). An example may also
-  carry its history inline (the sequence fields below plus ``user_segment``) for small data
-  and users' own pipelines.
+  ``label``, for synthetic data ``true_prob``, and the declared context features. The history is
+  joined from the user-history file at read time and cut at ``request_timestamp`` (no future
+  leakage). An example may also carry its history inline (the user features and sequence fields)
+  for small data and users' own pipelines.
 * **model features** (what every model and every serving signature sees): dense tensors; the
-  sequence fields padded to ``[B, L]`` plus ``hist_length`` ``[B]``.
+  sequence fields padded to ``[B, L]`` plus ``hist_length`` ``[B]``; multi-valued user features
+  ``[B, max_len]`` padded with -1.
+
+Item features are *not* record fields: the model looks them up by item id in the item table it
+stores (``tfrec.data.item_table``), so records and requests carry item ids only.
 
 Group ids are *not* a record field: the model maps ``item_id`` to its K-means group with the
 item->group table stored inside the model (and so inside the SavedModel), so a group id can never
