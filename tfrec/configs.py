@@ -22,6 +22,12 @@ class DINConfig:
     The item representation is the paper's: the item id's embedding concatenated with the schema's
     item side features (``ItemEmbedding``); user and context features reach the head.
 
+    Defaults chosen by measurement (``bench/side_features.py --dataset synthetic-medium --models din
+    --variants schema``, 3 seeds, test AUC / GAUC): sigmoid unit + ReLU head 0.6180 / 0.6117
+    (default); PReLU both 0.6152 / 0.6125; Dice both 0.6112 / 0.6118; + MBA λ = 0.01 0.6204 /
+    0.6177, within noise (std 0.002-0.006). So the cheaper defaults stay; the paper's choices are
+    ``pipelines/configs/din-paper.yaml``.
+
     Attributes:
       embedding_dim: size of item / behavior-type / profile embeddings.
       recent_length: number of most recent behaviors attended (50 = "DIN"; L = "DIN-Full").
