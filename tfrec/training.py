@@ -24,7 +24,7 @@ def build_model(model_type: str, spec: FeatureSpec, config: Optional[dict] = Non
     ``groups`` (a ``GroupTable`` from ``tfrec.grouping``) supplies ``num_groups`` and the
     item -> group table to models that take them; ``item_table`` (an ``ItemTable``) the declared
     item features (required when the spec declares any); ``item_frequency`` (``[n_items]``, e.g.
-    ``item_frequency(histories)``) the n_j of DIN's mini-batch aware regularization.
+    ``item_frequency(histories, spec.n_items)``) the n_j of DIN's mini-batch aware regularization.
     """
     if model_type not in MODELS:
         raise ValueError(f"Unknown model {model_type!r}; choose one of {sorted(MODELS)}")
