@@ -119,9 +119,9 @@ def machine_info() -> dict:
 def medium_spec(history_length: int | None = None):
     """The synthetic medium preset's FeatureSpec (max_history_length overridden when given) and group count."""
     from tfrec.data.spec import FeatureSpec
-    from tfrec.data.synthetic import SyntheticConfig
+    from tfrec.data.synthetic import preset
 
-    cfg = SyntheticConfig.preset(PRESET)
+    cfg = preset(PRESET)
     spec = FeatureSpec(n_items=cfg.n_items, n_user_segments=cfg.n_user_segments,
                        max_history_length=int(history_length or cfg.max_history_length))
     return spec, cfg.n_topics

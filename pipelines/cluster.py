@@ -1,5 +1,9 @@
 """Stage `cluster`: K-means over item embeddings -> the item -> group table (DMGIN IDECM).
 
+k comes from --k, or else from the data: a silhouette sweep over a geometric grid of k
+(tfrec.grouping.choose_k; --k-grid overrides the grid) whose table is printed. It never reads the
+synthetic generator's n_topics: that would tune the grouping on the ground truth.
+
 Prints and saves the cluster load-balance report (size histogram, max/min, coefficient of
 variation) and warns (or fails with --strict) past the thresholds. The DMGIN paper's second check:
 a t-SNE picture of the embeddings colored by cluster (DATA/clusters_tsne.png) and a few example
@@ -7,7 +11,6 @@ members per cluster (titles from raw/items_text.parquet when present, else item 
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -19,7 +22,10 @@ from pipelines.common import GROUPS, RAW
 def add_arguments(p):
     p.add_argument("--data", required=True, help="data directory (reads raw/items.npz)")
     p.add_argument("--k", type=int, default=None,
-                   help="clusters (default: dataset.json's n_topics when known, else sqrt(n_items), at least 8)")
+                   help="clusters (default: chosen by a silhouette sweep over --k-grid; the table is printed)")
+    p.add_argument("--k-grid", type=_int_list, default=None,
+                   help="comma-separated candidate k for the sweep when --k is not given (default: a geometric "
+                        "grid from 8 to min(256, n_items // 10), ratio 1.25)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=None, help="mini-batch K-means for large catalogs")
     p.add_argument("--n-iter", type=int, default=None,
@@ -34,19 +40,37 @@ def add_arguments(p):
     p.add_argument("--example-clusters", type=int, default=10, help="clusters with examples printed")
 
 
+def _int_list(text):
+    import argparse
+
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected at least one integer, got {text!r}")
+    return values
+
+
 def run(args):
-    from tfrec.grouping import (balance_report, check_balance, format_balance_report, item_to_group_table, kmeans,
-                                save_group_table)
+    from tfrec.grouping import (balance_report, check_balance, choose_k, format_balance_report, format_k_table,
+                                item_to_group_table, kmeans, save_group_table)
 
     t0 = time.time()
     items = np.load(Path(args.data) / RAW / "items.npz")
     emb, ids = items["embedding"], items["item_id"]
     if not np.array_equal(ids, np.arange(len(ids))):
         raise ValueError(f"{args.data}/raw/items.npz: item_id must be 0..n_items-1 in order")
-    meta_path = Path(args.data) / RAW / "dataset.json"
-    known_k = json.loads(meta_path.read_text()).get("n_topics") if meta_path.exists() else None
-    k = args.k or known_k or max(8, int(round(np.sqrt(len(ids)))))
     n_iter = args.n_iter or (5 if args.batch_size else 50)
+    k = args.k
+    if k is None:
+        started = time.time()
+        sweep_iter = args.n_iter or (5 if args.batch_size else 30)
+        selection = choose_k(emb, grid=args.k_grid, seed=args.seed, n_iter=sweep_iter, batch_size=args.batch_size,
+                             max_cv=args.max_cv, max_ratio=args.max_ratio)
+        print(format_k_table(selection))
+        print(f"({time.time() - started:.1f}s; pass --k to skip the sweep)")
+        k = selection.k
     result = kmeans(emb, k, seed=args.seed, n_iter=n_iter, batch_size=args.batch_size, progress=True)
     report = balance_report(result.assignments, k)
     print(format_balance_report(report))

@@ -1,6 +1,9 @@
 """Stage `synthetic`: generate a synthetic data set with a planted, known click probability.
 
 Writes the raw logs (see pipelines/common.py) that `write-tfrecords` turns into TFRecords.
+`--version v2` (default) plants one term per paper claim; `--version v1` reproduces the first
+generator (tfrec/data/synthetic/). `--report` prints what the data can test: the oracle, the oracle
+with each planted term removed, and the information ceilings of the classic shortcuts (v2 only).
 """
 from __future__ import annotations
 
@@ -18,8 +21,14 @@ from pipelines.common import RAW
 def add_arguments(p):
     p.add_argument("--size", default="small", choices=["small", "medium", "long"],
                    help="preset size: small (tests, seconds), medium (demo), long (10,000-behavior histories)")
+    p.add_argument("--version", default="v2", choices=["v1", "v2"],
+                   help="generator version: v2 (default; a term per paper claim) or v1 (the first one, kept so "
+                        "earlier results stay reproducible)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, help="data directory to create")
+    p.add_argument("--out", default=None, help="data directory to create (optional with --report)")
+    p.add_argument("--report", action="store_true",
+                   help="print the oracle, the oracle without each planted term and the shortcut ceilings "
+                        "(v2; written to raw/synthetic_report.json too when --out is given)")
 
 
 def _table(records, fields) -> pa.Table:
@@ -27,6 +36,8 @@ def _table(records, fields) -> pa.Table:
 
 
 def write_raw(data, out_dir, name: str) -> Path:
+    from tfrec.data.synthetic import version_of
+
     raw = Path(out_dir) / RAW
     raw.mkdir(parents=True, exist_ok=True)
     hist = data.histories
@@ -60,19 +71,42 @@ def write_raw(data, out_dir, name: str) -> Path:
     spec = data.spec
     (raw / "dataset.json").write_text(json.dumps({
         "name": name,
+        "generator": version_of(cfg),
         "n_items": spec.n_items, "n_user_segments": spec.n_user_segments,
         "max_history_length": spec.max_history_length,
-        # The latent truth K-means should recover; `cluster` uses it as the default k.
-        "n_topics": int(data.config.n_topics)}, indent=2))
+        # The generator's hidden truth, for reports and tests only: no stage reads it (`cluster`
+        # chooses k from the embeddings).
+        "truth": {"n_topics": int(cfg.n_topics), "n_categories": int(cfg.n_categories)}}, indent=2))
     return raw
 
 
 def run(args):
-    from tfrec.data.synthetic import SyntheticConfig, generate
+    from tfrec.data.synthetic import generate, preset
 
+    version = getattr(args, "version", "v2")
+    do_report = getattr(args, "report", False)
+    if args.out is None and not do_report:
+        raise ValueError("tfrec synthetic needs --out DATA (or --report to only print the report)")
+    if do_report and version != "v2":
+        raise ValueError("--report needs --version v2: v1's truth has no separate terms to ablate")
+    name = f"synthetic-{args.size}" + ("" if version == "v2" else f"-{version}")
     t0 = time.time()
-    data = generate(SyntheticConfig.preset(args.size, seed=args.seed))
-    raw = write_raw(data, args.out, f"synthetic-{args.size}")
+    data = generate(preset(args.size, version, seed=args.seed))
+    elapsed = time.time() - t0
     n_beh = sum(len(h["hist_item_id"]) for h in data.histories)
-    print(f"synthetic-{args.size}: {len(data.histories)} users, {n_beh} behaviors, {len(data.train)} train / "
-          f"{len(data.test)} test examples, {data.spec.n_items} items -> {raw} ({time.time() - t0:.1f}s)")
+    where = ""
+    if args.out is not None:
+        raw = write_raw(data, args.out, name)
+        where = f" -> {raw}"
+    print(f"{name} (seed {args.seed}): {len(data.histories)} users, {n_beh} behaviors, {len(data.train)} train / "
+          f"{len(data.test)} test examples, {data.spec.n_items} items, generated in {elapsed:.1f}s{where}")
+    if do_report:
+        from tfrec.data.synthetic.report import format_report, report
+
+        t1 = time.time()
+        result = report(data)
+        print(format_report(f"{name} seed {args.seed} (test split)", result))
+        print(f"(report computed in {time.time() - t1:.1f}s)")
+        if args.out is not None:
+            (raw / "synthetic_report.json").write_text(json.dumps(result, indent=2))
+    return data

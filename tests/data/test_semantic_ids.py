@@ -14,7 +14,7 @@ from tfrec.configs import DINConfig
 from tfrec.data.dataset import load_user_histories, make_dataset
 from tfrec.data.semantic_ids import SemanticIDLookup
 from tfrec.data.spec import FeatureSpec
-from tfrec.data.synthetic import SyntheticConfig, generate
+from tfrec.data.synthetic.v1 import SyntheticConfig, generate
 from tfrec.data.tfrecord import (
     CorruptTFRecordError,
     RecordValidationError,

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines import beam_tfrecords, synthetic, write_tfrecords
-from tfrec.data.synthetic import SyntheticConfig, generate
+from tfrec.data.synthetic.v1 import SyntheticConfig, generate
 
 TFRECORDS = ("user_histories.tfrecord", "train.tfrecord", "test.tfrecord")
 RAW_TABLES = ("behaviors", "users", "train", "test")

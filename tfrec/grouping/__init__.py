@@ -1,4 +1,5 @@
 """Item grouping: K-means groups (DMGIN), RQ-VAE Semantic IDs (SIREN), and their reports."""
+from tfrec.grouping.choose_k import KRow, KSelection, choose_k, format_k_table, k_grid, silhouette_score
 from tfrec.grouping.kmeans import (
     GroupTable,
     KMeansResult,
@@ -47,4 +48,10 @@ __all__ = [
     "kmeans",
     "load_group_table",
     "save_group_table",
+    "KRow",
+    "KSelection",
+    "choose_k",
+    "format_k_table",
+    "k_grid",
+    "silhouette_score",
 ]

@@ -1,9 +1,9 @@
-"""Tests for the synthetic data generator and its planted click probability."""
+"""Tests for the v1 synthetic data generator (kept for reproducibility) and its planted click probability."""
 import numpy as np
 import pytest
 
 from tfrec.data import spec as spec_lib
-from tfrec.data import synthetic
+from tfrec.data.synthetic import v1 as synthetic
 
 DAY = 86400
 T0 = 1_700_000_000

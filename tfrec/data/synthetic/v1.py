@@ -1,4 +1,6 @@
-"""Synthetic lifelong-behavior CTR data with a planted, known click probability.
+"""Synthetic data **v1** (kept so results measured on it stay reproducible; `v2` is the default).
+
+Synthetic lifelong-behavior CTR data with a planted, known click probability.
 
 Every example carries ``true_prob``, the probability its label was drawn from, so the oracle
 AUC/GAUC (scoring with ``true_prob``) is the ceiling every model is measured against. Pure numpy;
@@ -70,11 +72,12 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Dict, List, Tuple
+from typing import Dict, Tuple
 
 import numpy as np
 
 from tfrec.data import spec as spec_lib
+from tfrec.data.synthetic.common import SyntheticData, oracle_metrics_inputs  # noqa: F401  (re-exported)
 
 NEGATIVE = spec_lib.BEHAVIOR_TYPES.index("negative")
 ORDER = spec_lib.BEHAVIOR_TYPES.index("order")
@@ -272,33 +275,6 @@ PRESETS: Dict[str, dict] = {
                  # base CTR (~21%) and oracle AUC (~0.86) close to the other presets'.
                  truth=PlantedTruth(affinity_weight=0.5, bias=-3.8)),
 }
-
-
-@dataclasses.dataclass
-class SyntheticData:
-    """A generated data set.
-
-    Attributes:
-      config: the ``SyntheticConfig`` it was generated from.
-      spec: a ``FeatureSpec`` sized for the data (``max_history_length`` = the config's).
-      items: ``item_id`` int64 ``[n_items]``, ``topic`` int64 ``[n_items]`` (the latent truth) and
-        ``embedding`` float32 ``[n_items, D]`` (topic centroid + noise).
-      histories: one dict per user with exactly the fields of ``spec.history_record_features()``
-        (scalars as numpy scalars, sequences as numpy arrays, oldest first).
-      train: example dicts with the fields of ``spec.example_record_features(with_true_prob=True)``.
-      test: the same for the test split (every request after all of its user's train requests).
-    """
-
-    config: SyntheticConfig
-    spec: spec_lib.FeatureSpec
-    items: Dict[str, np.ndarray]
-    histories: List[dict]
-    train: List[dict]
-    test: List[dict]
-
-    def hist_topic(self, history: dict) -> np.ndarray:
-        """The latent topic of every behavior of a history record."""
-        return self.items["topic"][history["hist_item_id"]]
 
 
 def true_click_logit(hist_topic, hist_behavior_type, hist_timestamp, hist_amount, target_topic,
@@ -518,26 +494,6 @@ def generate(config: SyntheticConfig) -> SyntheticData:
         examples[split] = [dict(zip(names, row)) for row in zip(*arrays)]
     return SyntheticData(config=config, spec=spec, items=items, histories=histories,
                          train=examples["train"], test=examples["test"])
-
-
-def oracle_metrics_inputs(data: SyntheticData, split: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Inputs for the oracle row of a benchmark: score every example with its ``true_prob``.
-
-    Args:
-      data: a generated ``SyntheticData``.
-      split: ``"train"`` or ``"test"``.
-
-    Returns:
-      ``(user_ids int64 [N], labels int64 [N], true_probs float32 [N])`` in example order; feed them
-      to AUC/GAUC/logloss as ``(groups, labels, predictions)``.
-    """
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test'. Received: split={split!r}")
-    examples = getattr(data, split)
-    user_ids = np.fromiter((e["user_id"] for e in examples), np.int64, len(examples))
-    labels = np.fromiter((e["label"] for e in examples), np.int64, len(examples))
-    true_probs = np.fromiter((e["true_prob"] for e in examples), np.float32, len(examples))
-    return user_ids, labels, true_probs
 
 
 def _main():  # pragma: no cover - manual timing helper
