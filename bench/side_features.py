@@ -24,7 +24,6 @@ import json
 import os
 import shutil
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +34,7 @@ import tfrec  # noqa: E402,F401  (tf-keras before TensorFlow)
 from pipelines import cluster, embed_items, movielens, synthetic, write_tfrecords  # noqa: E402
 from pipelines.common import GROUPS, RAW, SPEC, load_yaml_config, stage_args  # noqa: E402
 from pipelines.train import parse_overrides  # noqa: E402
+from bench.cells import CellCache, train_and_evaluate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / "pipelines" / "configs"
@@ -48,8 +48,11 @@ def prepare(dataset: str, work: Path, regenerate: bool) -> dict:
         shutil.rmtree(work)
     if not (base / GROUPS).exists():
         if dataset.startswith("synthetic-"):
-            synthetic.run(stage_args(synthetic, ["--size", dataset.split("-", 1)[1], "--out", base]))
-            cluster.run(stage_args(cluster, ["--data", base, "--seed", 0]))
+            # v1: the data these results were measured on (bench/results/side-features-synthetic-*).
+            # and k = the generator's topic count, as the cluster stage's default was then.
+            synthetic.run(stage_args(synthetic, ["--size", dataset.split("-", 1)[1], "--version", "v1", "--out", base]))
+            k = json.loads((base / RAW / "dataset.json").read_text())["truth"]["n_topics"]
+            cluster.run(stage_args(cluster, ["--data", base, "--seed", 0, "--k", k]))
         else:
             movielens.run(stage_args(movielens, ["--out", base, "--variant", dataset.split("-", 1)[1]]))
             embed_items.run(stage_args(embed_items, ["--data", base]))
@@ -80,9 +83,6 @@ def mean_std(values) -> str:
 
 
 def main(argv=None) -> int:
-    from pipelines.evaluate import metrics_of, predictions
-    from pipelines.train import train_model
-
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default="synthetic-medium",
                    choices=["synthetic-small", "synthetic-medium", "synthetic-long", "ml-100k", "ml-1m"])
@@ -99,8 +99,7 @@ def main(argv=None) -> int:
 
     work = Path(args.workdir) / args.dataset
     dirs = prepare(args.dataset, work, args.regenerate)
-    cache_path = work / "cells.json"
-    cells = json.loads(cache_path.read_text()) if cache_path.exists() else {}
+    cells = CellCache(work / "cells.json")
     overrides = parse_overrides(args.set)
     for variant in args.variants:
         for name in args.models:
@@ -109,16 +108,11 @@ def main(argv=None) -> int:
                 if key in cells:
                     continue
                 config = {**load_yaml_config(CONFIG_DIR / f"{name}.yaml"), **overrides}
-                t0 = time.time()
-                model, seconds = train_model(name, dirs[variant], work / "runs" / key.replace("/", "-"), config,
-                                             epochs=args.epochs, batch_size=args.batch_size, seed=seed, verbose=2)
-                result = metrics_of(name, dirs[variant], "test", predictions(model, dirs[variant], "test"))
-                cells[key] = {"variant": variant, "model": name, "seed": seed, "train_seconds": round(seconds, 1),
-                              "total_seconds": round(time.time() - t0, 1), "config": config,
-                              **{k: result[k] for k in ("auc", "gauc", "logloss", "n_examples")},
-                              **({"oracle": result["oracle"]} if "oracle" in result else {})}
-                cache_path.write_text(json.dumps(cells, indent=2, default=str))
-                print(f"{key}: auc {result['auc']:.4f} gauc {result['gauc']:.4f} ({seconds:.0f}s)", flush=True)
+                result = train_and_evaluate(name, dirs[variant], work / "runs" / key.replace("/", "-"), config,
+                                            args.epochs, args.batch_size, seed)
+                cells.put(key, {"variant": variant, **result})
+                print(f"{key}: auc {result['auc']:.4f} gauc {result['gauc']:.4f} ({result['train_seconds']:.0f}s)",
+                      flush=True)
 
     lines = [f"# Side features on {args.dataset}: item ids only vs the schema" + (f" ({args.tag})" if args.tag else ""),
              "", f"`.venv/bin/python bench/side_features.py {' '.join(sys.argv[1:] if argv is None else argv)}`; "
@@ -133,7 +127,7 @@ def main(argv=None) -> int:
             lines.append(f"| {variant} | {name} | {mean_std([c['auc'] for c in got])} | "
                          f"{mean_std([c['gauc'] for c in got])} | {mean_std([c['logloss'] for c in got])} | "
                          f"{np.mean([c['train_seconds'] for c in got]):.0f} |")
-    oracle = next((c["oracle"] for c in cells.values() if "oracle" in c), None)
+    oracle = next((c["oracle"] for _, c in cells.items() if "oracle" in c), None)
     if oracle:
         lines.append(f"| oracle (true p) | | {oracle['auc']:.4f} | {oracle['gauc']:.4f} | {oracle['logloss']:.4f} | |")
     out = ROOT / "bench" / "results" / f"side-features-{args.dataset}{'-' + args.tag if args.tag else ''}.md"

@@ -37,6 +37,19 @@ def test_data_stages_write_the_documented_files(data_dir):
     assert groups["table"].min() >= 1  # every known item got a real group; 0 stays reserved
 
 
+def test_synthetic_report_and_version(tmp_path, capsys):
+    assert cli.main(["synthetic", "--size", "small", "--report"]) == 0
+    out = capsys.readouterr().out
+    for row in ("oracle AUC", "| intensity |", "| misalignment |", "SIM hard", "DIN-Full"):
+        assert row in out, row
+    # v1 stays reproducible from the CLI, and has no report (its truth has no separate terms).
+    assert cli.main(["synthetic", "--size", "small", "--version", "v1", "--out", str(tmp_path / "v1")]) == 0
+    meta = json.loads((tmp_path / "v1" / "raw" / "dataset.json").read_text())
+    assert meta["generator"] == "v1" and meta["name"] == "synthetic-small-v1"
+    assert cli.main(["synthetic", "--size", "small", "--version", "v1", "--report"]) == 2
+    assert "--version v2" in capsys.readouterr().err
+
+
 def test_train_evaluate_predict_export(data_dir, tmp_path):
     run = tmp_path / "run"
     assert cli.main(["train", "--model", "dmgin", "--data", str(data_dir), "--out", str(run), "--epochs", "1",

@@ -77,15 +77,11 @@ from typing import Dict, Tuple
 import numpy as np
 
 from tfrec.data import spec as spec_lib
-from tfrec.data.synthetic.common import SyntheticData, oracle_metrics_inputs  # noqa: F401  (re-exported)
+from tfrec.data.synthetic.common import (DURATION_MEDIAN_S, SyntheticData, draw_brands, draw_items, draw_types,
+                                          example_rows, oracle_metrics_inputs, pick_allowed)  # noqa: F401
 
 NEGATIVE = spec_lib.BEHAVIOR_TYPES.index("negative")
 ORDER = spec_lib.BEHAVIOR_TYPES.index("order")
-# Median duration (seconds) per behavior type, in ``BEHAVIOR_TYPES`` order.
-_DURATION_MEDIAN_S = np.array([8.0, 45.0, 20.0, 30.0, 120.0, 3.0])
-# Behavior-type probabilities at intensity s: ``_TYPE_BASE + s * _TYPE_SLOPE`` (then normalised).
-_TYPE_BASE = np.array([0.50, 0.30, 0.05, 0.06, 0.03, 0.0])
-_TYPE_SLOPE = np.array([-0.25, -0.05, 0.10, 0.08, 0.12, 0.0])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -368,28 +364,8 @@ def _side_features(config: SyntheticConfig, topic: np.ndarray) -> Dict[str, np.n
     """
     rng = np.random.default_rng([config.seed, 1])
     category_of_topic = rng.permutation(config.n_topics) // config.topics_per_category
-    brand = topic * config.brands_per_topic + rng.integers(0, config.brands_per_topic, len(topic))
-    noisy = rng.random(len(topic)) < config.brand_noise
-    brand = np.where(noisy, rng.integers(0, config.n_brands, len(topic)), brand)
-    return {"category": category_of_topic[topic].astype(np.int64), "brand": brand.astype(np.int64)}
-
-
-def _draw_items(rng, topics, by_topic, cdf):
-    """A popularity-weighted item of each given topic."""
-    pos = np.searchsorted(cdf, topics + rng.random(topics.shape), side="right")
-    return by_topic[np.minimum(pos, len(by_topic) - 1)]
-
-
-def _draw_types(rng, intensity):
-    """Behavior types at per-behavior intensity ``[n]`` in [0, 1]."""
-    probs = _TYPE_BASE[None, :] + intensity[:, None] * _TYPE_SLOPE[None, :]
-    cdf = np.cumsum(probs / probs.sum(axis=1, keepdims=True), axis=1)
-    return np.minimum((rng.random(len(intensity))[:, None] > cdf).sum(axis=1), len(_TYPE_BASE) - 1)
-
-
-def _pick_allowed(rng, allowed):
-    """Uniformly one allowed column per row of a boolean ``[n, K]`` (rows with none get column 0)."""
-    return np.argmax(rng.random(allowed.shape) * allowed, axis=1)
+    brand = draw_brands(rng, topic, config.brands_per_topic, config.n_brands, config.brand_noise)
+    return {"category": category_of_topic[topic].astype(np.int64), "brand": brand}
 
 
 def _user_history(config, rng, n, price, by_topic, cdf):
@@ -406,7 +382,7 @@ def _user_history(config, rng, n, price, by_topic, cdf):
     dies_at = np.where(late_negative, ends, np.inf)
     intensity = rng.random(n_pref)
     n_fav = rng.integers(2, max(config.favorites_per_topic, 2) + 1, n_pref)
-    favorites = [_draw_items(rng, np.full(m, c), by_topic, cdf) for m, c in zip(n_fav, preferred)]
+    favorites = [draw_items(rng, np.full(m, c), by_topic, cdf) for m, c in zip(n_fav, preferred)]
 
     frac = np.sort(rng.random(n))
     span_s = config.time_span_days * spec_lib.SECONDS_PER_DAY
@@ -416,21 +392,21 @@ def _user_history(config, rng, n, price, by_topic, cdf):
     is_revisit = ~is_noise & (u < config.noise_topic_prob + config.revisit_prob)
     active = (frac[:, None] >= starts[None, :]) & (frac[:, None] < ends[None, :])
     alive = frac[:, None] < dies_at[None, :]
-    k = np.where(is_revisit, _pick_allowed(rng, alive), _pick_allowed(rng, active & alive))
+    k = np.where(is_revisit, pick_allowed(rng, alive), pick_allowed(rng, active & alive))
     topic = np.where(is_noise, others[rng.integers(0, len(others), n)], preferred[k])
 
-    item = _draw_items(rng, topic, by_topic, cdf)
+    item = draw_items(rng, topic, by_topic, cdf)
     use_fav = ~is_noise & (rng.random(n) < config.favorite_prob)
     for j in range(n_pref):
         rows = np.flatnonzero(use_fav & (k == j))
         item[rows] = favorites[j][rng.integers(0, n_fav[j], rows.size)]
-    btype = _draw_types(rng, np.where(is_noise, 0.0, intensity[k]))
+    btype = draw_types(rng, np.where(is_noise, 0.0, intensity[k]))
     btype[rng.random(n) < config.negative_prob] = NEGATIVE
     for j in np.flatnonzero(late_negative):
         rows = np.flatnonzero(~is_noise & (k == j))
         if rows.size:
             btype[rows[-1]] = NEGATIVE
-    duration = _DURATION_MEDIAN_S[btype] * np.exp(rng.normal(0.0, 0.7, n))
+    duration = DURATION_MEDIAN_S[btype] * np.exp(rng.normal(0.0, 0.7, n))
     quantity = 1 + rng.poisson(0.3, n)
     amount = np.where(btype == ORDER, price[item] * quantity, 0.0)
     return preferred, topic, item, btype, ts, duration, amount
@@ -477,7 +453,7 @@ def generate(config: SyntheticConfig) -> SyntheticData:
                 np.floor(rng.uniform(lo, hi, m) * span_s)).astype(np.int64)
             own = rng.random(m) < config.target_own_topic_prob
             target_topic = np.where(own, rng.choice(preferred, m), rng.integers(0, config.n_topics, m))
-            target_item = _draw_items(rng, target_topic, by_topic, cdf)
+            target_item = draw_items(rng, target_topic, by_topic, cdf)
             prob = true_click_probability(topic, btype, ts, amount, target_topic, t_req, config.truth)
             label = (rng.random(m) < prob).astype(np.int64)
             col = columns[split]
@@ -486,12 +462,7 @@ def generate(config: SyntheticConfig) -> SyntheticData:
             col["request_timestamp"].append(t_req)
             col["label"].append(label)
             col["true_prob"].append(prob)
-    examples = {}
-    for split, col in columns.items():
-        fields = spec.example_record_features(with_true_prob=True)
-        arrays = [np.concatenate(col[f.name]).astype(f.np_dtype) for f in fields]
-        names = [f.name for f in fields]
-        examples[split] = [dict(zip(names, row)) for row in zip(*arrays)]
+    examples = example_rows(spec, columns)
     return SyntheticData(config=config, spec=spec, items=items, histories=histories,
                          train=examples["train"], test=examples["test"])
 
