@@ -97,6 +97,33 @@ def test_each_term_switches_off_alone():
         TRUTH.without("bogus")
 
 
+def test_the_order_term_owns_the_negative_gate():
+    # Dropping "order" removes F and the negative's penalty and gate together: on a group closed by
+    # a negative, the group terms come back (the docstring's definition of the order term).
+    with_negative = sorted(HISTORY + [(0, "negative", T0 + 6 * DAY)], key=lambda b: b[2])
+    no_order = _logit(with_negative, 1, drop=["order"])
+    # W = 1 + 2 + 0 (a negative weighs 0); R from the negative at day 6; F off; H, I, E, S as before.
+    group = math.log(4) + math.exp(-4) + math.log(4.5) + math.log(3)
+    assert no_order == pytest.approx(-3.0 + group + math.log(3) + math.log(1.5), abs=1e-9)
+    # The penalty alone at 0 keeps the gate: the order term is on while either weight is non-zero.
+    truth = dataclasses.replace(TRUTH, negative_penalty=0.0)
+    item, btype, ts = zip(*with_negative)
+    gated = float(v2.true_click_logit(WORLD, np.array(item), np.array([TYPE[b] for b in btype]), np.array(ts),
+                                      np.zeros(len(item)), [1], [T], truth)[0])
+    assert gated == pytest.approx(-3.0 + math.log(3) + math.log(1.5), abs=1e-9)
+
+
+def test_order_amounts_add_to_the_weight():
+    truth = dataclasses.replace(TRUTH, amount_weight=0.5)
+    history = [(0, "order", T0)]
+    item, btype, ts = zip(*history)
+    got = float(v2.true_click_logit(WORLD, np.array(item), np.array([TYPE[b] for b in btype]), np.array(ts),
+                                    np.array([20.0]), [1], [T], truth)[0])
+    w = 3.0 + 0.5 * math.log1p(20.0)
+    # W = w; R = exp(-10); F = funnel[order] = -0.6; no sibling, predecessor, session or repeat.
+    assert got == pytest.approx(-3.0 + math.log1p(w) + math.exp(-10) - 0.6, abs=1e-9)
+
+
 def test_order_of_groups_and_inside_a_group_matters():
     # Evolution: the same behaviors, with the predecessor engagement before the group's latest
     # behavior instead of after it, lose the evolution term.
@@ -121,7 +148,7 @@ def test_only_behaviors_before_the_request_count(small):
             h["hist_amount"][cut], [e["item_id"]], [t_req], small.config.truth))
         assert float(p_cut[0]) == pytest.approx(float(e["true_prob"]), rel=1e-6)
     # A future negative on the target's group, at the request's very second, changes nothing.
-    future = HISTORY + [(1, "negative", T)]
+    future = sorted(HISTORY + [(1, "negative", T)], key=lambda b: b[2])
     assert _logit(future, 1) == _logit(HISTORY, 1)
 
 
@@ -225,6 +252,40 @@ def test_sessions_chains_and_funnels_are_in_the_histories(small):
     assert steps.mean() > 0.5 > 3 * chance
 
 
+def test_late_negatives_close_their_topic_for_good():
+    # Generate with every early phase closed by a late negative and check, per user, that every
+    # topic whose latest behavior is a negative sits in its own phase's past: after a late
+    # negative, nothing of that topic follows (no revisit, no sibling spill).
+    cfg = synthetic.preset("small", n_users=60, late_negative_prob=1.0, negative_prob=0.0)
+    data = synthetic.generate(cfg)
+    closed = 0
+    for h in data.histories:
+        tp, bt = data.items["topic"][h["hist_item_id"]], h["hist_behavior_type"]
+        for j in np.flatnonzero(bt == TYPE["negative"]):
+            later = tp[j + 1:] == tp[j]
+            assert not later.any(), (int(h["user_id"]), int(tp[j]))
+            closed += 1
+    assert closed >= 60  # at least one closed topic per user
+
+
+def test_preferred_targets_come_from_begun_phases(small):
+    # The "own" kind draws only topics whose phase has begun by the request.
+    rng = np.random.default_rng(0)
+    h = small.histories[0]
+    # The world is the generator's first draw: the same seed rebuilds it and its item sampler.
+    world, items, sampler = v2.make_world(small.config, np.random.default_rng(small.config.seed))
+    np.testing.assert_array_equal(items["embedding"], small.items["embedding"])
+    preferred = np.array([1, 2, 3])
+    phase_start = np.array([0.0, 0.5, 0.95])
+    cfg = dataclasses.replace(small.config, target_mix=(0.0, 0.0, 0.0, 1.0, 0.0))
+    t_req, target = v2._requests(cfg, rng, world, sampler, preferred, phase_start, h["hist_item_id"],
+                                 h["hist_timestamp"], 0.7, 0.9, 200)
+    frac = (t_req - cfg.start_timestamp) / (cfg.time_span_days * DAY)
+    topic = world.topic[target]
+    assert set(topic.tolist()) <= {1, 2}  # phase 3 starts at 0.95, after every request
+    assert np.all(frac < 0.9) and np.all(frac >= 0.7)
+
+
 def test_every_planted_term_is_needed(small_report):
     # The oracle-ablation drop is positive for every term (the target on medium / long is
     # >= 0.01 AUC; small is noisier, so the test asks for a clear positive drop).
@@ -255,13 +316,20 @@ def test_shortcut_views_read_what_they_claim(small):
         assert np.array_equal(np.flatnonzero(hard["visible"][row]), same[-50:])
     (similar,) = report_lib._views("similar50", small, h, target, t_req, rng, 1)
     emb = small.items["embedding"] / np.linalg.norm(small.items["embedding"], axis=1, keepdims=True)
-    sim = emb[h["hist_item_id"][: k[1]]] @ emb[target[1]]
-    assert np.sort(sim[similar["visible"][1][: k[1]]]).min() >= np.sort(sim)[-50] - 1e-6
+    for row in range(2):
+        visible = similar["visible"][row]
+        assert visible.sum() == min(50, k[row]) and not visible[k[row]:].any()  # never the future
+        sim = emb[h["hist_item_id"][: k[row]]] @ emb[target[row]]
+        assert sim[visible[: k[row]]].min() >= np.sort(sim)[-50] - 1e-6
     (unordered,) = report_lib._views("unordered", small, h, target, t_req, rng, 1)
-    # The past is a permutation of itself; the future stays in place.
-    past_items = np.sort(h["hist_item_id"][: k[1]])
-    assert np.array_equal(np.sort(unordered["hist_item"][1][: k[1]]), past_items)
-    assert np.array_equal(unordered["hist_item"][1][k[1]:], h["hist_item_id"][k[1]:])
+    # The past is a permutation of itself (items, types and amounts moved together); the future stays.
+    behaviors = list(zip(h["hist_item_id"], h["hist_behavior_type"], h["hist_amount"].astype(np.float64)))
+    for row in range(2):
+        shuffled = list(zip(unordered["hist_item"][row], unordered["hist_behavior_type"][row],
+                            unordered["hist_amount"][row]))
+        assert sorted(shuffled[: k[row]]) == sorted(behaviors[: k[row]])
+        assert shuffled[k[row]:] == behaviors[k[row]:]
+    assert unordered["hist_item"][1][: k[1]].tolist() != h["hist_item_id"][: k[1]].tolist()
 
 
 def test_report_refuses_v1_data():
