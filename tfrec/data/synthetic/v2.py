@@ -348,13 +348,16 @@ PRESETS: Dict[str, dict] = {
     "medium": dict(n_users=2000, n_items=5000, n_categories=10, topics_per_category=5, embedding_dim=32,
                    min_history_length=200, max_history_length=1500, train_examples_per_user=30,
                    test_examples_per_user=10, min_user_topics=4, max_user_topics=8),
-    # Ten times longer histories make the count terms larger: long's own weights keep every term
-    # >= 0.01 AUC of the oracle (measured on seeds 0-2, docs/synthetic.md) and the CTR near 0.4.
+    # Ten times longer histories make the count terms larger and the oracle sharper, so the largest
+    # terms (the order gate, misalignment) crowd the others out: long has fewer late negatives and
+    # misaligned items and its own weights, which keep every term >= 0.01 AUC of the oracle on data
+    # seeds 0-2 (docs/synthetic.md) and the CTR near 0.4.
     "long": dict(n_users=1000, n_items=20000, n_categories=20, topics_per_category=5, embedding_dim=32,
                  min_history_length=1000, max_history_length=10000, train_examples_per_user=20,
-                 test_examples_per_user=10, min_user_topics=5, max_user_topics=10,
-                 truth=PlantedTruth(bias=-7.8, intensity=0.5, session=2.2, recency=2.5, hierarchy=0.7, evolution=0.7,
-                                    negative_penalty=0.7, order=0.6)),
+                 test_examples_per_user=10, min_user_topics=5, max_user_topics=10, late_negative_prob=0.12,
+                 misaligned_fraction=0.07,
+                 truth=PlantedTruth(bias=-7.4, intensity=0.5, negative_penalty=0.4, order=0.4, recency=2.4,
+                                    repeat=1.3, hierarchy=0.6, evolution=0.55, session=1.8)),
 }
 
 
