@@ -46,7 +46,7 @@ def prepare(size: str, data: Path) -> dict:
 
 
 def mean_std(values) -> str:
-    return f"{np.mean(values):.4f} ± {np.std(values):.4f}"
+    return f"{np.mean(values):.4f} ± {np.std(values):.4f}" if len(values) > 1 else f"{values[0]:.4f}"
 
 
 def main(argv=None) -> int:
@@ -82,13 +82,14 @@ def main(argv=None) -> int:
                   flush=True)
 
     oracle = rep["oracle"]
-    cmd = " ".join(sys.argv[1:] if argv is None else argv)
     lines = [f"# Synthetic v2 `{args.size}`: models next to the oracle and the shortcut ceilings", "",
-             f"`.venv/bin/python bench/synthetic_v2.py {cmd}`; data seed 0, test split "
+             f"`.venv/bin/python bench/synthetic_v2.py --size {args.size} --epochs {args.epochs} [--models M ...] "
+             f"[--seeds S ...]` (cells cached across runs); data seed 0, test split "
              f"({rep['n_examples']} examples, CTR {rep['ctr']:.3f}); {args.epochs} epochs, batch {args.batch_size}, "
              f"model seeds 0, 1, 2 where run (mean ± std over the seeds shown); schema = item category + brand; K-means k = {groups_k} "
              f"(silhouette sweep). Ceilings = the planted truth restricted to what a model family reads "
              f"(`tfrec synthetic --report`, tfrec/data/synthetic/report.py).", "",
+             "Train s/epoch is indicative only: some cells trained while other jobs shared the 2 cores.", "",
              "| row | AUC | GAUC | logloss | train s/epoch |", "|---|---|---|---|---|",
              f"| oracle (true p) | {oracle['auc']:.4f} | {oracle['gauc']:.4f} | | |"]
     for s, m in rep["ceilings"].items():
