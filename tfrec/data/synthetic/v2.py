@@ -85,6 +85,7 @@ them with ``tfrec synthetic --size SIZE --report``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Dict, Sequence, Tuple
 
 import numpy as np
@@ -191,9 +192,10 @@ class World:
     def n_topics(self) -> int:
         return len(self.category_of_topic)
 
-    @property
+    @functools.cached_property
     def predecessor(self) -> np.ndarray:
-        """bool ``[n_topics, n_topics]``: ``[a, c]`` is True when ``c`` is a successor of ``a``."""
+        """bool ``[n_topics, n_topics]``: ``[a, c]`` is True when ``c`` is a successor of ``a`` (built once;
+        the truth reads it for every user)."""
         pred = np.zeros((self.n_topics, self.n_topics), bool)
         pred[np.repeat(np.arange(self.n_topics), self.successors.shape[1]), self.successors.ravel()] = True
         return pred
@@ -684,9 +686,3 @@ def generate(config: SyntheticConfig) -> SyntheticData:
     examples = example_rows(spec, columns)
     return SyntheticData(config=config, spec=spec, items=items, histories=histories, train=examples["train"],
                          test=examples["test"], world=world)
-
-
-def history_truth_inputs(data: SyntheticData, history: dict) -> Tuple[np.ndarray, ...]:
-    """``(hist_item, hist_behavior_type, hist_timestamp, hist_amount)`` of a history record."""
-    return (history["hist_item_id"], history["hist_behavior_type"], history["hist_timestamp"],
-            history["hist_amount"].astype(np.float64))
