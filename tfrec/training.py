@@ -77,7 +77,7 @@ def train(model, model_type: str, train_ds: tf.data.Dataset, out_dir: os.PathLik
     out.mkdir(parents=True, exist_ok=True)
     tf.keras.utils.set_random_seed(train_config.seed)
     compile_model(model, train_config.learning_rate)
-    callbacks = [
+    callbacks = model.training_callbacks(train_ds, out) + [
         tf.keras.callbacks.TensorBoard(log_dir=str(out / "tensorboard"), update_freq="epoch"),
         tf.keras.callbacks.ModelCheckpoint(str(out / "checkpoints" / "epoch-{epoch:02d}"), save_weights_only=True),
     ]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.models.test_models import NUM_GROUPS, SPEC, TABLE, make_din, make_dmgin
+from tests.models.test_models import NUM_GROUPS, SPEC, TABLE, make_din, make_dmgin, make_dmqn
 from tfrec.export import export_saved_model, list_versions, non_stock_ops, read_export_metadata
 from tfrec.export import saved_model as saved_model_lib
 from tfrec.testing import assert_saved_model_matches, random_features, user_inputs
@@ -22,6 +22,7 @@ USER_INPUTS = {"user_id", "request_timestamp", "hist_length", "user_segment", "h
 STATE_KEYS = {
     "din": {"user_embedding", "recent_behaviors", "recent_mask"},
     "dmgin": {"user_embedding", "recent_behaviors", "recent_mask", "group_states", "group_mask", "group_ids"},
+    "dmqn": {"user_embedding", "recent_behaviors", "recent_mask", "codeword_states", "codeword_mask"},
 }
 CHANGED_ITEM = 5  # its group is moved in the fresh process to show the table is a SavedModel variable
 
@@ -52,11 +53,12 @@ def exported(tmp_path_factory):
     base = tmp_path_factory.mktemp("saved_models")
     tf.keras.utils.set_random_seed(3)
     features = random_features(SPEC, 2, 4, seed=0)
-    din, dmgin = make_din(), make_dmgin()
-    din(features)
-    dmgin(features)
+    din, dmgin, dmqn = make_din(), make_dmgin(), make_dmqn()
+    for model in (din, dmgin, dmqn):
+        model(features)
     return {
-        "base": base, "din": din, "dmgin": dmgin,
+        "base": base, "din": din, "dmgin": dmgin, "dmqn": dmqn,
+        "dmqn/1": export_saved_model(dmqn, SPEC, base, "dmqn"),
         "din/1": export_saved_model(din, SPEC, base, "din"),
         "din/2": export_saved_model(din, SPEC, base, "din", metadata={"note": "second"}),
         "dmgin/1": export_saved_model(dmgin, SPEC, base, "dmgin"),
@@ -125,7 +127,8 @@ def fresh(exported, tmp_path_factory):
              **{k: v.numpy() for k, v in user_inputs(SPEC, features).items()})
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "TF_USE_LEGACY_KERAS")}
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    dirs = ["din1", exported["din/1"], "din2", exported["din/2"], "dmgin", exported["dmgin/1"]]
+    dirs = ["din1", exported["din/1"], "din2", exported["din/2"], "dmgin", exported["dmgin/1"], "dmqn",
+            exported["dmqn/1"]]
     proc = subprocess.run([sys.executable, "-c", FRESH_PROCESS, str(work / "inputs.npz"), str(work / "out"),
                            *map(str, dirs)], cwd=work, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -163,7 +166,7 @@ def test_failed_export_leaves_nothing(exported, monkeypatch):
     assert sorted(p.name for p in (exported["base"] / "din").iterdir()) == ["1", "2"]
 
 
-@pytest.mark.parametrize("tag, key", [("din", "din/2"), ("dmgin", "dmgin/1")])
+@pytest.mark.parametrize("tag, key", [("din", "din/2"), ("dmgin", "dmgin/1"), ("dmqn", "dmqn/1")])
 def test_signatures_match_the_keras_model_in_process(exported, tag, key):
     features = random_features(SPEC, 6, 9, seed=30)
     candidates = np.random.default_rng(31).integers(-2, SPEC.n_items + 2, size=(6, 3))
@@ -171,7 +174,7 @@ def test_signatures_match_the_keras_model_in_process(exported, tag, key):
     assert out["score"].shape == (6, 3)
 
 
-@pytest.mark.parametrize("tag, key", [("din1", "din"), ("din2", "din"), ("dmgin", "dmgin")])
+@pytest.mark.parametrize("tag, key", [("din1", "din"), ("din2", "din"), ("dmgin", "dmgin"), ("dmqn", "dmqn")])
 def test_fresh_process_matches_the_keras_model(fresh, exported, tag, key):
     arrays, model = fresh["arrays"], exported[key]
     assert fresh["report"]["modules"] == []  # neither tfrec nor tf-keras was imported
@@ -185,7 +188,7 @@ def test_fresh_process_matches_the_keras_model(fresh, exported, tag, key):
     assert arrays[f"{tag}/score"].shape == fresh["candidates"].shape
 
 
-@pytest.mark.parametrize("tag, model", [("din1", "din"), ("din2", "din"), ("dmgin", "dmgin")])
+@pytest.mark.parametrize("tag, model", [("din1", "din"), ("din2", "din"), ("dmgin", "dmgin"), ("dmqn", "dmqn")])
 def test_signature_names_are_the_documented_ones(fresh, tag, model):
     report = fresh["report"][tag]
     assert report["signatures"] == ["score", "serving_default", "user_tower"]
@@ -212,9 +215,26 @@ def test_wrong_fingerprint_is_rejected(fresh, exported):
         loaded.signatures["score"](**state, candidate_item_id=tf.constant([[1], [2]], tf.int64))
 
 
-@pytest.mark.parametrize("key", ["din/1", "dmgin/1"])
+@pytest.mark.parametrize("key", ["din/1", "dmgin/1", "dmqn/1"])
 def test_only_stock_ops(exported, key):
     assert non_stock_ops(exported[key]) == []
+
+
+def test_dmqn_serving_graph_draws_no_noise(exported):
+    # Gumbel noise is training-only: no random op anywhere in the exported graphs, and repeated
+    # calls give identical states.
+    graph_ops = set()
+    loaded = tf.saved_model.load(str(exported["dmqn/1"]))
+    for fn in loaded.signatures.values():
+        graph_ops |= {op.type for op in fn.graph.get_operations()}
+        for f in fn.graph.as_graph_def().library.function:
+            graph_ops |= {node.op for node in f.node_def}
+    assert "UnsortedSegmentMax" in graph_ops  # (the walk does reach the quantizer's ops)
+    assert not {op for op in graph_ops if "Random" in op}, sorted(op for op in graph_ops if "Random" in op)
+    user = user_inputs(SPEC, random_features(SPEC, 3, 12, seed=40))
+    first, second = (loaded.signatures["user_tower"](**user) for _ in range(2))
+    for k in first:
+        np.testing.assert_array_equal(first[k].numpy(), second[k].numpy(), err_msg=k)
 
 
 def test_item_group_table_lives_in_the_saved_model(fresh, exported):

@@ -1,5 +1,6 @@
 """CandidateGroupAttention (DMGIN eq. 10) against a numpy reference."""
 import numpy as np
+import pytest
 
 from tfrec.layers.candidate_group_attention import CandidateGroupAttention
 from tfrec.testing import assert_layer_config_roundtrip
@@ -74,3 +75,15 @@ def test_one_group_gets_all_the_weight():
 
 def test_config_roundtrip():
     assert_layer_config_roundtrip(CandidateGroupAttention(dim=3), _inputs())
+
+
+def test_without_match_prior_there_is_no_bias_weight_and_match_is_refused():
+    inputs = _inputs()
+    layer = CandidateGroupAttention(dim=3, match_prior=False)
+    out = layer(inputs).numpy()
+    assert "match_bias" not in [w.name.split("/")[-1].split(":")[0] for w in layer.weights]
+    assert len(layer.weights) == 3
+    np.testing.assert_allclose(out, reference(layer, **inputs), atol=1e-5)
+    with pytest.raises(ValueError, match="match_prior=False"):
+        layer({**inputs, "match": np.ones((3, 2, 4), np.float32)})
+    assert_layer_config_roundtrip(layer, inputs)

@@ -1,12 +1,14 @@
-"""DIN and DMGIN: the shared encode_user / score interface, padding invariance, learning, config."""
+"""DIN, DMGIN and DMQN: the shared encode_user / score interface, padding invariance, learning, config."""
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfrec.configs import DINConfig, DMGINConfig
+from tfrec.configs import DINConfig, DMGINConfig, DMQNConfig
 from tfrec.data.spec import FeatureSpec
 from tfrec.metrics import auc
-from tfrec.models import DIN, DMGIN
+from tfrec.models import DIN, DMGIN, DMQN
 from tfrec.testing import assert_nested_allclose, random_features
 
 SPEC = FeatureSpec(n_items=40, n_user_segments=3, max_history_length=16)
@@ -16,6 +18,9 @@ DIN_CONFIG = DINConfig(embedding_dim=8, recent_length=5, attention_units=(8,), m
 DMGIN_CONFIG = DMGINConfig(embedding_dim=8, top_k_groups=4, max_per_group=3, num_heads=2, hstu_layers=2,
                            hstu_heads=2, short_term_length=5, attention_units=(8,), mlp_units=(16,),
                            time_bucket_days=(1.0, 7.0, 30.0, 90.0))
+DMQN_CONFIG = DMQNConfig(embedding_dim=8, num_codebooks=2, codebook_size=6, hstu_layers=1, hstu_heads=2,
+                         short_term_length=5, attention_units=(8,), mlp_units=(16,),
+                         time_bucket_days=(1.0, 7.0, 30.0, 90.0))
 ORDER = 4  # index of "order" in BEHAVIOR_TYPES
 
 
@@ -27,11 +32,17 @@ def make_dmgin(table=TABLE):
     return DMGIN(SPEC, DMGIN_CONFIG, num_groups=NUM_GROUPS, item_to_group=table)
 
 
-MAKERS = {"din": make_din, "dmgin": make_dmgin}
+def make_dmqn(**overrides):
+    return DMQN(SPEC, dataclasses.replace(DMQN_CONFIG, **overrides))
+
+
+MAKERS = {"din": make_din, "dmgin": make_dmgin, "dmqn": make_dmqn}
 EXPECTED_STATE = {
     "din": {"user_embedding": (8,), "recent_behaviors": (5, 8), "recent_mask": (5,)},
     "dmgin": {"user_embedding": (8,), "recent_behaviors": (5, 8), "recent_mask": (5,),
               "group_states": (4, 8), "group_mask": (4,), "group_ids": (4,)},
+    "dmqn": {"user_embedding": (8,), "recent_behaviors": (5, 8), "recent_mask": (5,),
+             "codeword_states": (12, 8), "codeword_mask": (12,)},
 }
 
 

@@ -14,10 +14,12 @@ class CandidateGroupAttention(tf.keras.layers.Layer):
     The learned scalar ``b`` on the exact group match (the candidate's own group among the
     user's groups) is our addition to eq. 10: a hard-search prior in the spirit of SIM/TWIN
     that makes the candidate find its group from thousands, not billions, of examples. Omit
-    ``match`` from the inputs to get the paper's eq. 10 exactly.
+    ``match`` from the inputs to get the paper's eq. 10 exactly; ``match_prior=False`` also
+    drops the weight ``b`` (for models with no group ids to match, e.g. DMQN's codewords).
 
     Args:
       dim: d, the projection size.
+      match_prior: whether the layer has the match bias ``b`` (and accepts ``match``).
 
     Input: dict with ``query`` ``[B, C, Dq]`` (candidates), ``keys`` ``[B, G, Dk]`` (groups),
       ``mask`` ``[B, G]`` and optionally ``match`` ``[B, C, G]`` (1 where group i is the
@@ -25,15 +27,18 @@ class CandidateGroupAttention(tf.keras.layers.Layer):
     Output shape: ``[B, C, dim]``.
     """
 
-    def __init__(self, dim: int, **kwargs):
+    def __init__(self, dim: int, match_prior: bool = True, **kwargs):
         super().__init__(**kwargs)
         self.dim = int(dim)
+        self.match_prior = bool(match_prior)
 
     def build(self, input_shape):
         self.w_q = tf.keras.layers.Dense(self.dim, use_bias=False, name="w_q")
         self.w_k = tf.keras.layers.Dense(self.dim, use_bias=False, name="w_k")
         self.w_v = tf.keras.layers.Dense(self.dim, use_bias=False, name="w_v")
-        self.match_bias = self.add_weight(name="match_bias", shape=[], initializer=tf.keras.initializers.Constant(2.0))
+        if self.match_prior:
+            self.match_bias = self.add_weight(name="match_bias", shape=[],
+                                              initializer=tf.keras.initializers.Constant(2.0))
         super().build(input_shape)
 
     def call(self, inputs):
@@ -41,6 +46,8 @@ class CandidateGroupAttention(tf.keras.layers.Layer):
         q = self.w_q(inputs["query"])
         k = self.w_k(inputs["keys"])
         logits = tf.einsum("bcd,bgd->bcg", q, k) / tf.sqrt(float(self.dim))
+        if "match" in inputs and not self.match_prior:
+            raise ValueError(f"{self.name} was built with match_prior=False: it takes no `match` input")
         if "match" in inputs:
             logits += self.match_bias * tf.cast(inputs["match"], logits.dtype)
         logits = tf.where(mask, logits, tf.constant(-1e9, logits.dtype))
@@ -48,4 +55,4 @@ class CandidateGroupAttention(tf.keras.layers.Layer):
         return tf.einsum("bcg,bgd->bcd", alpha, self.w_v(inputs["keys"]))
 
     def get_config(self):
-        return {**super().get_config(), "dim": self.dim}
+        return {**super().get_config(), "dim": self.dim, "match_prior": self.match_prior}

@@ -2,7 +2,8 @@
 from tfrec.models.base import CTRModel
 from tfrec.models.din import DIN
 from tfrec.models.dmgin import DMGIN
+from tfrec.models.dmqn import DMQN
 
-MODELS = {"din": DIN, "dmgin": DMGIN}
+MODELS = {"din": DIN, "dmgin": DMGIN, "dmqn": DMQN}
 
-__all__ = ["CTRModel", "DIN", "DMGIN", "MODELS"]
+__all__ = ["CTRModel", "DIN", "DMGIN", "DMQN", "MODELS"]

@@ -126,6 +126,11 @@ class CTRModel(tf.keras.Model):
                           training=training)[:, 0]
 
     # -- training -----------------------------------------------------------------------------
+    def training_callbacks(self, train_ds, out_dir) -> list:
+        """Keras callbacks this model adds to ``tfrec.training.train`` (e.g. DMQN's codebook
+        report); they run before the TensorBoard callback, so the logs they add are recorded."""
+        return []
+
     # Not converted by autograph: its conditions are Python-level, and converting it would make
     # autograph transpile the whole tf_keras loss machinery it calls (minutes of tracing).
     @tf.autograph.experimental.do_not_convert
@@ -168,11 +173,18 @@ class CTRModel(tf.keras.Model):
         """The short-term half of the user state: the S most recent behavior tokens."""
         extras = {f"hist_{e.feature.name}": hist[f"hist_{e.feature.name}"] for e in self.behavior_feature_embeddings}
         recent = self.recent({"length": hist[HIST_LENGTH], "values": {
-            "item": hist["hist_item_id"], "type": hist["hist_behavior_type"], **extras}})
-        tokens = self.item_embedding(recent["item"]) + self.type_embedding(recent["type"])
-        for emb in self.behavior_feature_embeddings:
-            tokens += emb(recent[f"hist_{emb.feature.name}"])
+            "hist_item_id": hist["hist_item_id"], "hist_behavior_type": hist["hist_behavior_type"], **extras}})
+        tokens = self.behavior_tokens(recent)
         return {"recent_behaviors": tokens * recent["mask"][..., None], "recent_mask": recent["mask"]}
+
+    def behavior_tokens(self, values) -> tf.Tensor:
+        """Behavior tokens ``E_item(item) + E_type(type) + sum of E_f(f)`` over the declared behavior
+        features, ``[B, L, d_item]``, from a dict holding ``hist_item_id``, ``hist_behavior_type``
+        and each declared ``hist_<feature>`` at ``[B, L]`` (padding is not masked here)."""
+        tokens = self.item_embedding(values["hist_item_id"]) + self.type_embedding(values["hist_behavior_type"])
+        for emb in self.behavior_feature_embeddings:
+            tokens += emb(values[f"hist_{emb.feature.name}"])
+        return tokens
 
     def encode_profile(self, features) -> tf.Tensor:
         """The user features' embeddings, concatenated: ``[B, sum of sizes]``."""

@@ -1,0 +1,1 @@
+"""Keras callbacks that models add to their own training (``CTRModel.training_callbacks``)."""
