@@ -79,7 +79,7 @@ def prepare(dataset: str, work: Path, regenerate: bool) -> dict:
 
 
 def mean_std(values) -> str:
-    return f"{np.mean(values):.4f} ± {np.std(values):.4f}"
+    return f"{np.mean(values):.4f} ± {np.std(values):.4f}" if len(values) > 1 else f"{values[0]:.4f} (1 seed)"
 
 
 def main(argv=None) -> int:
@@ -108,7 +108,8 @@ def main(argv=None) -> int:
                 if key in cells:
                     continue
                 config = {**load_yaml_config(CONFIG_DIR / f"{name}.yaml"), **overrides}
-                result = train_and_evaluate(name, dirs[variant], work / "runs" / key.replace("/", "-"), config,
+                # pipelines/configs/<model>[-variant].yaml (e.g. dmqn-simple.yaml builds a DMQN)
+                result = train_and_evaluate(name.split("-")[0], dirs[variant], work / "runs" / key.replace("/", "-"), config,
                                             args.epochs, args.batch_size, seed)
                 cells.put(key, {"variant": variant, **result})
                 print(f"{key}: auc {result['auc']:.4f} gauc {result['gauc']:.4f} ({result['train_seconds']:.0f}s)",
@@ -120,9 +121,15 @@ def main(argv=None) -> int:
              "", "Schema (`raw/schema.yaml`):", "", "```yaml", (dirs["schema"] / RAW / "schema.yaml").read_text().strip(),
              "```", "", "| variant | model | AUC | GAUC | logloss | train s |", "|---|---|---|---|---|---|"]
     rows = []
-    for variant in args.variants:
-        for name in args.models:
-            got = [cells[f"{variant}/{name}/{s}/{args.epochs}/{args.tag}"] for s in args.seeds]
+    # every cached (variant, model) of this epoch budget and tag, whichever run trained it
+    cached = [k.split("/") for k, _ in cells.items()]
+    names = list(dict.fromkeys([k[1] for k in cached] + args.models))
+    for variant in VARIANTS:
+        for name in names:
+            got = [cells[f"{variant}/{name}/{s}/{args.epochs}/{args.tag}"] for s in args.seeds
+                   if f"{variant}/{name}/{s}/{args.epochs}/{args.tag}" in cells]
+            if not got:
+                continue
             rows.append({"variant": variant, "model": name, "cells": got})
             lines.append(f"| {variant} | {name} | {mean_std([c['auc'] for c in got])} | "
                          f"{mean_std([c['gauc'] for c in got])} | {mean_std([c['logloss'] for c in got])} | "

@@ -1,4 +1,4 @@
-"""DIN, DIN-Full and DMGIN on the v2 synthetic data, next to the oracle and the shortcut ceilings.
+"""DIN, DIN-Full, DMGIN, DMQN and DMQN-simple on the v2 synthetic data, next to the oracle and the shortcut ceilings.
 
   .venv/bin/python bench/synthetic_v2.py --size medium             # seeds 0 1 2, 2 epochs
   .venv/bin/python bench/synthetic_v2.py --size long --epochs 1
@@ -29,7 +29,8 @@ from pipelines.common import GROUPS, RAW, SPEC, load_yaml_config, stage_args  # 
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / "pipelines" / "configs"
-MODELS = {"din": ("din", {}), "din-full": ("din", {"recent_length": None}), "dmgin": ("dmgin", {})}
+MODELS = {"din": ("din", {}), "din-full": ("din", {"recent_length": None}), "dmgin": ("dmgin", {}),
+          "dmqn": ("dmqn", {}), "dmqn-simple": ("dmqn", {"use_icim": False})}
 
 
 def prepare(size: str, data: Path) -> dict:

@@ -1,10 +1,12 @@
-"""Training step time: DMGIN vs. DIN on the full raw sequence (DIN-Full) at L raw behaviors.
+"""Training step time vs. L: DMGIN, DMQN, DIN on the full raw sequence (DIN-Full) and DIN on the last 50.
 
-Both models get the same batch of B users with L = --length raw behaviors each (default 10,000,
-the papers' lifelong length) and run the same Keras train step (Adam, BCE). Prints ms/step
-(median over --steps after --warmup steps) and the ratio, from one run.
+Every model gets the same batch of B users with L raw behaviors each (--lengths, default 1,000,
+5,000 and 10,000, the papers' lifelong lengths) and runs the same Keras train step (Adam, BCE).
+Prints ms/step (median over --steps after --warmup steps) per model and length, from one run,
+and the DMQN complexity check: its step time against L (paper sec. 2.6: O(L*W*D + N*W^2*D +
+N*W*D^2), linear in L).
 
-    python bench/train_step_time.py --length 10000 --batch 32
+    python bench/train_step_time.py --lengths 1000 5000 10000 --batch 32
 """
 import argparse
 import json
@@ -15,9 +17,9 @@ import numpy as np
 import tfrec  # noqa: F401
 import tensorflow as tf
 
-from tfrec.configs import DINConfig, DMGINConfig
+from tfrec.configs import DINConfig, DMGINConfig, DMQNConfig
 from tfrec.data.spec import FeatureSpec
-from tfrec.models import DIN, DMGIN
+from tfrec.models import DIN, DMGIN, DMQN
 from tfrec.training import compile_model
 
 
@@ -50,27 +52,37 @@ def time_steps(model, x, y, warmup, steps):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--length", type=int, default=10_000)
+    p.add_argument("--lengths", type=int, nargs="+", default=[1_000, 5_000, 10_000])
+    p.add_argument("--models", nargs="+", default=["DMGIN", "DMQN", "DMQN-simple", "DIN-Full", "DIN (50)"])
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--n-items", type=int, default=20_000)
     p.add_argument("--groups", type=int, default=100, help="K-means k")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--steps", type=int, default=5)
     args = p.parse_args()
-    spec = FeatureSpec(n_items=args.n_items, max_history_length=args.length)
-    x, y = batch(spec, args.batch, args.length)
     table = np.random.default_rng(1).integers(1, args.groups + 1, args.n_items)
-    models = {
-        "DMGIN": DMGIN(spec, DMGINConfig(), num_groups=args.groups + 1, item_to_group=table),
-        "DIN-Full": DIN(spec, DINConfig(recent_length=args.length)),
-        "DIN (50)": DIN(spec, DINConfig(recent_length=50)),
+    makers = {
+        "DMGIN": lambda spec, L: DMGIN(spec, DMGINConfig(), num_groups=args.groups + 1, item_to_group=table),
+        "DMQN": lambda spec, L: DMQN(spec, DMQNConfig()),
+        "DMQN-simple": lambda spec, L: DMQN(spec, DMQNConfig(use_icim=False)),
+        "DIN-Full": lambda spec, L: DIN(spec, DINConfig(recent_length=L)),
+        "DIN (50)": lambda spec, L: DIN(spec, DINConfig(recent_length=50)),
     }
-    ms = {name: time_steps(m, x, y, args.warmup, args.steps) for name, m in models.items()}
-    print(f"train step, batch {args.batch}, L={args.length} raw behaviors, {tf.config.threading.get_inter_op_parallelism_threads() or 'default'} inter-op threads")
-    for name, v in ms.items():
-        print(f"  {name:9s} {v:9.1f} ms/step")
-    print(f"  DIN-Full / DMGIN step time ratio: {ms['DIN-Full'] / ms['DMGIN']:.2f}x")
-    print(json.dumps({"length": args.length, "batch": args.batch, "ms_per_step": ms}))
+    ms = {}
+    for length in args.lengths:
+        spec = FeatureSpec(n_items=args.n_items, max_history_length=length)
+        x, y = batch(spec, args.batch, length)
+        for name in args.models:
+            ms.setdefault(name, {})[length] = time_steps(makers[name](spec, length), x, y, args.warmup, args.steps)
+            print(f"  L={length:6d} {name:12s} {ms[name][length]:9.1f} ms/step", flush=True)
+    print(f"\ntrain step ms, batch {args.batch}, one run (median of {args.steps} steps)")
+    print("| model | " + " | ".join(f"L={n:,}" for n in args.lengths) + " |")
+    print("|---|" + "---:|" * len(args.lengths))
+    for name, row in ms.items():
+        print(f"| {name} | " + " | ".join(f"{row[n]:.1f}" for n in args.lengths) + " |")
+    if "DIN-Full" in ms and "DMQN" in ms:
+        print("DIN-Full / DMQN: " + ", ".join(f"{ms['DIN-Full'][n] / ms['DMQN'][n]:.2f}x at L={n}" for n in args.lengths))
+    print(json.dumps({"batch": args.batch, "ms_per_step": ms}))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from pipelines.common import (GROUPS, history_files, load_item_table, load_spec,
 
 
 def add_arguments(p):
-    p.add_argument("--model", required=True, help="model type: din | dmgin")
+    p.add_argument("--model", required=True, help="model type: din | dmgin | dmqn")
     p.add_argument("--data", required=True, help="data directory (after write-tfrecords, and cluster for dmgin)")
     p.add_argument("--out", required=True, help="run directory to write")
     p.add_argument("--config", help="YAML file with the model config (e.g. pipelines/configs/dmgin.yaml)")

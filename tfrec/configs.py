@@ -60,6 +60,9 @@ class DINConfig:
                              f"Received: regularization={self.regularization!r}")
         if self.embedding_l2 < 0:
             raise ValueError(f"DINConfig.embedding_l2 must be >= 0. Received: embedding_l2={self.embedding_l2!r}")
+        if self.recent_length is not None and self.recent_length < 1:
+            raise ValueError("DINConfig.recent_length must be >= 1 (DIN is its recent-behavior branch). "
+                             f"Received: recent_length={self.recent_length!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,7 +123,8 @@ class DMQNConfig:
         DMGIN orders its groups) or "codebook" (fixed codebook index order).
       hstu_layers: depth of the HSTU stack (eqs. 11-13).
       hstu_heads: heads per HSTU layer.
-      short_term_length: recent behaviors in the shared short-term DIN branch.
+      short_term_length: recent behaviors in the shared short-term DIN branch (ours, as every
+        model's; 0 = none, the paper's single behavior sequence: ``dmqn-paper.yaml``).
       attention_units: hidden units of the short-term DIN local activation unit.
       mlp_units: hidden units of the prediction MLP.
       dropout: dropout rate in the prediction MLP.

@@ -121,7 +121,7 @@ def exported(data, tmp_path_factory):
                         n_groups=4, report={})
     base = tmp_path_factory.mktemp("schema-export")
     out = {}
-    for name in ("din", "dmgin"):
+    for name in ("din", "dmgin", "dmqn"):
         model = build_model(name, spec, {"embedding_dim": 4}, groups=groups, item_table=items)
         compile_model(model, 1e-2)
         model.fit(make_split_dataset(data, "train", spec, batch_size=16, shuffle=True), epochs=1, verbose=0)
@@ -129,7 +129,7 @@ def exported(data, tmp_path_factory):
     return spec, out
 
 
-@pytest.mark.parametrize("name", ["din", "dmgin"])
+@pytest.mark.parametrize("name", ["din", "dmgin", "dmqn"])
 def test_export_matches_keras_with_oov_items_and_categories(exported, data, name):
     spec, models = exported
     model, version_dir = models[name]
@@ -144,7 +144,7 @@ def test_export_matches_keras_with_oov_items_and_categories(exported, data, name
     assert non_stock_ops(version_dir) == []
 
 
-@pytest.mark.parametrize("name", ["din", "dmgin"])
+@pytest.mark.parametrize("name", ["din", "dmgin", "dmqn"])
 def test_serving_request_with_item_ids_only(exported, name):
     """The request builder + the SavedModel alone (no item table beside it) = the Keras model."""
     spec, models = exported

@@ -133,10 +133,12 @@ def test_dmqn_simple_attends_to_the_pooled_codewords():
                                atol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["dmqn", "dmqn-simple"])
+@pytest.mark.parametrize("name", ["dmqn", "dmqn-simple", "dmqn-paper"])
 def test_shipped_configs_load(name):
     config = from_dict(DMQNConfig, yaml.safe_load((CONFIGS / f"{name}.yaml").read_text()))
-    assert config.use_icim == (name == "dmqn")
+    assert config.use_icim == (name != "dmqn-simple")
+    assert (config.short_term_length == 0, config.dead_code_reset) == ((True, False) if name == "dmqn-paper"
+                                                                        else (False, True))
 
 
 @pytest.mark.parametrize("kwargs, match", [(dict(codeword_order="random"), "codeword_order"),
@@ -146,3 +148,21 @@ def test_shipped_configs_load(name):
 def test_config_validation_names_the_field(kwargs, match):
     with pytest.raises(ValueError, match=match):
         DMQNConfig(**kwargs)
+
+
+def test_without_the_short_term_branch_the_state_is_the_codewords_alone():
+    # short_term_length 0 (dmqn-paper.yaml): the paper's single sequence; no recent_* state.
+    model = make_dmqn(short_term_length=0)
+    features = random_features(SPEC, 3, 12, seed=7)
+    state = model.encode_user(features)
+    assert sorted(state) == ["codeword_mask", "codeword_states", "user_embedding"]
+    scores = model.score(state, np.array([[1, 2], [3, 4], [5, 6]], np.int64)).numpy()
+    assert scores.shape == (3, 2) and np.isfinite(scores).all()
+    np.testing.assert_allclose(model(features).numpy(), model.score(state, features["item_id"][:, None]).numpy()[:, 0],
+                               atol=1e-6)
+    assert not any("recent" in w.name for w in model.weights)
+
+
+def test_din_needs_its_recent_branch():
+    with pytest.raises(ValueError, match="recent_length"):
+        DINConfig(recent_length=0)

@@ -87,33 +87,45 @@ class MultiCodebookQuantizer(tf.keras.layers.Layer):
         return tf.einsum("ble,ned->bnld", behaviors, self.projection)
 
     def scores(self, behaviors):
-        """Eq. 5 for every codebook: ``[B, N, L, W]``."""
-        return tf.einsum("bnld,nwd->bnlw", self.project(behaviors), self.codebooks)
+        """Eq. 5 for every codebook: ``[B, L, D_e]`` -> ``[B, N, L, W]``."""
+        return tf.transpose(self._scores(behaviors), [0, 2, 1, 3])
+
+    def _scores(self, behaviors):
+        """Eq. 5 as ``[B, L, N, W]``: ``e (W2_j c_j^T)``, one ``[B*L, D_e] x [D_e, N*W]`` matmul
+        (the same product as ``(e W2_j) c_j^T``, associated the cheap way)."""
+        d_e = tf.shape(behaviors)[-1]
+        n, w = self.num_codebooks, self.codebook_size
+        joint = tf.reshape(tf.einsum("ned,nwd->enw", self.projection, self.codebooks), [d_e, n * w])
+        flat = tf.matmul(tf.reshape(behaviors, [-1, d_e]), joint)  # [B*L, N*W]
+        return tf.reshape(flat, tf.concat([tf.shape(behaviors)[:2], [n, w]], 0))
 
     def call(self, inputs, training=None):
         valid = tf.cast(inputs["mask"], tf.bool)  # [B, L]
-        # padding is zeroed with `where` (a multiplied mask would let a NaN there through)
+        # padding is zeroed with `where` (a multiplied mask would let a NaN there through); zero
+        # rows then add nothing to the pooled sums and get no gradient
         e = tf.where(valid[..., None], inputs["behaviors"], tf.zeros_like(inputs["behaviors"]))
-        logits = self.scores(e)  # [B, N, L, W]
+        n, w = self.num_codebooks, self.codebook_size
+        b, length = tf.shape(e)[0], tf.shape(e)[1]
+        logits = self._scores(e)  # [B, L, N, W]
         if training and self.estimator == "gumbel":
             u = tf.random.uniform(tf.shape(logits), minval=1e-9, maxval=1.0, dtype=logits.dtype)
             logits += -tf.math.log(-tf.math.log(u))
-        codes = tf.argmax(logits, axis=-1, output_type=tf.int32)  # [B, N, L]
-        hard = tf.one_hot(codes, self.codebook_size, dtype=e.dtype)
+        codes = tf.argmax(logits, axis=-1, output_type=tf.int32)  # [B, L, N]
+        hard = tf.one_hot(codes, w, dtype=e.dtype)
         if training:  # straight-through: forward = hard, gradient of the relaxation
             soft = tf.nn.softmax(logits / self.temperature, axis=-1)
             assign = hard + soft - tf.stop_gradient(soft)
         else:
             assign = hard
-        valid_f = tf.cast(valid, e.dtype)[:, None, :, None]  # [B, 1, L, 1]
-        assign *= valid_f
-        count = tf.reduce_sum(hard * valid_f, axis=2)  # [B, N, W]
-        clusters = tf.einsum("bnlw,ble->bnwe", assign, e) / tf.maximum(count, 1.0)[..., None]
+        assign = tf.reshape(assign, [b, length, n * w])
+        valid_f = tf.cast(valid, e.dtype)[:, None, :]  # [B, 1, L]
+        count = tf.reshape(tf.matmul(valid_f, tf.reshape(hard, [b, length, n * w])), [b, n, w])
+        sums = tf.reshape(tf.matmul(assign, e, transpose_a=True), [b, n, w, -1])  # [B, N*W, D_e] -> [B, N, W, D_e]
+        clusters = sums / tf.maximum(count, 1.0)[..., None]
 
         # newest member per codeword: one segment max over (user, codebook, codeword)
-        b = tf.shape(codes)[0]
-        n, w = self.num_codebooks, self.codebook_size
-        segment = (tf.range(b)[:, None, None] * n + tf.range(n)[None, :, None]) * w + codes  # [B, N, L]
+        codes = tf.transpose(codes, [0, 2, 1])  # [B, N, L]
+        segment = (tf.range(b)[:, None, None] * n + tf.range(n)[None, :, None]) * w + codes
         ts = tf.where(valid, tf.cast(inputs["timestamp"], tf.int64), tf.constant(-1, tf.int64))
         ts = tf.broadcast_to(ts[:, None, :], tf.shape(codes))
         newest = tf.math.unsorted_segment_max(tf.reshape(ts, [-1]), tf.reshape(segment, [-1]), b * n * w)

@@ -71,9 +71,12 @@ class CTRModel(tf.keras.Model):
         self.user_embeddings = [FeatureEmbedding(fd, d, name=f"user_{fd.name}") for fd in spec.user_features]
         self.context_embeddings = [FeatureEmbedding(fd, d, name=f"context_{fd.name}")
                                    for fd in spec.context_features]
-        self.recent = RecentBehaviors(self.recent_length, name="recent_behaviors")
-        self.recent_attention = DINAttention(config.attention_units, name="recent_attention",
-                                             **_optional(config, activation="attention_activation"))
+        # recent_length 0 = no short-term branch (e.g. a paper-exact model reading one sequence)
+        self.recent = self.recent_attention = None
+        if self.recent_length > 0:
+            self.recent = RecentBehaviors(self.recent_length, name="recent_behaviors")
+            self.recent_attention = DINAttention(config.attention_units, name="recent_attention",
+                                                 **_optional(config, activation="attention_activation"))
         self.head = MLP(config.mlp_units, output_units=1, dropout=config.dropout, name="head",
                         **_optional(config, activation="head_activation"))
         self.embedding_l2 = float(getattr(config, "embedding_l2", 0.0))
@@ -109,10 +112,11 @@ class CTRModel(tf.keras.Model):
         candidate_item_id = tf.cast(candidate_item_id, tf.int64)
         item_emb = self.item_embedding(candidate_item_id)  # [B, C, d_item]
         c = tf.shape(candidate_item_id)[1]
-        short = self.recent_attention({"query": item_emb, "keys": user_state["recent_behaviors"],
-                                       "mask": user_state["recent_mask"]}, training=training)
-        user = tf.tile(user_state["user_embedding"][:, None, :], [1, c, 1])
-        parts = [item_emb, short, user]
+        parts = [item_emb]  # (this order is part of trained checkpoints: the head's kernel rows)
+        if self.recent_attention is not None:
+            parts.append(self.recent_attention({"query": item_emb, "keys": user_state["recent_behaviors"],
+                                                "mask": user_state["recent_mask"]}, training=training))
+        parts.append(tf.tile(user_state["user_embedding"][:, None, :], [1, c, 1]))
         if self.context_embeddings:
             ctx = self.encode_context(context)  # [B, d_ctx]
             parts.append(tf.tile(ctx[:, None, :], [1, c, 1]))
@@ -170,7 +174,9 @@ class CTRModel(tf.keras.Model):
         return out
 
     def encode_recent(self, hist) -> Dict[str, tf.Tensor]:
-        """The short-term half of the user state: the S most recent behavior tokens."""
+        """The short-term half of the user state: the S most recent behavior tokens (none when S = 0)."""
+        if self.recent is None:
+            return {}
         extras = {f"hist_{e.feature.name}": hist[f"hist_{e.feature.name}"] for e in self.behavior_feature_embeddings}
         recent = self.recent({"length": hist[HIST_LENGTH], "values": {
             "hist_item_id": hist["hist_item_id"], "hist_behavior_type": hist["hist_behavior_type"], **extras}})
