@@ -1,6 +1,7 @@
 """The tfrec CLI end to end on synthetic small data: every stage, files a user can check."""
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,6 +9,8 @@ import tensorflow as tf
 
 from tfrec import cli
 from tfrec.metrics import ctr_metrics
+
+CONFIGS = Path(__file__).resolve().parents[2] / "pipelines" / "configs"
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +84,22 @@ def test_train_evaluate_predict_export(data_dir, tmp_path):
     assert sorted(p.name for p in (base / "dmgin").iterdir()) == ["1", "2"]
     loaded = tf.saved_model.load(str(base / "dmgin" / "2"))
     assert set(loaded.signatures) == {"user_tower", "score", "serving_default"}
+
+
+def test_train_dmqn_writes_the_codebook_report(data_dir, tmp_path):
+    run = tmp_path / "dmqn"
+    assert cli.main(["train", "--model", "dmqn", "--data", str(data_dir), "--out", str(run), "--epochs", "1",
+                     "--config", str(CONFIGS / "dmqn.yaml"), "--set", "codebook_size=8", "--set", "hstu_layers=1",
+                     "--set", "health_batches=2", "--verbose", "0"]) == 0
+    report = json.loads((run / "codebook_health.json").read_text())
+    assert [r["epoch"] for r in report] == [1] and len(report[0]["codebooks"]) == 2
+    for book in report[0]["codebooks"]:
+        assert len(book["usage"]) == 8 and sum(book["usage"]) == report[0]["behaviors"] > 0
+        assert 1.0 <= book["perplexity"] <= 8.0 and book["dead"] == 8 - sum(u > 0 for u in book["usage"])
+    history = json.loads((run / "model.json").read_text())["history"]
+    assert history["codebook0_hit_ratio"] == [report[0]["codebooks"][0]["hit_ratio"]]
+    assert cli.main(["evaluate", "--run", str(run), "--data", str(data_dir)]) == 0
+    assert json.loads((run / "eval-test.json").read_text())["model"] == "dmqn"
 
 
 def test_errors_are_one_clear_line(tmp_path, capsys):
