@@ -46,6 +46,24 @@ def prepare(size: str, data: Path) -> dict:
     return json.loads(report_path.read_text())
 
 
+def codebook_lines(runs: Path, labels, epochs: int) -> list:
+    """DMQN cells' codebook health after each epoch (RUN/codebook_health.json, CodebookHealth)."""
+    lines = []
+    for label in labels:
+        for path in sorted(runs.glob(f"{label}-*-{epochs}/codebook_health.json")):
+            if path.parent.name.rsplit("-", 2)[0] != label:
+                continue
+            for rep in json.loads(path.read_text()):
+                books = "; ".join(f"{b['hit_ratio']:.2f} / {b['perplexity']:.1f} / {b['dead']}" for b in rep["codebooks"])
+                lines.append(f"| {path.parent.name} | {rep['epoch']} | {books} | {rep['restarted']} |")
+    if not lines:
+        return []
+    return ["", "Codebook health (`RUN/codebook_health.json`: inference assignments of the first training "
+                "batches after each epoch; per codebook hit ratio / perplexity / dead codewords; codewords "
+                "restarted after that epoch):", "",
+            "| run | epoch | codebooks | restarted |", "|---|---|---|---|"] + lines
+
+
 def mean_std(values) -> str:
     return f"{np.mean(values):.4f} ± {np.std(values):.4f}" if len(values) > 1 else f"{values[0]:.4f}"
 
@@ -105,6 +123,7 @@ def main(argv=None) -> int:
                      f"{mean_std([c['auc'] for c in got])} | {mean_std([c['gauc'] for c in got])} | "
                      f"{mean_std([c['logloss'] for c in got])} | "
                      f"{np.mean([c['train_seconds'] for c in got]) / args.epochs:.0f} |")
+    lines += codebook_lines(work / "runs", [r["model"] for r in rows], args.epochs)
     lines += ["", "Oracle ablation (the oracle's AUC without each planted term):", "",
               "| term | AUC | drop |", "|---|---|---|"]
     lines += [f"| {t} | {m['auc']:.4f} | {m['drop']:+.4f} |" for t, m in rep["ablation"].items()]

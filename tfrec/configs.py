@@ -76,7 +76,7 @@ class DMGINConfig:
       num_heads: heads of the intra-group multi-head self-attention (eqs. 2-3).
       hstu_layers: depth of the inter-group HSTU stack (eqs. 7-9; paper: 1 -> 6, monotone gains).
       hstu_heads: heads per HSTU layer.
-      short_term_length: recent behaviors in the short-term DIN branch.
+      short_term_length: recent behaviors in the short-term DIN branch (0 = none).
       attention_units: hidden units of the short-term DIN local activation unit.
       mlp_units: hidden units of the prediction MLP.
       dropout: dropout rate in the prediction MLP.
@@ -94,6 +94,11 @@ class DMGINConfig:
     mlp_units: Tuple[int, ...] = (64, 32)
     dropout: float = 0.0
     time_bucket_days: Tuple[float, ...] = TIME_BUCKET_DAYS
+
+    def __post_init__(self):
+        if self.short_term_length < 0:
+            raise ValueError("DMGINConfig.short_term_length must be >= 0 (0 = no short-term branch). "
+                             f"Received: short_term_length={self.short_term_length!r}")
 
 
 CODEWORD_ORDERS = ("recency", "codebook")
@@ -116,8 +121,9 @@ class DMQNConfig:
       temperature: tau of the relaxation at the first epoch (shapes the straight-through gradient).
       temperature_decay: tau is multiplied by this after every epoch (1 = constant) ...
       temperature_min: ... down to this floor.
-      dead_code_reset: restart codewords no behavior used during an epoch (``CodebookHealth``).
-      health_batches: training batches the per-epoch codebook report (and the reset) looks at.
+      dead_code_reset: restart, before the next epoch, the codewords no training behavior of the
+        epoch chose (Gumbel samples included; ``CodebookHealth``).
+      health_batches: training batches the per-epoch served-usage report (argmax) looks at.
       use_icim: the Interest Clusters Interaction Module (HSTU over each codeword sequence).
       codeword_order: "recency" (by each codeword's newest member behavior, oldest -> newest, as
         DMGIN orders its groups) or "codebook" (fixed codebook index order).
@@ -160,6 +166,10 @@ class DMQNConfig:
         if self.num_codebooks < 1 or self.codebook_size < 2:
             raise ValueError("DMQNConfig needs num_codebooks >= 1 and codebook_size >= 2. Received: "
                              f"num_codebooks={self.num_codebooks}, codebook_size={self.codebook_size}")
+        if self.short_term_length < 0 or self.health_batches < 1:
+            raise ValueError("DMQNConfig needs short_term_length >= 0 (0 = no short-term branch) and health_batches >= 1. "
+                             f"Received: short_term_length={self.short_term_length}, "
+                             f"health_batches={self.health_batches}")
         if not (self.temperature > 0 and self.temperature_min > 0 and 0 < self.temperature_decay <= 1):
             raise ValueError("DMQNConfig needs temperature > 0, temperature_min > 0 and 0 < temperature_decay <= 1. "
                              f"Received: temperature={self.temperature}, temperature_min={self.temperature_min}, "

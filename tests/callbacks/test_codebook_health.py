@@ -122,22 +122,75 @@ def test_dead_codewords_restart(reset):
     assert (usage[:, 1:] == 0).all() and (usage[:, 0] > 0).all()  # collapsed
 
     health = CodebookHealth(ds, batches=PROBE_BATCHES, dead_code_reset=reset)
-    model.fit(ds, epochs=1, verbose=0, callbacks=[health])
-    (report,) = health.reports
-    assert [b["dead"] for b in report["codebooks"]] == [W - 1] * N  # the epoch's report: still collapsed
-    assert [b["perplexity"] for b in report["codebooks"]] == [1.0] * N
+    model.fit(ds, epochs=2, verbose=0, callbacks=[health])
+    first, second = health.reports
+    for book in first["codebooks"]:  # the first epoch: collapsed as served and in training (noise included)
+        assert (book["dead"], book["perplexity"], book["train_dead"]) == (W - 1, 1.0, W - 1)
+        assert sum(book["training_usage"]) == first["training_behaviors"] > 0
     after = model.quantizer.codebooks.numpy()
-    usage, _ = health.observe()
-    stats = codebook_stats(usage)
+    stats = codebook_stats(health.observe()[0])
     if reset:
-        assert report["restarted"] == N * (W - 1)
+        # restarted at the start of epoch 2 (never after the last epoch), on observed behaviors
+        assert (first["restarted"], second["restarted"]) == (N * (W - 1), 0)
         np.testing.assert_array_equal(after[:, 0], before[:, 0])
         np.testing.assert_allclose(np.linalg.norm(after[:, 1:], axis=-1), 100.0, rtol=1e-5)
+        assert all(b["dead"] < W - 1 and b["perplexity"] > 1.5 for b in second["codebooks"]), second
         assert all(s["dead"] < W - 1 and s["perplexity"] > 1.5 for s in stats), stats
+        slots = [v for v in model.optimizer.variables() if v.name.endswith("quantizer/codebooks:0")]
+        assert len(slots) == 2  # Adam's m and v
     else:
-        assert report["restarted"] == 0
+        assert (first["restarted"], second["restarted"]) == (0, 0)
         np.testing.assert_array_equal(after, before)
         assert [s["dead"] for s in stats] == [W - 1] * N
+
+
+def test_no_restart_after_the_last_epoch():
+    # Validation, checkpoints and the saved weights must see the codewords the epoch trained.
+    features, ds = _dataset(n=16)
+    model = _model(features, learning_rate=0.0)
+    _collapse(model)
+    before = model.quantizer.codebooks.numpy()
+    health = CodebookHealth(ds, batches=PROBE_BATCHES, dead_code_reset=True)
+    model.fit(ds, epochs=1, verbose=0, callbacks=[health])
+    assert health.reports[0]["restarted"] == 0 and health.reports[0]["codebooks"][0]["train_dead"] == W - 1
+    np.testing.assert_array_equal(model.quantizer.codebooks.numpy(), before)
+
+
+def test_restart_zeroes_the_optimizer_moments_of_restarted_codewords():
+    features, ds = _dataset(n=16)
+    model = _model(features, learning_rate=1e-3)
+    _collapse(model)
+    health = CodebookHealth(ds, batches=PROBE_BATCHES, dead_code_reset=True)
+    health.set_model(model)
+    model.fit(ds, epochs=1, verbose=0)  # creates Adam's moments (dead codewords get softmax gradients)
+    slots = [v for v in model.optimizer.variables() if v.name.endswith("quantizer/codebooks:0")]
+    assert len(slots) == 2 and all(np.abs(v.numpy()[:, 1:]).sum() > 0 for v in slots)
+    dead = np.zeros((N, W), bool)
+    dead[:, 1:] = True
+    health._zero_optimizer_slots(dead)
+    for v in slots:
+        np.testing.assert_array_equal(v.numpy()[:, 1:], 0.0)
+        assert np.abs(v.numpy()[:, 0]).sum() > 0  # the live codeword keeps its moments
+
+
+def test_a_resumed_fit_keeps_earlier_reports(tmp_path):
+    features, ds = _dataset(n=16)
+    model = _model(features, learning_rate=1e-3)
+    path = tmp_path / "health.json"
+    model.fit(ds, epochs=2, verbose=0, callbacks=[CodebookHealth(ds, batches=1, json_path=str(path))])
+    model.fit(ds, epochs=3, initial_epoch=1, verbose=0, callbacks=[CodebookHealth(ds, batches=1, json_path=str(path))])
+    assert [r["epoch"] for r in json.loads(path.read_text())] == [1, 2, 3]
+
+
+def test_training_usage_counts_the_epochs_training_assignments():
+    features, ds = _dataset(n=16)
+    model = _model(features, learning_rate=0.0)
+    health = CodebookHealth(ds, batches=1)
+    model.fit(ds, epochs=1, verbose=0, callbacks=[health])
+    valid = int(np.minimum(features["hist_length"], features["hist_item_id"].shape[1]).sum())
+    report = health.reports[0]
+    assert report["training_behaviors"] == valid  # every valid behavior once per codebook
+    assert all(sum(b["training_usage"]) == valid for b in report["codebooks"])
 
 
 def _event_scalars(directory):

@@ -60,10 +60,16 @@ def test_dmqn_learns_the_lifelong_interest_din_on_the_last_behaviors_cannot_see(
     tf.keras.utils.set_random_seed(0)
     din = DIN(PLANTED_SPEC, DINConfig(embedding_dim=8, recent_length=RECENT, attention_units=(8,), mlp_units=(16,)),
               item_table=PLANTED_TABLE)
+    dmqn(planted_interest(2, seed=0)[0])
+    initial = [v.numpy().copy() for v in (dmqn.quantizer.codebooks, dmqn.quantizer.projection)]
     dmqn_auc, din_auc = _fit_auc(dmqn), _fit_auc(din)
-    # measured (seed 0): DMQN 0.78, DIN on the last 5 behaviors 0.50; the planted ceiling is ~0.85
+    # the CTR loss trained the quantizer (straight-through) ...
+    for before, v in zip(initial, (dmqn.quantizer.codebooks, dmqn.quantizer.projection)):
+        assert np.abs(v.numpy() - before).max() > 1e-3, v.name
+    # ... and DMQN reads the lifelong interest. Measured: DMQN 0.69 here (0.69-0.78 over other
+    # initializations), DIN on the last 5 behaviors 0.50; the planted ceiling is ~0.85
     assert din_auc < 0.58, din_auc
-    assert dmqn_auc > 0.65 and dmqn_auc > din_auc + 0.1, (dmqn_auc, din_auc)
+    assert dmqn_auc > 0.62 and dmqn_auc > din_auc + 0.1, (dmqn_auc, din_auc)
 
 
 def test_serving_is_deterministic_and_training_draws_noise():
@@ -108,6 +114,29 @@ def test_recency_order_puts_empty_codewords_first_and_codebook_order_keeps_indic
     assert fixed.codeword_order is None and recency.codeword_order is not None
 
 
+def test_recency_order_sorts_codewords_by_their_newest_member():
+    # DMQN-simple (states = pooled codewords): each codebook's states are the quantizer's
+    # clusters permuted by ascending newest-member timestamp, empty codewords first.
+    tf.keras.utils.set_random_seed(1)
+    model = make_dmqn(use_icim=False)
+    features = random_features(SPEC, 5, 16, seed=8)
+    features["hist_length"] = np.array([16, 16, 9, 4, 1], np.int32)
+    state = model.encode_user(features)
+    out = model.quantizer(model.quantizer_inputs(features)[0], training=False)
+    clusters, newest, used = (out[k].numpy() for k in ("clusters", "max_timestamp", "mask"))
+    n, w = DMQN_CONFIG.num_codebooks, DMQN_CONFIG.codebook_size
+    states = state["codeword_states"].numpy().reshape(5, n, w, -1)
+    for b in range(5):
+        for j in range(n):
+            key = np.where(used[b, j], newest[b, j], -1)
+            order = np.argsort(key, kind="stable")
+            assert (key[order][used[b, j][order]] == np.sort(newest[b, j][used[b, j]])).all()
+            live = used[b, j][order]
+            np.testing.assert_allclose(states[b, j][live], clusters[b, j][order][live], atol=1e-6)
+            np.testing.assert_array_equal(states[b, j][~live], 0.0)
+            assert live.sum() == used[b, j].sum() and (np.diff(live.astype(int)) >= 0).all()
+
+
 @pytest.mark.parametrize("overrides", [dict(num_codebooks=1, codebook_size=4), dict(num_codebooks=4, codebook_size=3),
                                        dict(use_icim=False), dict(estimator="softmax")])
 def test_ablations_build_the_documented_state(overrides):
@@ -144,7 +173,9 @@ def test_shipped_configs_load(name):
 @pytest.mark.parametrize("kwargs, match", [(dict(codeword_order="random"), "codeword_order"),
                                            (dict(estimator="argmax"), "estimator"),
                                            (dict(codebook_size=1), "codebook_size"),
-                                           (dict(temperature_decay=1.5), "temperature_decay")])
+                                           (dict(temperature_decay=1.5), "temperature_decay"),
+                                           (dict(short_term_length=-3), "short_term_length"),
+                                           (dict(health_batches=0), "health_batches")])
 def test_config_validation_names_the_field(kwargs, match):
     with pytest.raises(ValueError, match=match):
         DMQNConfig(**kwargs)

@@ -28,16 +28,28 @@ def codebook_stats(usage: np.ndarray) -> List[Dict[str, float]]:
 class CodebookHealth(tf.keras.callbacks.Callback):
     """Watches a model's ``MultiCodebookQuantizer`` during ``fit`` (DMQN).
 
-    On the first ``batches`` batches of ``dataset`` (taken once, at the start of training) it
-    quantizes every valid behavior at inference (argmax, no noise) at the end of each epoch and:
+    At the end of every epoch:
 
-    * adds ``codebook<j>_hit_ratio``, ``codebook<j>_perplexity``, ``codebook<j>_dead`` and
-      ``codebook_temperature`` to the epoch's logs, so the run's History (``model.json``) and
-      TensorBoard callbacks after this one record them;
-    * appends the full report (with each codebook's usage histogram) to ``json_path``;
-    * with ``dead_code_reset``, restarts the dead codewords on observed behaviors
-      (``MultiCodebookQuantizer.reset_dead_codewords``): the remedy when a codebook collapses;
-    * at the start of each epoch sets tau = max(``temperature_min``, tau_0 x decay^epoch).
+    * **served usage**: the first ``batches`` batches of ``dataset`` (taken once, when training
+      starts) are quantized as serving does (argmax, no noise); their per-codebook hit ratio,
+      perplexity and dead codewords (``codebook_stats``) go into the epoch's logs as
+      ``codebook<j>_hit_ratio`` / ``_perplexity`` / ``_dead`` (so the run's History, i.e.
+      ``model.json``, and the TensorBoard callback after this one record them);
+    * **training usage**: the quantizer's ``training_usage`` counter, the behaviors every
+      codeword received in the epoch's training steps (Gumbel samples included); codewords it
+      never received are ``codebook<j>_train_dead``;
+    * the full report (usage histograms included) is appended to ``json_path``.
+
+    With ``dead_code_reset``, the codewords dead in the *training* usage of the epoch (no
+    behavior of the whole epoch chose them, noise included, not just a miss in the probe
+    sample) are restarted on observed projected behaviors
+    (``MultiCodebookQuantizer.reset_dead_codewords``) at the start of the next epoch, so
+    validation, checkpoints and the final weights always see trained codewords; the
+    optimizer's slot rows of a restarted codeword (e.g. Adam's moments) are zeroed. No restart
+    follows the last epoch. At the start of each epoch tau = max(``temperature_min``,
+    tau_0 x decay^epoch), tau_0 being the quantizer's configured temperature.
+
+    A resumed fit (``initial_epoch`` > 0) keeps the reports of earlier epochs from ``json_path``.
 
     The model needs a ``quantizer`` attribute (a MultiCodebookQuantizer) and
     ``quantizer_inputs(features) -> (inputs, _)``.
@@ -47,6 +59,8 @@ class CodebookHealth(tf.keras.callbacks.Callback):
                  temperature_min: float = 0.1, dead_code_reset: bool = False, sample_per_batch: int = 512,
                  seed: int = 0):
         super().__init__()
+        if batches < 1:
+            raise ValueError(f"CodebookHealth needs batches >= 1. Received: batches={batches}")
         self.dataset = dataset
         self.batches = int(batches)
         self.json_path = Path(json_path) if json_path else None
@@ -57,23 +71,58 @@ class CodebookHealth(tf.keras.callbacks.Callback):
         self.seed = int(seed)
         self.reports: List[dict] = []
         self._probe = None
-        self._tau0 = None
+        self._pending = None  # (dead [N, W], projected) to restart at the next epoch's start
+        self._tau = None  # the scheduled tau not yet set (the layer was not built)
 
+    # -- the schedule and the restart -------------------------------------------------------
     def on_train_begin(self, logs=None):
         self._probe = [batch[0] if isinstance(batch, tuple) else batch for batch in self.dataset.take(self.batches)]
-        # tau_0 is the configured one, so a resumed fit (initial_epoch > 0) continues the schedule
-        self._tau0 = self.model.quantizer.initial_temperature
+        self._pending = None
+        self.reports = []
         if self.json_path and self.json_path.exists():
-            self.json_path.unlink()
+            self.reports = json.loads(self.json_path.read_text())
 
     def on_epoch_begin(self, epoch, logs=None):
-        tau = max(self.temperature_min, self._tau0 * self.temperature_decay ** epoch)
         q = self.model.quantizer
-        if self.temperature_decay != 1.0 and q.built:  # an unbuilt layer starts at tau_0 anyway
-            q.temperature.assign(tau)
+        if self.reports and self.reports[-1]["epoch"] > epoch:  # a resumed fit: drop what it redoes
+            self.reports = [r for r in self.reports if r["epoch"] <= epoch]
+        if self._pending is not None:
+            dead, projected = self._pending
+            self._pending = None
+            restarted = q.reset_dead_codewords(dead, projected, seed=self.seed + epoch)
+            self._zero_optimizer_slots(dead)
+            if self.reports:
+                self.reports[-1]["restarted"] = restarted
+                self._write()
+        if self.temperature_decay != 1.0:
+            self._tau = max(self.temperature_min, q.initial_temperature * self.temperature_decay ** epoch)
+        self._set_temperature()
+        if q.built:
+            q.training_usage.assign(tf.zeros_like(q.training_usage))
 
+    def on_train_batch_begin(self, batch, logs=None):
+        if self._tau is not None:  # a schedule the unbuilt layer could not take yet
+            self._set_temperature()
+
+    def _set_temperature(self):
+        q = self.model.quantizer
+        if self._tau is not None and q.built:
+            q.temperature.assign(self._tau)
+            self._tau = None
+
+    def _zero_optimizer_slots(self, dead):
+        """Zeroes the optimizer's slot rows (``<Optimizer>/<slot>/<codebooks>``) of restarted codewords."""
+        optimizer = getattr(self.model, "optimizer", None)
+        book = self.model.quantizer.codebooks
+        name = book.name.split(":")[0]
+        keep = tf.constant(~np.asarray(dead, bool)[..., None], book.dtype)
+        for v in (optimizer.variables() if optimizer is not None else []):
+            if v.shape == book.shape and v.name.split(":")[0].endswith("/" + name):
+                v.assign(v * keep)
+
+    # -- the report ---------------------------------------------------------------------------
     def observe(self):
-        """``(usage [N, W], projected: N arrays [M, D])`` over the probe batches."""
+        """``(usage [N, W], projected: N arrays [M, D])`` of serving's assignments on the probe."""
         q = self.model.quantizer
         rng = np.random.default_rng(self.seed + len(self.reports))
         usage = np.zeros([q.num_codebooks, q.codebook_size], np.int64)
@@ -98,17 +147,24 @@ class CodebookHealth(tf.keras.callbacks.Callback):
         q = self.model.quantizer
         usage, projected = self.observe()
         stats = codebook_stats(usage)
-        tau = float(q.temperature.numpy())
-        restarted = 0
-        if self.dead_code_reset and any(s["dead"] for s in stats):
-            restarted = q.reset_dead_codewords(usage == 0, projected, seed=self.seed + epoch)
-        report = {"epoch": epoch + 1, "temperature": tau, "behaviors": int(usage[0].sum()),
-                  "restarted": restarted, "codebooks": [{**s, "usage": usage[j].tolist()} for j, s in enumerate(stats)]}
+        trained = np.round(q.training_usage.numpy()).astype(np.int64)
+        train_dead = (trained == 0).sum(axis=1)
+        report = {"epoch": epoch + 1, "temperature": float(q.temperature.numpy()), "behaviors": int(usage[0].sum()),
+                  "training_behaviors": int(trained[0].sum()), "restarted": 0,
+                  "codebooks": [{**s, "usage": usage[j].tolist(), "train_dead": int(train_dead[j]),
+                                 "training_usage": trained[j].tolist()} for j, s in enumerate(stats)]}
         self.reports.append(report)
+        last = epoch + 1 >= self.params.get("epochs", epoch + 1)
+        if self.dead_code_reset and train_dead.any() and trained.sum() > 0 and not last:
+            self._pending = (trained == 0, projected)
         if logs is not None:
             for j, s in enumerate(stats):
                 logs.update({f"codebook{j}_{k}": v for k, v in s.items()})
-            logs["codebook_temperature"] = tau
+                logs[f"codebook{j}_train_dead"] = int(train_dead[j])
+            logs["codebook_temperature"] = report["temperature"]
+        self._write()
+
+    def _write(self):
         if self.json_path:
             self.json_path.parent.mkdir(parents=True, exist_ok=True)
             self.json_path.write_text(json.dumps(self.reports, indent=1))

@@ -48,6 +48,10 @@ class MultiCodebookQuantizer(tf.keras.layers.Layer):
 
     Input: dict with ``behaviors`` ``[B, L, D_e]``, ``mask`` ``[B, L]`` and ``timestamp`` int64
       ``[B, L]``.
+    Weights: ``projection`` ``[N, D_e, D]``, ``codebooks`` ``[N, W, D]``, and non-trainable
+    ``temperature`` and ``training_usage`` ``[N, W]`` (behaviors each codeword received in
+    training calls, for ``CodebookHealth``; serving never touches it).
+
     Output: dict with ``clusters`` ``[B, N, W, D_e]`` (r_k, zeros when empty), ``mask`` bool
       ``[B, N, W]`` (codeword has a member), ``count`` float32 ``[B, N, W]``, ``max_timestamp``
       int64 ``[B, N, W]`` (newest member, -1 when empty) and ``codes`` int32 ``[B, N, L]``
@@ -80,6 +84,12 @@ class MultiCodebookQuantizer(tf.keras.layers.Layer):
                                          initializer=tf.keras.initializers.RandomNormal(stddev=1.0))
         self.temperature = self.add_weight(name="temperature", shape=[], trainable=False,
                                            initializer=tf.keras.initializers.Constant(self.initial_temperature))
+        # behaviors assigned to each codeword by the training calls since the last reset
+        # (CodebookHealth zeroes it every epoch; summed across replicas like a Keras metric)
+        self.training_usage = self.add_weight(name="training_usage", shape=[n, w], trainable=False,
+                                              initializer="zeros",
+                                              synchronization=tf.VariableSynchronization.ON_READ,
+                                              aggregation=tf.VariableAggregation.SUM)
         super().build(input_shape)
 
     def project(self, behaviors):
@@ -122,6 +132,8 @@ class MultiCodebookQuantizer(tf.keras.layers.Layer):
         count = tf.reshape(tf.matmul(valid_f, tf.reshape(hard, [b, length, n * w])), [b, n, w])
         sums = tf.reshape(tf.matmul(assign, e, transpose_a=True), [b, n, w, -1])  # [B, N*W, D_e] -> [B, N, W, D_e]
         clusters = sums / tf.maximum(count, 1.0)[..., None]
+        if training:
+            self.training_usage.assign_add(tf.reduce_sum(count, axis=0))
 
         # newest member per codeword: one segment max over (user, codebook, codeword)
         codes = tf.transpose(codes, [0, 2, 1])  # [B, N, L]

@@ -73,6 +73,9 @@ class CTRModel(tf.keras.Model):
                                    for fd in spec.context_features]
         # recent_length 0 = no short-term branch (e.g. a paper-exact model reading one sequence)
         self.recent = self.recent_attention = None
+        if self.recent_length < 0:
+            raise ValueError(f"The recent-behavior length must be >= 0 (0 = no short-term branch). "
+                             f"Received: {self.recent_length}")
         if self.recent_length > 0:
             self.recent = RecentBehaviors(self.recent_length, name="recent_behaviors")
             self.recent_attention = DINAttention(config.attention_units, name="recent_attention",
