@@ -121,29 +121,27 @@ class MultiCodebookQuantizer(tf.keras.layers.Layer):
             u = tf.random.uniform(tf.shape(logits), minval=1e-9, maxval=1.0, dtype=logits.dtype)
             logits += -tf.math.log(-tf.math.log(u))
         codes = tf.argmax(logits, axis=-1, output_type=tf.int32)  # [B, L, N]
-        hard = tf.one_hot(codes, w, dtype=e.dtype)
-        if training:  # straight-through: forward = hard, gradient of the relaxation
-            soft = tf.nn.softmax(logits / self.temperature, axis=-1)
-            assign = hard + soft - tf.stop_gradient(soft)
+        # one segment per (user, codebook, codeword); padding goes to a last, dropped segment
+        n_segments = b * n * w
+        segment = (tf.range(b)[:, None, None] * n + tf.range(n)[None, None, :]) * w + codes
+        segment = tf.where(valid[..., None], segment, n_segments)  # [B, L, N]
+        segments = [segment[:, :, j] for j in range(n)]
+        if training:  # straight-through: forward = the hard pooling, gradient of the relaxation
+            sums = _straight_through_pool(logits, e, segments, n_segments + 1, tf.convert_to_tensor(self.temperature))
         else:
-            assign = hard
-        assign = tf.reshape(assign, [b, length, n * w])
-        valid_f = tf.cast(valid, e.dtype)[:, None, :]  # [B, 1, L]
-        count = tf.reshape(tf.matmul(valid_f, tf.reshape(hard, [b, length, n * w])), [b, n, w])
-        sums = tf.reshape(tf.matmul(assign, e, transpose_a=True), [b, n, w, -1])  # [B, N*W, D_e] -> [B, N, W, D_e]
-        clusters = sums / tf.maximum(count, 1.0)[..., None]
+            sums = _pool(e, segments, n_segments + 1)
+        ones = tf.cast(valid, e.dtype)
+        count = tf.reshape(_pool(ones, segments, n_segments + 1)[:-1], [b, n, w])
+        clusters = tf.reshape(sums[:-1], [b, n, w, -1]) / tf.maximum(count, 1.0)[..., None]
         if training:
             self.training_usage.assign_add(tf.reduce_sum(count, axis=0))
 
         # newest member per codeword: one segment max over (user, codebook, codeword)
-        codes = tf.transpose(codes, [0, 2, 1])  # [B, N, L]
-        segment = (tf.range(b)[:, None, None] * n + tf.range(n)[None, :, None]) * w + codes
         ts = tf.where(valid, tf.cast(inputs["timestamp"], tf.int64), tf.constant(-1, tf.int64))
-        ts = tf.broadcast_to(ts[:, None, :], tf.shape(codes))
-        newest = tf.math.unsorted_segment_max(tf.reshape(ts, [-1]), tf.reshape(segment, [-1]), b * n * w)
+        newest = _pool(ts, segments, n_segments + 1, tf.math.unsorted_segment_max)[:-1]
         mask = count > 0
         max_ts = tf.where(mask, tf.reshape(newest, [b, n, w]), tf.constant(-1, tf.int64))
-        codes = tf.where(valid[:, None, :], codes, -1)
+        codes = tf.where(valid[:, None, :], tf.transpose(codes, [0, 2, 1]), -1)  # [B, N, L]
         return {"clusters": clusters, "mask": mask, "count": count, "max_timestamp": max_ts, "codes": codes}
 
     def reset_dead_codewords(self, dead, projected, seed=None) -> int:
@@ -185,3 +183,50 @@ class MultiCodebookQuantizer(tf.keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "num_codebooks": self.num_codebooks, "codebook_size": self.codebook_size,
                 "code_dim": self.code_dim, "estimator": self.estimator, "temperature": self.initial_temperature}
+
+
+def _pool(values, segments, n_segments, reduce=tf.math.unsorted_segment_sum):
+    """``values`` ``[B, L, ...]`` reduced into ``n_segments`` by each codebook's segment ids
+    ``[B, L]`` (their id ranges are disjoint): ``[n_segments, ...]``."""
+    parts = [reduce(values, s, n_segments) for s in segments]
+    if reduce is tf.math.unsorted_segment_sum:
+        return tf.add_n(parts)
+    out = parts[0]
+    for p in parts[1:]:
+        out = tf.maximum(out, p)
+    return out
+
+
+def _straight_through_pool(logits, e, segments, n_segments, temperature):
+    """Pooled sums of the hard assignment, with the gradient of the soft one (eqs. 6-9).
+
+    Forward: ``sums_s = sum_i e_i [segment_i = s]`` (the hard one-hot assignment, no ``[B, L, N, W]``
+    one-hot is built). Backward, as ``assign = hard + soft - stop_gradient(soft)`` with
+    ``soft = softmax(logits / tau)`` would give: ``d/d e_i = G[segment_i]`` (the hard part)
+    and ``d/d logits = soft * (g - sum(soft * g)) / tau`` with ``g_iw = e_i . G_w``.
+
+    Args:
+      logits: ``[B, L, N, W]`` (noise included).
+      e: ``[B, L, D_e]`` (zero at padding).
+      segments: N ``[B, L]`` int32 ids into ``n_segments`` (padding in the last one).
+      n_segments: B*N*W + 1.
+      temperature: tau.
+
+    Returns: ``[n_segments, D_e]``.
+    """
+
+    @tf.custom_gradient
+    def pool(logits, e):
+        def grad(upstream):  # [n_segments, D_e]
+            shape = tf.shape(logits)
+            g = tf.reshape(upstream[:-1], [shape[0], shape[2] * shape[3], -1])  # [B, N*W, D_e]
+            g_assign = tf.reshape(tf.matmul(e, g, transpose_b=True), shape)  # [B, L, N, W]
+            soft = tf.nn.softmax(logits / temperature, axis=-1)
+            g_logits = soft * (g_assign - tf.reduce_sum(soft * g_assign, axis=-1, keepdims=True)) / temperature
+            g_e = tf.add_n([tf.gather(upstream, s) for s in segments])  # [B, L, D_e]
+            return g_logits, g_e
+
+        return _pool(e, segments, n_segments), grad
+
+    return pool(logits, e)
+
