@@ -30,7 +30,8 @@ from pipelines.common import GROUPS, RAW, SPEC, load_yaml_config, stage_args  # 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / "pipelines" / "configs"
 MODELS = {"din": ("din", {}), "din-full": ("din", {"recent_length": None}), "dmgin": ("dmgin", {}),
-          "dmqn": ("dmqn", {}), "dmqn-simple": ("dmqn", {"use_icim": False})}
+          "dmqn": ("dmqn", {}), "dmqn-simple": ("dmqn", {"use_icim": False}),
+          "dmqn-restart": ("dmqn", {"dead_code_reset": True})}
 
 
 def prepare(size: str, data: Path) -> dict:

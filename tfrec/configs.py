@@ -121,9 +121,15 @@ class DMQNConfig:
       temperature: tau of the relaxation at the first epoch (shapes the straight-through gradient).
       temperature_decay: tau is multiplied by this after every epoch (1 = constant) ...
       temperature_min: ... down to this floor.
-      dead_code_reset: restart, before the next epoch, the codewords no training behavior of the
-        epoch chose (Gumbel samples included; ``CodebookHealth``).
+      dead_code_reset: restart, before the next epoch, the codewords that won no training
+        behavior of the epoch at argmax (``CodebookHealth``; ours, the collapse remedy; off by
+        default, as the paper: turn it on when the codebook report shows dead codewords).
       health_batches: training batches the per-epoch served-usage report (argmax) looks at.
+      behavior_age: add ``E_time(bucket(t_req - t_i))`` to each behavior token before quantizing
+        (ours: the paper's ``e_i`` is unspecified; DMGIN's behaviors carry the same age buckets).
+        Without it the long-term branch never sees the request time.
+      codeword_count: add ``W_c log1p(|codeword|)`` to each pooled codeword (ours: the avg-pool
+        of eq. 9 drops how many behaviors a codeword holds, i.e. the interest's intensity).
       use_icim: the Interest Clusters Interaction Module (HSTU over each codeword sequence).
       codeword_order: "recency" (by each codeword's newest member behavior, oldest -> newest, as
         DMGIN orders its groups) or "codebook" (fixed codebook index order).
@@ -144,8 +150,10 @@ class DMQNConfig:
     temperature: float = 1.0
     temperature_decay: float = 1.0
     temperature_min: float = 0.1
-    dead_code_reset: bool = True
+    dead_code_reset: bool = False
     health_batches: int = 8
+    behavior_age: bool = False
+    codeword_count: bool = False
     use_icim: bool = True
     codeword_order: str = "recency"
     hstu_layers: int = 2

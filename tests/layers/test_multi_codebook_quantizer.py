@@ -154,6 +154,22 @@ def test_gumbel_training_codes_differ_from_argmax_when_scores_are_close():
     assert (noisy[valid] != hard[valid]).mean() > 0.4
 
 
+def test_training_usage_counts_the_served_argmax_not_the_noisy_samples():
+    tf.keras.utils.set_random_seed(4)
+    inputs = _random_inputs(b=2, length=100)
+    layer = MultiCodebookQuantizer(2, 4, estimator="gumbel")
+    layer(inputs, training=False)
+    layer.codebooks.assign(layer.codebooks * 0.05)  # the noise changes most training assignments
+    served = layer(inputs, training=False)["codes"].numpy()
+    np.testing.assert_array_equal(layer.training_usage.numpy(), 0.0)  # inference counts nothing
+    noisy = layer(inputs, training=True)["codes"].numpy()
+    layer(inputs, training=True)
+    expected = np.stack([np.bincount(served[:, j][served[:, j] >= 0], minlength=4) for j in range(2)])
+    np.testing.assert_array_equal(layer.training_usage.numpy(), 2 * expected)  # two training calls
+    noisy_counts = np.stack([np.bincount(noisy[:, j][noisy[:, j] >= 0], minlength=4) for j in range(2)])
+    assert (noisy_counts != expected).any()
+
+
 def test_softmax_estimator_training_forward_equals_inference():
     tf.keras.utils.set_random_seed(4)
     inputs = _random_inputs()

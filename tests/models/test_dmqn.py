@@ -166,8 +166,7 @@ def test_dmqn_simple_attends_to_the_pooled_codewords():
 def test_shipped_configs_load(name):
     config = from_dict(DMQNConfig, yaml.safe_load((CONFIGS / f"{name}.yaml").read_text()))
     assert config.use_icim == (name != "dmqn-simple")
-    assert (config.short_term_length == 0, config.dead_code_reset) == ((True, False) if name == "dmqn-paper"
-                                                                        else (False, True))
+    assert (config.short_term_length == 0) == (name == "dmqn-paper") and not config.dead_code_reset
 
 
 @pytest.mark.parametrize("kwargs, match", [(dict(codeword_order="random"), "codeword_order"),
@@ -197,3 +196,32 @@ def test_without_the_short_term_branch_the_state_is_the_codewords_alone():
 def test_din_needs_its_recent_branch():
     with pytest.raises(ValueError, match="recent_length"):
         DINConfig(recent_length=0)
+
+
+def _doubled(features):
+    """Every history listed twice (same items, types, timestamps): same averages, twice the counts."""
+    out = dict(features)
+    for k, v in features.items():
+        if k.startswith("hist_") and getattr(v, "ndim", 0) == 2:
+            out[k] = np.concatenate([v, v], axis=1)
+    out["hist_length"] = features["hist_length"] * 2
+    return out
+
+
+@pytest.mark.parametrize("switch", [False, True])
+def test_behavior_age_switch_brings_the_request_time_in(switch):
+    model = make_dmqn(behavior_age=switch, use_icim=False)
+    features = random_features(SPEC, 4, 12, seed=9)
+    later = dict(features, request_timestamp=features["request_timestamp"] + 400 * 86400)
+    same = np.allclose(model.encode_user(features)["codeword_states"].numpy(),
+                       model.encode_user(later)["codeword_states"].numpy(), atol=1e-6)
+    assert same != switch  # without it the long-term branch never sees the request time
+
+
+@pytest.mark.parametrize("switch", [False, True])
+def test_codeword_count_switch_brings_the_interest_intensity_in(switch):
+    model = make_dmqn(codeword_count=switch, use_icim=False)
+    features = random_features(SPEC, 4, 8, seed=10)
+    features["hist_length"] = np.full(4, 8, np.int32)
+    once, twice = (model.encode_user(f)["codeword_states"].numpy() for f in (features, _doubled(features)))
+    assert np.allclose(once, twice, atol=1e-5) != switch  # eq. 9's average alone cannot tell them apart

@@ -35,14 +35,16 @@ class CodebookHealth(tf.keras.callbacks.Callback):
       perplexity and dead codewords (``codebook_stats``) go into the epoch's logs as
       ``codebook<j>_hit_ratio`` / ``_perplexity`` / ``_dead`` (so the run's History, i.e.
       ``model.json``, and the TensorBoard callback after this one record them);
-    * **training usage**: the quantizer's ``training_usage`` counter, the behaviors every
-      codeword received in the epoch's training steps (Gumbel samples included); codewords it
-      never received are ``codebook<j>_train_dead``;
+    * **training usage**: the quantizer's ``training_usage`` counter: for every behavior of the
+      epoch's training steps, the codeword serving would choose (argmax, no noise); codewords
+      that won none are ``codebook<j>_train_dead``. (The Gumbel samples themselves spread over
+      every codeword, which hides a collapse: measured on ml-100k, 0 dead among the noisy
+      training assignments while 41 of 64 codewords were dead at argmax.)
     * the full report (usage histograms included) is appended to ``json_path``.
 
     With ``dead_code_reset``, the codewords dead in the *training* usage of the epoch (no
-    behavior of the whole epoch chose them, noise included, not just a miss in the probe
-    sample) are restarted on observed projected behaviors
+    behavior of the whole epoch would be served by them, not just a miss in the probe sample)
+    are restarted on observed projected behaviors
     (``MultiCodebookQuantizer.reset_dead_codewords``) at the start of the next epoch, so
     validation, checkpoints and the final weights always see trained codewords; the
     optimizer's slot rows of a restarted codeword (e.g. Adam's moments) are zeroed. No restart

@@ -49,8 +49,8 @@ class MultiCodebookQuantizer(tf.keras.layers.Layer):
     Input: dict with ``behaviors`` ``[B, L, D_e]``, ``mask`` ``[B, L]`` and ``timestamp`` int64
       ``[B, L]``.
     Weights: ``projection`` ``[N, D_e, D]``, ``codebooks`` ``[N, W, D]``, and non-trainable
-    ``temperature`` and ``training_usage`` ``[N, W]`` (behaviors each codeword received in
-    training calls, for ``CodebookHealth``; serving never touches it).
+    ``temperature`` and ``training_usage`` ``[N, W]`` (behaviors of the training calls each
+    codeword wins at argmax, i.e. as served, for ``CodebookHealth``; serving never touches it).
 
     Output: dict with ``clusters`` ``[B, N, W, D_e]`` (r_k, zeros when empty), ``mask`` bool
       ``[B, N, W]`` (codeword has a member), ``count`` float32 ``[B, N, W]``, ``max_timestamp``
@@ -84,8 +84,9 @@ class MultiCodebookQuantizer(tf.keras.layers.Layer):
                                          initializer=tf.keras.initializers.RandomNormal(stddev=1.0))
         self.temperature = self.add_weight(name="temperature", shape=[], trainable=False,
                                            initializer=tf.keras.initializers.Constant(self.initial_temperature))
-        # behaviors assigned to each codeword by the training calls since the last reset
-        # (CodebookHealth zeroes it every epoch; summed across replicas like a Keras metric)
+        # behaviors each codeword wins at argmax (as served, without the noise) in the training
+        # calls since the last reset (CodebookHealth zeroes it every epoch; summed across
+        # replicas like a Keras metric)
         self.training_usage = self.add_weight(name="training_usage", shape=[n, w], trainable=False,
                                               initializer="zeros",
                                               synchronization=tf.VariableSynchronization.ON_READ,
@@ -117,15 +118,13 @@ class MultiCodebookQuantizer(tf.keras.layers.Layer):
         n, w = self.num_codebooks, self.codebook_size
         b, length = tf.shape(e)[0], tf.shape(e)[1]
         logits = self._scores(e)  # [B, L, N, W]
+        served_codes = codes = tf.argmax(logits, axis=-1, output_type=tf.int32)  # [B, L, N]
         if training and self.estimator == "gumbel":
             u = tf.random.uniform(tf.shape(logits), minval=1e-9, maxval=1.0, dtype=logits.dtype)
             logits += -tf.math.log(-tf.math.log(u))
-        codes = tf.argmax(logits, axis=-1, output_type=tf.int32)  # [B, L, N]
-        # one segment per (user, codebook, codeword); padding goes to a last, dropped segment
+            codes = tf.argmax(logits, axis=-1, output_type=tf.int32)
         n_segments = b * n * w
-        segment = (tf.range(b)[:, None, None] * n + tf.range(n)[None, None, :]) * w + codes
-        segment = tf.where(valid[..., None], segment, n_segments)  # [B, L, N]
-        segments = [segment[:, :, j] for j in range(n)]
+        segments = _segments(codes, valid, n, w)
         if training:  # straight-through: forward = the hard pooling, gradient of the relaxation
             sums = _straight_through_pool(logits, e, segments, n_segments + 1, tf.convert_to_tensor(self.temperature))
         else:
@@ -133,8 +132,9 @@ class MultiCodebookQuantizer(tf.keras.layers.Layer):
         ones = tf.cast(valid, e.dtype)
         count = tf.reshape(_pool(ones, segments, n_segments + 1)[:-1], [b, n, w])
         clusters = tf.reshape(sums[:-1], [b, n, w, -1]) / tf.maximum(count, 1.0)[..., None]
-        if training:
-            self.training_usage.assign_add(tf.reduce_sum(count, axis=0))
+        if training:  # what serving would have chosen for these behaviors (no noise)
+            served = count if served_codes is codes else _pool(ones, _segments(served_codes, valid, n, w), n_segments + 1)[:-1]
+            self.training_usage.assign_add(tf.reduce_sum(tf.reshape(served, [b, n, w]), axis=0))
 
         # newest member per codeword: one segment max over (user, codebook, codeword)
         ts = tf.where(valid, tf.cast(inputs["timestamp"], tf.int64), tf.constant(-1, tf.int64))
@@ -183,6 +183,15 @@ class MultiCodebookQuantizer(tf.keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "num_codebooks": self.num_codebooks, "codebook_size": self.codebook_size,
                 "code_dim": self.code_dim, "estimator": self.estimator, "temperature": self.initial_temperature}
+
+
+def _segments(codes, valid, n, w):
+    """One segment id per (user, codebook, codeword) for ``codes`` ``[B, L, N]``; padding goes to
+    a last segment ``B*N*W`` that callers drop. Returns N ``[B, L]`` id tensors."""
+    b = tf.shape(codes)[0]
+    segment = (tf.range(b)[:, None, None] * n + tf.range(n)[None, None, :]) * w + codes
+    segment = tf.where(valid[..., None], segment, b * n * w)  # [B, L, N]
+    return [segment[:, :, j] for j in range(n)]
 
 
 def _pool(values, segments, n_segments, reduce=tf.math.unsorted_segment_sum):

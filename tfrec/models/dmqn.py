@@ -2,9 +2,10 @@
 import tensorflow as tf
 
 from tfrec.configs import DMQNConfig
-from tfrec.data.spec import HIST_LENGTH
+from tfrec.data.spec import HIST_LENGTH, SECONDS_PER_DAY
 from tfrec.layers.candidate_group_attention import CandidateGroupAttention
 from tfrec.layers.hstu import HSTU
+from tfrec.layers.id_embedding import IdEmbedding
 from tfrec.layers.multi_codebook_quantizer import MultiCodebookQuantizer
 from tfrec.layers.top_k_groups import TopKGroups
 from tfrec.models.base import CTRModel
@@ -30,7 +31,8 @@ class DMQN(CTRModel):
     ``recent_mask`` ``[B, S]``, ``codeword_states`` ``[B, N*W, d_item]``, ``codeword_mask`` ``[B, N*W]``.
 
     Ablations (DMQNConfig): ``use_icim=False`` (DMQN-simple, Table 3), N, W, ``estimator``,
-    ``codeword_order``.
+    ``codeword_order``; our additions ``behavior_age`` (``E_time(bucket(t_req - t_i))`` added to
+    each behavior token) and ``codeword_count`` (``W_c log1p(count)`` added to each pooled codeword).
     """
 
     config_class = DMQNConfig
@@ -44,6 +46,12 @@ class DMQN(CTRModel):
         self.codeword_order = TopKGroups(w, name="codeword_order") if config.codeword_order == "recency" else None
         self.hstu = (HSTU(config.hstu_layers, config.hstu_heads, config.embedding_dim, w, config.time_bucket_days,
                           name="hstu") if config.use_icim else None)
+        d_item = self.item_embedding.output_dim
+        # ours, off in the paper-exact config: the behavior's age and the codeword's size
+        self.age_embedding = (IdEmbedding(len(config.time_bucket_days) + 1, d_item, name="behavior_age_embedding")
+                              if config.behavior_age else None)
+        self.count_projection = (tf.keras.layers.Dense(d_item, name="codeword_count_projection")
+                                 if config.codeword_count else None)
         self.cluster_attention = CandidateGroupAttention(config.embedding_dim, match_prior=False, name="cluster_attention")
 
     @property
@@ -54,7 +62,12 @@ class DMQN(CTRModel):
         """The quantizer's input for a features batch: every behavior token and its mask/timestamp."""
         hist = self.padded_history(features)
         valid = tf.range(tf.shape(hist["hist_item_id"])[1])[None, :] < hist[HIST_LENGTH][:, None]
-        return {"behaviors": self.behavior_tokens(hist), "mask": valid, "timestamp": hist["hist_timestamp"]}, hist
+        tokens = self.behavior_tokens(hist)
+        if self.age_embedding is not None:
+            age = tf.cast(tf.cast(features["request_timestamp"], tf.int64)[:, None]
+                          - tf.cast(hist["hist_timestamp"], tf.int64), tf.float32) / SECONDS_PER_DAY
+            tokens += self.age_embedding(tf.raw_ops.Bucketize(input=age, boundaries=list(self.config.time_bucket_days)))
+        return {"behaviors": tokens, "mask": valid, "timestamp": hist["hist_timestamp"]}, hist
 
     def encode_user(self, features, training=None):
         inputs, hist = self.quantizer_inputs(features)
@@ -63,7 +76,10 @@ class DMQN(CTRModel):
         d_item = self.item_embedding.output_dim
         b = tf.shape(q["clusters"])[0]
         # the N codebooks become N independent sequences of W codewords
-        x = tf.reshape(q["clusters"], [b * n, w, d_item])
+        x = q["clusters"]
+        if self.count_projection is not None:  # [B, N, W] -> [B, N, W, d_item]
+            x += self.count_projection(tf.math.log1p(q["count"])[..., None]) * tf.cast(q["mask"], x.dtype)[..., None]
+        x = tf.reshape(x, [b * n, w, d_item])
         mask = tf.reshape(q["mask"], [b * n, w])
         ts = tf.reshape(q["max_timestamp"], [b * n, w])
         if self.codeword_order is not None:
