@@ -55,13 +55,15 @@ def codebook_lines(runs: Path, labels, epochs: int) -> list:
             if path.parent.name.rsplit("-", 2)[0] != label:
                 continue
             for rep in json.loads(path.read_text()):
-                books = "; ".join(f"{b['hit_ratio']:.2f} / {b['perplexity']:.1f} / {b['dead']}" for b in rep["codebooks"])
+                books = "; ".join(f"{b['hit_ratio']:.2f} / {b['perplexity']:.1f} / {b['dead']} / {b.get('train_dead', '')}"
+                                  for b in rep["codebooks"])
                 lines.append(f"| {path.parent.name} | {rep['epoch']} | {books} | {rep['restarted']} |")
     if not lines:
         return []
     return ["", "Codebook health (`RUN/codebook_health.json`: inference assignments of the first training "
-                "batches after each epoch; per codebook hit ratio / perplexity / dead codewords; codewords "
-                "restarted after that epoch):", "",
+                "batches after each epoch; per codebook hit ratio / perplexity / dead codewords as served / "
+                "codewords that won no training behavior of the epoch at argmax; codewords restarted "
+                "before the next epoch):", "",
             "| run | epoch | codebooks | restarted |", "|---|---|---|---|"] + lines
 
 
