@@ -61,6 +61,8 @@ class CodebookHealth(tf.keras.callbacks.Callback):
                  temperature_min: float = 0.1, dead_code_reset: bool = False, sample_per_batch: int = 512,
                  seed: int = 0):
         super().__init__()
+        # its batch hook reads no logs: Keras need not copy them to numpy every step
+        self._supports_tf_logs = True
         if batches < 1:
             raise ValueError(f"CodebookHealth needs batches >= 1. Received: batches={batches}")
         self.dataset = dataset
