@@ -116,7 +116,7 @@ class MultiCodebookQuantizer(tf.keras.layers.Layer):
         # rows then add nothing to the pooled sums and get no gradient
         e = tf.where(valid[..., None], inputs["behaviors"], tf.zeros_like(inputs["behaviors"]))
         n, w = self.num_codebooks, self.codebook_size
-        b, length = tf.shape(e)[0], tf.shape(e)[1]
+        b = tf.shape(e)[0]
         logits = self._scores(e)  # [B, L, N, W]
         served_codes = codes = tf.argmax(logits, axis=-1, output_type=tf.int32)  # [B, L, N]
         if training and self.estimator == "gumbel":
