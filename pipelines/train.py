@@ -15,7 +15,7 @@ from pipelines.common import (GROUPS, history_files, load_item_table, load_spec,
 
 
 def add_arguments(p):
-    p.add_argument("--model", required=True, help="model type: din | dmgin | dmqn")
+    p.add_argument("--model", required=True, help="model type (tfrec.models.MODELS): din | dmgin | dmqn | siren")
     p.add_argument("--data", required=True, help="data directory (after write-tfrecords, and cluster for dmgin)")
     p.add_argument("--out", required=True, help="run directory to write")
     p.add_argument("--config", help="YAML file with the model config (e.g. pipelines/configs/dmgin.yaml)")
@@ -45,14 +45,20 @@ def train_model(model_type, data_dir, out_dir, model_config=None, epochs=3, batc
     from tfrec.configs import TrainConfig
     from tfrec.grouping import load_group_table
     from tfrec.data.dataset import load_user_histories
+    from tfrec.models import MODELS
     from tfrec.training import build_model, item_frequency, train
 
     spec = load_spec(data_dir)
     groups_path = Path(data_dir) / GROUPS
     groups = load_group_table(groups_path) if groups_path.exists() else None
     history = load_user_histories(history_files(data_dir), spec, skip_corrupt=skip_corrupt)
+    content = None
+    if getattr(MODELS.get(model_type), "uses_item_content", False):
+        from tfrec.data.item_content import ItemContent
+
+        content = ItemContent.load(data_dir, spec.n_items)
     model = build_model(model_type, spec, model_config, groups=groups, item_table=load_item_table(data_dir, spec),
-                        item_frequency=item_frequency(history, spec.n_items))
+                        item_frequency=item_frequency(history, spec.n_items), item_content=content)
     cfg = TrainConfig(batch_size=batch_size, epochs=epochs, learning_rate=learning_rate, seed=seed)
     ds = make_split_dataset(data_dir, "train", spec, batch_size, shuffle=True, seed=seed, history=history,
                             skip_corrupt=skip_corrupt)

@@ -184,6 +184,197 @@ class DMQNConfig:
                              f"temperature_decay={self.temperature_decay}")
 
 
+GSU_MODES = ("soft", "hard")
+
+
+@dataclasses.dataclass(frozen=True)
+class SIRENConfig:
+    """SIREN (SIREN paper, secs. 4.1-4.3; choices the paper leaves open: docs/models.md).
+
+    Ablations are fields (Table 2): ``semantic_id`` (prefix-encoded SemIDs in ``h_i``),
+    ``similarity_buckets`` (``e^Sim`` in the attention inputs), ``target_interaction`` (TI, eq. 12);
+    all three off = the "target attention (base)" row. ``gsu`` picks SIREN_sim-GSU ("soft", eq. 7)
+    or SIREN_SemID-GSU ("hard", eq. 8).
+
+    Attributes:
+      embedding_dim: d, the size of the item / behavior-type / profile embeddings.
+      history_length: N, the most recent behaviors the GSU searches (the user state holds them; a
+        longer history is cut to its N most recent behaviors; ScaNN serves longer ones outside the
+        SavedModel, ``tfrec.retrieval``).
+      gsu: "soft" (top-K by content cosine, eq. 7) or "hard" (behaviors sharing the target's
+        level-1 Semantic ID, the K most recent, eq. 8).
+      gsu_k: K, behaviors the GSU passes to the ESU (50, as the paper).
+      semantic_id: add the prefix-encoded Semantic ID ``e^sem`` to every item (eq. 9).
+      prefix_depth: the deepest prefix (eq. 2); 0 = every level M of the codes.
+      semantic_id_dim: the size of one prefix embedding (``e^sem`` has ``depth x`` this).
+      similarity_buckets: concatenate the similarity bucket embedding to the attention inputs (eq. 11).
+      num_buckets: B (eq. 5).
+      bucket_dim: the size of a bucket embedding.
+      similarity_quantiles: ``[s_min, s_max]`` = these quantiles of the similarities the ESU sees
+        in the training data (the GSU-retrieved behaviors' cosines; ``SIREN.adapt``).
+      adapt_batches: training batches ``adapt`` reads to estimate the range.
+      target_interaction: TI, ``u ⊙ h_t`` (eq. 12) instead of ``u``.
+      num_heads: heads of the ESU target attention (eq. 11).
+      key_dim: query / key size per head.
+      content_feature: "" = the content vectors of ``raw/items.npz``; else the name of a declared
+        dense item feature of the item table.
+      short_term_length: recent behaviors in the shared short-term DIN branch (ours, as every
+        model's; 0 = none, the paper's: ``siren-paper.yaml``).
+      attention_units: hidden units of the short-term DIN local activation unit.
+      mlp_units: hidden units of the prediction MLP ``g`` (eq. 13).
+      dropout: dropout rate in the prediction MLP.
+    """
+
+    embedding_dim: int = 16
+    history_length: int = 1024
+    gsu: str = "soft"
+    gsu_k: int = 50
+    semantic_id: bool = True
+    prefix_depth: int = 0
+    semantic_id_dim: int = 8
+    similarity_buckets: bool = True
+    num_buckets: int = 20
+    bucket_dim: int = 8
+    similarity_quantiles: Tuple[float, float] = (0.01, 0.99)
+    adapt_batches: int = 20
+    target_interaction: bool = True
+    num_heads: int = 2
+    key_dim: int = 16
+    content_feature: str = ""
+    short_term_length: int = 20
+    attention_units: Tuple[int, ...] = (36,)
+    mlp_units: Tuple[int, ...] = (64, 32)
+    dropout: float = 0.0
+
+    def __post_init__(self):
+        if self.gsu not in GSU_MODES:
+            raise ValueError(f"SIRENConfig.gsu must be one of {list(GSU_MODES)}. Received: gsu={self.gsu!r}")
+        for name in ("embedding_dim", "history_length", "gsu_k", "semantic_id_dim", "num_buckets", "bucket_dim",
+                     "adapt_batches", "num_heads", "key_dim"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"SIRENConfig.{name} must be >= 1. Received: {name}={getattr(self, name)}")
+        if self.prefix_depth < 0 or self.short_term_length < 0:
+            raise ValueError("SIRENConfig needs prefix_depth >= 0 (0 = every level) and short_term_length >= 0. "
+                             f"Received: prefix_depth={self.prefix_depth}, short_term_length={self.short_term_length}")
+        lo, hi = self.similarity_quantiles
+        if not 0.0 <= lo < hi <= 1.0:
+            raise ValueError("SIRENConfig.similarity_quantiles must satisfy 0 <= low < high <= 1. "
+                             f"Received: similarity_quantiles={self.similarity_quantiles}")
+
+
+@dataclasses.dataclass(frozen=True)
+class MUSEConfig:
+    """MUSE (Wu et al. 2025, arXiv 2512.07216; public code alimama-tech/MUSE; choices: docs/models.md).
+
+    GSU: the K behaviors of highest content cosine to the target. ESU: multi-head target attention
+    over them with MUSE's semantic-aware target attention (SA-TA: the cosine mixed into every
+    head's logit). SimTier: histograms of the target's cosines to the ``simtier_recent`` most recent
+    behaviors and to the K retrieved ones. Head: ``[ESU output, SimTier features]`` next to the
+    shared item / short-term / user inputs. Ablations are fields: ``simtier`` off (no histograms),
+    ``semantic_aware_attention`` off (plain target attention).
+
+    Attributes:
+      embedding_dim: d, the size of the item / behavior-type / profile embeddings.
+      history_length: N, the most recent behaviors the GSU searches (the user state holds them).
+      gsu_k: K, behaviors the GSU passes to the ESU (50, as MUSE and SIREN's Table 1).
+      simtier: add the SimTier histogram features to the head.
+      simtier_bins: tiers of each histogram, even and >= 4 (22, MUSE's: tier width 0.1).
+      simtier_recent: the most recent behaviors of the second histogram (50, MUSE's real-time
+        sequence); 0 = only the histogram of the K retrieved behaviors.
+      semantic_aware_attention: SA-TA in the ESU (``MultiHeadTargetAttention(semantic_aware=True)``);
+        off = plain multi-head target attention.
+      num_heads: heads of the ESU target attention (must divide the item representation's size).
+      key_dim: query / key size per head.
+      content_feature: "" = the content vectors of ``raw/items.npz``; else the name of a declared
+        dense item feature of the item table.
+      short_term_length: recent behaviors in the shared short-term DIN branch (MUSE's real-time
+        attention reads 50; 0 = none).
+      attention_units: hidden units of the short-term DIN local activation unit.
+      mlp_units: hidden units of the prediction MLP.
+      dropout: dropout rate in the prediction MLP.
+    """
+
+    embedding_dim: int = 16
+    history_length: int = 1024
+    gsu_k: int = 50
+    simtier: bool = True
+    simtier_bins: int = 22
+    simtier_recent: int = 50
+    semantic_aware_attention: bool = True
+    num_heads: int = 2
+    key_dim: int = 16
+    content_feature: str = ""
+    short_term_length: int = 20
+    attention_units: Tuple[int, ...] = (36,)
+    mlp_units: Tuple[int, ...] = (64, 32)
+    dropout: float = 0.0
+
+    def __post_init__(self):
+        for name in ("embedding_dim", "history_length", "gsu_k", "num_heads", "key_dim"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"MUSEConfig.{name} must be >= 1. Received: {name}={getattr(self, name)}")
+        if self.simtier_bins < 4 or self.simtier_bins % 2:
+            raise ValueError(f"MUSEConfig.simtier_bins must be even and >= 4. Received: simtier_bins={self.simtier_bins}")
+        if self.simtier_recent < 0 or self.short_term_length < 0:
+            raise ValueError("MUSEConfig needs simtier_recent >= 0 (0 = none) and short_term_length >= 0. Received: "
+                             f"simtier_recent={self.simtier_recent}, short_term_length={self.short_term_length}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"MUSEConfig.dropout must lie in [0, 1). Received: dropout={self.dropout}")
+
+
+@dataclasses.dataclass(frozen=True)
+class MISSConfig:
+    """MISS (Guo et al., CIKM 2025) as SIREN's Table 1 baseline: an ID GSU next to a multimodal GSU.
+
+    Each GSU retrieves K behaviors per candidate and has its own ESU (multi-head target attention
+    over its K behaviors); both outputs reach the head. The ID GSU (the paper's Co-GSU) scores
+    ``(W_a e_t)·(W_b e_i)`` with its ESU's query / key projections (so they are trained through the
+    ESU); the multimodal GSU (MM-GSU) ranks by content cosine. Choices the paper leaves open: the
+    ``MISS`` class docstring. Ablations: ``id_gsu`` / ``mm_gsu`` off (one of them must stay on).
+
+    Attributes:
+      embedding_dim: d, the size of the item / behavior-type / profile embeddings.
+      history_length: N, the most recent behaviors both GSUs search (the user state holds them).
+      id_gsu: the ID-based GSU (Co-GSU) and its ESU.
+      mm_gsu: the multimodal GSU (MM-GSU, content cosine) and its ESU.
+      gsu_k: K, behaviors each GSU passes to its ESU (50, as SIREN's Table 1).
+      num_heads: heads of each ESU (must divide the item representation's size).
+      key_dim: query / key size per head (also the ID GSU's relevance space, per head).
+      content_feature: "" = the content vectors of ``raw/items.npz``; else the name of a declared
+        dense item feature of the item table.
+      short_term_length: recent behaviors in the shared short-term DIN branch (ours, as every
+        model's; 0 = none).
+      attention_units: hidden units of the short-term DIN local activation unit.
+      mlp_units: hidden units of the prediction MLP.
+      dropout: dropout rate in the prediction MLP.
+    """
+
+    embedding_dim: int = 16
+    history_length: int = 1024
+    id_gsu: bool = True
+    mm_gsu: bool = True
+    gsu_k: int = 50
+    num_heads: int = 2
+    key_dim: int = 16
+    content_feature: str = ""
+    short_term_length: int = 20
+    attention_units: Tuple[int, ...] = (36,)
+    mlp_units: Tuple[int, ...] = (64, 32)
+    dropout: float = 0.0
+
+    def __post_init__(self):
+        if not (self.id_gsu or self.mm_gsu):
+            raise ValueError("MISSConfig needs at least one GSU. Received: id_gsu=False, mm_gsu=False")
+        for name in ("embedding_dim", "history_length", "gsu_k", "num_heads", "key_dim"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"MISSConfig.{name} must be >= 1. Received: {name}={getattr(self, name)}")
+        if self.short_term_length < 0:
+            raise ValueError(f"MISSConfig.short_term_length must be >= 0. Received: "
+                             f"short_term_length={self.short_term_length}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"MISSConfig.dropout must lie in [0, 1). Received: dropout={self.dropout}")
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Training loop settings.

@@ -18,13 +18,15 @@ WEIGHTS = "weights/final"
 
 
 def build_model(model_type: str, spec: FeatureSpec, config: Optional[dict] = None, groups=None, item_table=None,
-                item_frequency=None):
+                item_frequency=None, item_content=None):
     """A model by registry name (``MODELS``) with a config dict (default config when None).
 
     ``groups`` (a ``GroupTable`` from ``tfrec.grouping``) supplies ``num_groups`` and the
     item -> group table to models that take them; ``item_table`` (an ``ItemTable``) the declared
     item features (required when the spec declares any); ``item_frequency`` (``[n_items]``, e.g.
-    ``item_frequency(histories, spec.n_items)``) the n_j of DIN's mini-batch aware regularization.
+    ``item_frequency(histories, spec.n_items)``) the n_j of DIN's mini-batch aware regularization;
+    ``item_content`` (an ``ItemContent``: content vectors and Semantic IDs, ``ItemContent.load(DATA,
+    n_items)``) the multimodal tables of models that take them (SIREN, MUSE, MISS).
     """
     if model_type not in MODELS:
         raise ValueError(f"Unknown model {model_type!r}; choose one of {sorted(MODELS)}")
@@ -35,6 +37,11 @@ def build_model(model_type: str, spec: FeatureSpec, config: Optional[dict] = Non
         if groups is None:
             raise ValueError(f"{model_type} needs the item->group table: run `tfrec cluster` and pass --groups")
         kwargs = {"num_groups": groups.n_groups, "item_to_group": groups.table}
+    if cls.uses_item_content:
+        if item_content is None:
+            raise ValueError(f"{model_type} needs the items' content (vectors and/or Semantic IDs): pass item_content="
+                             "ItemContent.load(DATA, spec.n_items) (reads raw/items.npz and semantic_ids.npz)")
+        kwargs["item_content"] = item_content
     if spec.item_features and item_table is None:
         raise ValueError(f"the schema declares item features {[f.name for f in spec.item_features]}: pass the item "
                          "table (ItemTable.load(DATA/item_features.npz, spec), written by write-tfrecords)")
@@ -77,6 +84,7 @@ def train(model, model_type: str, train_ds: tf.data.Dataset, out_dir: os.PathLik
     out.mkdir(parents=True, exist_ok=True)
     tf.keras.utils.set_random_seed(train_config.seed)
     compile_model(model, train_config.learning_rate)
+    model.adapt(train_ds)
     callbacks = model.training_callbacks(train_ds, out) + [
         tf.keras.callbacks.TensorBoard(log_dir=str(out / "tensorboard"), update_freq="epoch"),
         tf.keras.callbacks.ModelCheckpoint(str(out / "checkpoints" / "epoch-{epoch:02d}"), save_weights_only=True),

@@ -1,14 +1,15 @@
-"""DIN, DMGIN and DMQN: the shared encode_user / score interface, padding invariance, learning, config."""
+"""DIN, DMGIN, DMQN and SIREN: the shared encode_user / score interface, padding invariance, learning, config."""
 import dataclasses
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfrec.configs import DINConfig, DMGINConfig, DMQNConfig
+from tfrec.configs import DINConfig, DMGINConfig, DMQNConfig, SIRENConfig
+from tfrec.data.item_content import ItemContent
 from tfrec.data.spec import FeatureSpec
 from tfrec.metrics import auc
-from tfrec.models import DIN, DMGIN, DMQN
+from tfrec.models import DIN, DMGIN, DMQN, SIREN
 from tfrec.testing import assert_nested_allclose, random_features
 
 SPEC = FeatureSpec(n_items=40, n_user_segments=3, max_history_length=16)
@@ -21,6 +22,14 @@ DMGIN_CONFIG = DMGINConfig(embedding_dim=8, top_k_groups=4, max_per_group=3, num
 DMQN_CONFIG = DMQNConfig(embedding_dim=8, num_codebooks=2, codebook_size=6, hstu_layers=1, hstu_heads=2,
                          short_term_length=5, attention_units=(8,), mlp_units=(16,),
                          time_bucket_days=(1.0, 7.0, 30.0, 90.0))
+SIREN_CONFIG = SIRENConfig(embedding_dim=8, history_length=12, gsu_k=4, semantic_id_dim=4, num_buckets=5,
+                           bucket_dim=4, key_dim=4, short_term_length=5, attention_units=(8,), mlp_units=(16,))
+# content vectors in 4 directions (+ noise) and 3-level Semantic IDs whose level 1 is that direction
+_rng = np.random.default_rng(123)
+CONTENT = ItemContent.from_arrays(
+    SPEC.n_items, vectors=np.eye(6)[np.arange(SPEC.n_items) % 4] + 0.3 * _rng.normal(size=(SPEC.n_items, 6)),
+    codes=np.stack([np.arange(SPEC.n_items) % 4, _rng.integers(0, 4, SPEC.n_items), _rng.integers(0, 4, SPEC.n_items)],
+                   axis=1), codebook_size=4)
 ORDER = 4  # index of "order" in BEHAVIOR_TYPES
 
 
@@ -36,14 +45,21 @@ def make_dmqn(**overrides):
     return DMQN(SPEC, dataclasses.replace(DMQN_CONFIG, **overrides))
 
 
-MAKERS = {"din": make_din, "dmgin": make_dmgin, "dmqn": make_dmqn}
+def make_siren(content=CONTENT, **overrides):
+    return SIREN(SPEC, dataclasses.replace(SIREN_CONFIG, **overrides), item_content=content)
+
+
+MAKERS = {"din": make_din, "dmgin": make_dmgin, "dmqn": make_dmqn, "siren": make_siren}
 EXPECTED_STATE = {
     "din": {"user_embedding": (8,), "recent_behaviors": (5, 8), "recent_mask": (5,)},
     "dmgin": {"user_embedding": (8,), "recent_behaviors": (5, 8), "recent_mask": (5,),
               "group_states": (4, 8), "group_mask": (4,), "group_ids": (4,)},
     "dmqn": {"user_embedding": (8,), "recent_behaviors": (5, 8), "recent_mask": (5,),
              "codeword_states": (12, 8), "codeword_mask": (12,)},
+    "siren": {"user_embedding": (8,), "recent_behaviors": (5, 8), "recent_mask": (5,),
+              "history_item_id": (12,), "history_behavior_type": (12,), "history_mask": (12,)},
 }
+INT_STATE = {"group_ids", "history_item_id", "history_behavior_type"}
 
 
 @pytest.fixture(scope="module", params=sorted(MAKERS))
@@ -66,7 +82,7 @@ def test_user_state_shapes_do_not_depend_on_the_history_length(model_and_name):
             k: (4,) + s for k, s in EXPECTED_STATE[name].items()}
         assert all(np.all(np.isfinite(v.numpy())) for v in state.values())
         assert {k: v.dtype for k, v in state.items()} == {
-            k: tf.int32 if k == "group_ids" else tf.float32 for k in EXPECTED_STATE[name]}
+            k: tf.int32 if k in INT_STATE else tf.float32 for k in EXPECTED_STATE[name]}
 
 
 def test_call_is_score_of_encode_user(model_and_name):

@@ -3,7 +3,8 @@ from tfrec.models.base import CTRModel
 from tfrec.models.din import DIN
 from tfrec.models.dmgin import DMGIN
 from tfrec.models.dmqn import DMQN
+from tfrec.models.siren import SIREN
 
-MODELS = {"din": DIN, "dmgin": DMGIN, "dmqn": DMQN}
+MODELS = {"din": DIN, "dmgin": DMGIN, "dmqn": DMQN, "siren": SIREN}
 
-__all__ = ["CTRModel", "DIN", "DMGIN", "DMQN", "MODELS"]
+__all__ = ["CTRModel", "DIN", "DMGIN", "DMQN", "MODELS", "SIREN"]

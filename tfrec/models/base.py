@@ -53,6 +53,8 @@ class CTRModel(tf.keras.Model):
     config_class: Any = None
     # True for models built with ``num_groups`` / ``item_to_group`` (the K-means table).
     uses_item_groups: bool = False
+    # True for models built with ``item_content`` (content vectors / Semantic IDs, ``tfrec.data.item_content``).
+    uses_item_content: bool = False
 
     def __init__(self, spec: FeatureSpec, config, item_table=None, item_frequency=None, **kwargs):
         super().__init__(**kwargs)
@@ -133,6 +135,12 @@ class CTRModel(tf.keras.Model):
                           training=training)[:, 0]
 
     # -- training -----------------------------------------------------------------------------
+    def adapt(self, dataset, batches=None):
+        """Sets the model's data-derived constants from training batches before fitting (e.g.
+        SIREN's similarity-bucket range). ``tfrec.training.train`` calls it; with ``model.fit`` in a
+        notebook call it first. Default: nothing to adapt (returns None)."""
+        return None
+
     def training_callbacks(self, train_ds, out_dir) -> list:
         """Keras callbacks this model adds to ``tfrec.training.train`` (e.g. DMQN's codebook
         report); they run before the TensorBoard callback, so the logs they add are recorded."""

@@ -1,0 +1,4 @@
+"""General Search Units: in-graph retrieval of the behaviors relevant to a candidate (stock ops only)."""
+from tfrec.layers.retrieval.top_k_behaviors import TopKBehaviors
+
+__all__ = ["TopKBehaviors"]

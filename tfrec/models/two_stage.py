@@ -1,0 +1,141 @@
+"""TwoStageModel: the shared base of the two-stage (GSU -> ESU) lifelong models.
+
+SIREN, MUSE and MISS (and the SIM / ETA / TWIN family) retrieve, for each candidate, a few of the
+user's behaviors (the General Search Unit) before attending to them (the Exact Search Unit).
+Retrieval needs the candidate, so the cacheable user state is what the GSU searches over: the N
+most recent behaviors (item id, behavior type, declared behavior features) and their mask. Item
+content (content vectors, Semantic IDs) is looked up by item id from tables stored in the model.
+"""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+from tfrec.data.item_content import ItemContent, normalize_rows, prefix_table
+from tfrec.data.schema import FeatureDef
+from tfrec.data.spec import HIST_LENGTH
+from tfrec.layers.embedding import ItemFeatureLookup
+from tfrec.layers.recent_behaviors import RecentBehaviors
+from tfrec.models.base import CTRModel
+
+CONTENT, PREFIX, LEVEL1 = "content", "semantic_prefix", "semantic_code_1"
+
+
+class TwoStageModel(CTRModel):
+    """Base class: the behavior-window user state and the item content tables of two-stage models.
+
+    Subclasses implement ``head_inputs`` (GSU + ESU per candidate) and may override
+    ``content_needs`` (which item content the config requires). The config needs
+    ``history_length`` (N) and may have ``content_feature`` and ``prefix_depth``.
+
+    User state: ``user_embedding`` ``[B, d]`` (+ the shared short-term branch's
+    ``recent_behaviors`` / ``recent_mask``), ``history_item_id`` int32 ``[B, N]``,
+    ``history_behavior_type`` int32 ``[B, N]``, one ``history_<f>`` per declared behavior feature,
+    ``history_mask`` float32 ``[B, N]`` (the N most recent behaviors, oldest -> newest, left-padded).
+
+    Args:
+      spec: FeatureSpec.
+      config: the model's config dataclass.
+      item_content: ``ItemContent`` (content vectors and/or Semantic IDs) setting the initial
+        tables; checkpoints restore them, so a model rebuilt from its config needs none.
+      content_dim, semantic_id_levels, num_prefixes, codebook_size: the table sizes (taken from
+        ``item_content`` when it is given; ``get_config`` stores them).
+    """
+
+    uses_item_content = True
+
+    def __init__(self, spec, config, item_content: Optional[ItemContent] = None, content_dim: int = 0,
+                 semantic_id_levels: int = 0, num_prefixes: int = 0, codebook_size: int = 0, **kwargs):
+        super().__init__(spec, config, **kwargs)
+        need_vectors, need_codes = self.content_needs(config)
+        item_table = kwargs.get("item_table")
+        vectors = codes = None
+        if item_content is not None:
+            vectors, codes = item_content.vectors, item_content.codes
+            codebook_size = item_content.codebook_size or codebook_size
+        content_feature = getattr(config, "content_feature", "")
+        if content_feature:
+            fd = next((f for f in spec.item_features if f.name == content_feature), None)
+            if fd is None or fd.kind != "dense":
+                raise ValueError(f"{type(config).__name__}.content_feature={content_feature!r} must name a declared "
+                                 f"dense item feature. Declared: "
+                                 f"{[f.name for f in spec.item_features if f.kind == 'dense']}")
+            content_dim = fd.dim
+            vectors = item_table.columns[fd.name] if item_table is not None else None
+        if vectors is not None:
+            content_dim = int(np.asarray(vectors).shape[1])
+        if codes is not None:
+            semantic_id_levels = int(codes.shape[1])
+        name = type(self).__name__
+        if need_vectors and not content_dim:
+            raise ValueError(f"{name} with this config needs the items' content vectors: put them in "
+                             "DATA/raw/items.npz (`tfrec synthetic` / `tfrec embed-items`) or name a dense item "
+                             "feature in content_feature")
+        if need_codes and not semantic_id_levels:
+            raise ValueError(f"{name} with this config needs the items' Semantic IDs: run "
+                             "`tfrec semantic-ids --data DATA` (writes semantic_ids.npz)")
+        self.content_dim = int(content_dim) if need_vectors else 0
+        self.semantic_id_levels = int(semantic_id_levels) if need_codes else 0
+        self.codebook_size = int(codebook_size) if need_codes else 0
+        self.prefix_depth = (getattr(config, "prefix_depth", 0) or self.semantic_id_levels) if need_codes else 0
+        if self.prefix_depth > self.semantic_id_levels:
+            raise ValueError(f"{type(config).__name__}.prefix_depth={self.prefix_depth} exceeds the "
+                             f"{self.semantic_id_levels} Semantic ID levels of the data")
+        prefixes = None
+        if need_codes and codes is not None:
+            prefixes, num_prefixes = prefix_table(codes, self.prefix_depth)
+        self.num_prefixes = max(int(num_prefixes), 1) if need_codes else 0
+
+        defs, tables = [], {}  # unknown items: zero vector, codes -1
+        if self.content_dim:
+            defs.append(FeatureDef(CONTENT, "dense", dim=self.content_dim))
+            if vectors is not None:
+                tables[CONTENT] = normalize_rows(vectors)
+        if self.semantic_id_levels:
+            defs += [FeatureDef(PREFIX, "multi_categorical", vocab_size=self.num_prefixes, max_len=self.prefix_depth),
+                     FeatureDef(LEVEL1, "categorical", vocab_size=max(self.codebook_size, 1))]
+            if codes is not None:
+                tables[PREFIX], tables[LEVEL1] = prefixes, np.asarray(codes)[:, 0]
+        if tables and set(tables) != {fd.name for fd in defs}:
+            raise ValueError(f"{name} needs all of its item content tables at once. Received: {sorted(tables)}")
+        self.content = ItemFeatureLookup(spec.n_items, defs, tables or None, name="item_content") if defs else None
+        self.window = RecentBehaviors(config.history_length, name="gsu_window")
+
+    @classmethod
+    def content_needs(cls, config) -> Tuple[bool, bool]:
+        """``(content vectors, Semantic IDs)`` this config needs."""
+        return True, False
+
+    @property
+    def behavior_fields(self):
+        """The per-behavior fields of the user state (``history_<f>``)."""
+        return ["item_id", "behavior_type"] + [e.feature.name for e in self.behavior_feature_embeddings]
+
+    def encode_user(self, features, training=None):
+        hist = self.padded_history(features)
+        window = self.window({"length": hist[HIST_LENGTH],
+                              "values": {f: hist[f"hist_{f}"] for f in self.behavior_fields}})
+        state = {f"history_{f}": window[f] for f in self.behavior_fields}
+        for f in ("item_id", "behavior_type"):  # ids fit int32: half the cached bytes
+            state[f"history_{f}"] = tf.cast(state[f"history_{f}"], tf.int32)
+        return {"user_embedding": self.encode_profile(features), **self.encode_recent(hist), **state,
+                "history_mask": window["mask"]}
+
+    def cosine(self, user_state, candidate_item_id):
+        """Content cosine of every (candidate, behavior) pair: ``[B, C, N]`` (SIREN eq. 4)."""
+        target = self.content(candidate_item_id)[CONTENT]  # [B, C, D], rows L2-normalised
+        history = self.content(user_state["history_item_id"])[CONTENT]  # [B, N, D]
+        return tf.einsum("bcd,bnd->bcn", target, history)
+
+    def gather_behaviors(self, user_state, positions):
+        """The behaviors at ``positions`` ``[B, C, K]``: dict ``hist_<f>`` -> ``[B, C, K]`` (the input
+        of ``behavior_tokens``)."""
+        return {f"hist_{f}": tf.gather(user_state[f"history_{f}"], positions, batch_dims=1)
+                for f in self.behavior_fields}
+
+    def get_config(self):
+        return {**super().get_config(), "content_dim": self.content_dim,
+                "semantic_id_levels": self.semantic_id_levels, "num_prefixes": self.num_prefixes,
+                "codebook_size": self.codebook_size}
