@@ -55,6 +55,8 @@ class SimilarityBucketEmbedding(tf.keras.layers.Layer):
 
     def bucketize(self, similarity):
         """int32 bucket ids ``[...]`` in ``[0, B)`` (eq. 5, clipped)."""
+        if not self.built:
+            self.build(None)
         s_min, s_max = self.similarity_range[0], self.similarity_range[1]
         scaled = (tf.cast(similarity, tf.float32) - s_min) / (s_max - s_min) * float(self.num_buckets)
         # NaN (never produced by a masked cosine) would cast to an arbitrary int: send it to bucket 0

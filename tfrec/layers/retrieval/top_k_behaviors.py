@@ -17,7 +17,8 @@ class TopKBehaviors(tf.keras.layers.Layer):
     padded 0 outrank them). Fewer than K eligible behaviors: the remaining slots are marked invalid in
     the output mask (their positions point at some behavior and must not be read unmasked). Ties go
     to the more recent behavior (the larger position; histories are stored oldest first). Results
-    are ordered best first. Stock ops only (``top_k``, ``gather``), so it runs inside SavedModels.
+    are ordered best first. Scores of eligible behaviors must be finite (a -inf score ties with
+    the padding, a NaN one is never selected): express "no match" through ``mask``. Stock ops only (``top_k``, ``gather``), so it runs inside SavedModels.
 
     Args:
       k: K, behaviors kept per candidate.
