@@ -30,12 +30,20 @@ class CellCache:
         return self.cells.items()
 
 
+def state_bytes(model) -> int:
+    """Bytes of one user's state (``encode_user`` outputs, fixed shapes, the cache's payload)."""
+    from tfrec.training import dummy_features
+
+    return int(sum(v.numpy().nbytes for v in model.encode_user(dummy_features(model.spec), training=False).values()))
+
+
 def train_and_evaluate(name: str, data_dir: Path, run_dir: Path, config: dict, epochs: int, batch_size: int,
                        seed: int) -> dict:
     """Trains model ``name`` with the shared pipeline and evaluates AUC / GAUC / logloss on the test split.
 
     Returns a JSON-able dict: model, seed, train_seconds, total_seconds, config, auc, gauc, logloss,
-    n_examples, and the oracle's metrics when the data carries ``true_prob``.
+    n_examples, state_bytes (the cached user state of one user: what the serving cache holds), and
+    the oracle's metrics when the data carries ``true_prob``.
     """
     from pipelines.evaluate import metrics_of, predictions
     from pipelines.train import train_model
@@ -44,6 +52,6 @@ def train_and_evaluate(name: str, data_dir: Path, run_dir: Path, config: dict, e
     model, seconds = train_model(name, data_dir, run_dir, config, epochs=epochs, batch_size=batch_size, seed=seed,
                                  verbose=2)
     result = metrics_of(name, data_dir, "test", predictions(model, data_dir, "test"))
-    return {"model": name, "seed": seed, "train_seconds": round(seconds, 1), "total_seconds": round(time.time() - t0, 1),
+    return {"state_bytes": state_bytes(model), "model": name, "seed": seed, "train_seconds": round(seconds, 1), "total_seconds": round(time.time() - t0, 1),
             "config": config, **{k: result[k] for k in ("auc", "gauc", "logloss", "n_examples")},
             **({"oracle": result["oracle"]} if "oracle" in result else {})}

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.models.test_models import NUM_GROUPS, SPEC, TABLE, make_din, make_dmgin, make_dmqn
+from tests.models.test_models import NUM_GROUPS, SPEC, TABLE, make_din, make_dmgin, make_dmqn, make_siren
 from tfrec.export import export_saved_model, list_versions, non_stock_ops, read_export_metadata
 from tfrec.export import saved_model as saved_model_lib
 from tfrec.testing import assert_saved_model_matches, random_features, user_inputs
@@ -23,6 +23,8 @@ STATE_KEYS = {
     "din": {"user_embedding", "recent_behaviors", "recent_mask"},
     "dmgin": {"user_embedding", "recent_behaviors", "recent_mask", "group_states", "group_mask", "group_ids"},
     "dmqn": {"user_embedding", "recent_behaviors", "recent_mask", "codeword_states", "codeword_mask"},
+    "siren": {"user_embedding", "recent_behaviors", "recent_mask", "history_item_id", "history_behavior_type",
+              "history_mask"},
 }
 CHANGED_ITEM = 5  # its group is moved in the fresh process to show the table is a SavedModel variable
 
@@ -53,12 +55,14 @@ def exported(tmp_path_factory):
     base = tmp_path_factory.mktemp("saved_models")
     tf.keras.utils.set_random_seed(3)
     features = random_features(SPEC, 2, 4, seed=0)
-    din, dmgin, dmqn = make_din(), make_dmgin(), make_dmqn()
-    for model in (din, dmgin, dmqn):
+    din, dmgin, dmqn, siren = make_din(), make_dmgin(), make_dmqn(), make_siren()
+    for model in (din, dmgin, dmqn, siren):
         model(features)
+    siren.buckets.set_range(-0.2, 0.9)  # as adapt would: the range must reach the SavedModel
     return {
-        "base": base, "din": din, "dmgin": dmgin, "dmqn": dmqn,
+        "base": base, "din": din, "dmgin": dmgin, "dmqn": dmqn, "siren": siren,
         "dmqn/1": export_saved_model(dmqn, SPEC, base, "dmqn"),
+        "siren/1": export_saved_model(siren, SPEC, base, "siren"),
         "din/1": export_saved_model(din, SPEC, base, "din"),
         "din/2": export_saved_model(din, SPEC, base, "din", metadata={"note": "second"}),
         "dmgin/1": export_saved_model(dmgin, SPEC, base, "dmgin"),
@@ -128,7 +132,7 @@ def fresh(exported, tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "TF_USE_LEGACY_KERAS")}
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
     dirs = ["din1", exported["din/1"], "din2", exported["din/2"], "dmgin", exported["dmgin/1"], "dmqn",
-            exported["dmqn/1"]]
+            exported["dmqn/1"], "siren", exported["siren/1"]]
     proc = subprocess.run([sys.executable, "-c", FRESH_PROCESS, str(work / "inputs.npz"), str(work / "out"),
                            *map(str, dirs)], cwd=work, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -166,7 +170,7 @@ def test_failed_export_leaves_nothing(exported, monkeypatch):
     assert sorted(p.name for p in (exported["base"] / "din").iterdir()) == ["1", "2"]
 
 
-@pytest.mark.parametrize("tag, key", [("din", "din/2"), ("dmgin", "dmgin/1"), ("dmqn", "dmqn/1")])
+@pytest.mark.parametrize("tag, key", [("din", "din/2"), ("dmgin", "dmgin/1"), ("dmqn", "dmqn/1"), ("siren", "siren/1")])
 def test_signatures_match_the_keras_model_in_process(exported, tag, key):
     features = random_features(SPEC, 6, 9, seed=30)
     candidates = np.random.default_rng(31).integers(-2, SPEC.n_items + 2, size=(6, 3))
@@ -174,7 +178,8 @@ def test_signatures_match_the_keras_model_in_process(exported, tag, key):
     assert out["score"].shape == (6, 3)
 
 
-@pytest.mark.parametrize("tag, key", [("din1", "din"), ("din2", "din"), ("dmgin", "dmgin"), ("dmqn", "dmqn")])
+@pytest.mark.parametrize("tag, key", [("din1", "din"), ("din2", "din"), ("dmgin", "dmgin"), ("dmqn", "dmqn"),
+                                      ("siren", "siren")])
 def test_fresh_process_matches_the_keras_model(fresh, exported, tag, key):
     arrays, model = fresh["arrays"], exported[key]
     assert fresh["report"]["modules"] == []  # neither tfrec nor tf-keras was imported
@@ -188,7 +193,8 @@ def test_fresh_process_matches_the_keras_model(fresh, exported, tag, key):
     assert arrays[f"{tag}/score"].shape == fresh["candidates"].shape
 
 
-@pytest.mark.parametrize("tag, model", [("din1", "din"), ("din2", "din"), ("dmgin", "dmgin"), ("dmqn", "dmqn")])
+@pytest.mark.parametrize("tag, model", [("din1", "din"), ("din2", "din"), ("dmgin", "dmgin"), ("dmqn", "dmqn"),
+                                        ("siren", "siren")])
 def test_signature_names_are_the_documented_ones(fresh, tag, model):
     report = fresh["report"][tag]
     assert report["signatures"] == ["score", "serving_default", "user_tower"]
@@ -215,7 +221,7 @@ def test_wrong_fingerprint_is_rejected(fresh, exported):
         loaded.signatures["score"](**state, candidate_item_id=tf.constant([[1], [2]], tf.int64))
 
 
-@pytest.mark.parametrize("key", ["din/1", "dmgin/1", "dmqn/1"])
+@pytest.mark.parametrize("key", ["din/1", "dmgin/1", "dmqn/1", "siren/1"])
 def test_only_stock_ops(exported, key):
     assert non_stock_ops(exported[key]) == []
 
@@ -251,3 +257,19 @@ def test_item_group_table_lives_in_the_saved_model(fresh, exported):
     finally:
         model.item_group.table.assign(TABLE)
     np.testing.assert_allclose(changed, expected, atol=1e-5)
+
+
+def test_siren_content_tables_and_bucket_range_live_in_the_saved_model(exported):
+    # the GSU's tables (content vectors, Semantic ID prefixes and level-1 codes) and the similarity
+    # range set by adapt are SavedModel variables, and the GSU runs in the score graph (TopKV2)
+    loaded = tf.saved_model.load(str(exported["siren/1"]))
+    names = {v.name.split("/")[-1].split(":")[0]: v for v in loaded.model.variables}
+    np.testing.assert_allclose(names["similarity_range"].numpy(), [-0.2, 0.9], atol=1e-6)
+    content = exported["siren"].content
+    for key in ("item_content", "item_semantic_prefix", "item_semantic_code_1"):
+        assert key in names, sorted(names)
+    np.testing.assert_array_equal(names["item_semantic_code_1"].numpy(), content.tables["semantic_code_1"].numpy())
+    ops = set()
+    for f in loaded.signatures["score"].graph.as_graph_def().library.function:
+        ops |= {node.op for node in f.node_def}
+    assert "TopKV2" in ops
