@@ -35,3 +35,16 @@ def test_dmgin_needs_the_group_table(tmp_path):
 def test_unknown_attribute_is_an_attribute_error():
     with pytest.raises(AttributeError):
         tfrec.no_such_thing  # noqa: B018
+
+
+def test_siren_through_the_notebook_api_reads_a_dense_item_feature(tmp_path):
+    _write_raw(tmp_path / "data" / "raw", np.random.default_rng(5))
+    data = tfrec.write_tfrecords(tmp_path / "data")
+    with pytest.raises(ValueError, match="semantic-ids"):  # no semantic_ids.npz in this directory
+        tfrec.build_model("siren", data, content_feature="mm")
+    model = tfrec.build_model("siren", data, embedding_dim=4, content_feature="mm", semantic_id=False,
+                              history_length=8, gsu_k=3)
+    # build_model adapted the similarity range to the training split (no longer the default [-1, 1])
+    assert not np.allclose(model.buckets.similarity_range.numpy(), [-1.0, 1.0])
+    model.fit(data.dataset("train", batch_size=16, shuffle=True), epochs=1, verbose=0)
+    assert 0.0 <= tfrec.evaluate(model, data, "test")["auc"] <= 1.0

@@ -44,6 +44,14 @@ class DataDir:
     groups: Any = None
 
     @functools.cached_property
+    def item_content(self):
+        """The items' content vectors and Semantic IDs (``ItemContent``: ``raw/items.npz``,
+        ``semantic_ids.npz``), for SIREN, MUSE and MISS; loaded on first use."""
+        from tfrec.data.item_content import ItemContent
+
+        return ItemContent.load(self.path, self.spec.n_items)
+
+    @functools.cached_property
     def histories(self):
         """Every user's history (``UserHistories``), loaded once and shared by all splits."""
         from pipelines.common import history_files
@@ -95,12 +103,16 @@ def open_data(path: os.PathLike) -> DataDir:
 def build_model(name: str, data: DataDir, config: Optional[Dict[str, Any]] = None, learning_rate: float = 2e-3,
                 seed: int = 0, **overrides):
     """A registered model (``tfrec.models.MODELS``) built for ``data`` and compiled (Adam, binary
-    cross-entropy, AUC); ``config`` / ``overrides`` set its config fields (e.g. ``embedding_dim=16``)."""
+    cross-entropy, AUC); ``config`` / ``overrides`` set its config fields (e.g. ``embedding_dim=16``).
+    Models with data-derived constants (SIREN's similarity range) are adapted to the training split."""
+    from tfrec.models import MODELS
     from tfrec.training import build_model as build, compile_model, item_frequency
 
     tf.keras.utils.set_random_seed(seed)
+    content = data.item_content if getattr(MODELS.get(name), "uses_item_content", False) else None
     model = build(name, data.spec, {**(config or {}), **overrides}, groups=data.groups, item_table=data.item_table,
-                  item_frequency=item_frequency(data.histories, data.spec.n_items))
+                  item_frequency=item_frequency(data.histories, data.spec.n_items), item_content=content)
+    model.adapt(data.dataset("train", shuffle=True, seed=seed))
     return compile_model(model, learning_rate)
 
 

@@ -314,7 +314,8 @@ class MUSEConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"MUSEConfig.{name} must be >= 1. Received: {name}={getattr(self, name)}")
         if self.simtier_bins < 4 or self.simtier_bins % 2:
-            raise ValueError(f"MUSEConfig.simtier_bins must be even and >= 4. Received: simtier_bins={self.simtier_bins}")
+            raise ValueError(f"MUSEConfig.simtier_bins must be even and >= 4. "
+                             f"Received: simtier_bins={self.simtier_bins}")
         if self.simtier_recent < 0 or self.short_term_length < 0:
             raise ValueError("MUSEConfig needs simtier_recent >= 0 (0 = none) and short_term_length >= 0. Received: "
                              f"simtier_recent={self.simtier_recent}, short_term_length={self.short_term_length}")

@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from pipelines import write_tfrecords
 from pipelines.common import ITEM_FEATURES, load_item_table, load_spec, make_split_dataset, stage_args
+from tfrec.data.item_content import ItemContent
 from tfrec.data.tfrecord import RecordValidationError
 from tfrec.export import export_saved_model
 from tfrec.export.saved_model import non_stock_ops
@@ -121,15 +122,19 @@ def exported(data, tmp_path_factory):
                         n_groups=4, report={})
     base = tmp_path_factory.mktemp("schema-export")
     out = {}
-    for name in ("din", "dmgin", "dmqn"):
-        model = build_model(name, spec, {"embedding_dim": 4}, groups=groups, item_table=items)
+    # SIREN reads its content vectors from the declared dense item feature `mm` (no Semantic IDs here)
+    extra = {"siren": {"content_feature": "mm", "semantic_id": False, "history_length": 8, "gsu_k": 3}}
+    for name in ("din", "dmgin", "dmqn", "siren"):
+        model = build_model(name, spec, {"embedding_dim": 4, **extra.get(name, {})}, groups=groups, item_table=items,
+                            item_content=ItemContent())
+        model.adapt(make_split_dataset(data, "train", spec, batch_size=16))
         compile_model(model, 1e-2)
         model.fit(make_split_dataset(data, "train", spec, batch_size=16, shuffle=True), epochs=1, verbose=0)
         out[name] = (model, export_saved_model(model, spec, base, name))
     return spec, out
 
 
-@pytest.mark.parametrize("name", ["din", "dmgin", "dmqn"])
+@pytest.mark.parametrize("name", ["din", "dmgin", "dmqn", "siren"])
 def test_export_matches_keras_with_oov_items_and_categories(exported, data, name):
     spec, models = exported
     model, version_dir = models[name]
@@ -144,7 +149,7 @@ def test_export_matches_keras_with_oov_items_and_categories(exported, data, name
     assert non_stock_ops(version_dir) == []
 
 
-@pytest.mark.parametrize("name", ["din", "dmgin", "dmqn"])
+@pytest.mark.parametrize("name", ["din", "dmgin", "dmqn", "siren"])
 def test_serving_request_with_item_ids_only(exported, name):
     """The request builder + the SavedModel alone (no item table beside it) = the Keras model."""
     spec, models = exported

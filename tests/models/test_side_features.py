@@ -99,6 +99,7 @@ def test_every_config_file_loads_into_its_model():
     from pathlib import Path
 
     from tfrec import configs as configs_lib
+    from tfrec.data.item_content import ItemContent
     from tfrec.models import MODELS
     from pipelines.common import load_yaml_config
 
@@ -110,7 +111,12 @@ def test_every_config_file_loads_into_its_model():
         config = configs_lib.from_dict(cls.config_class, load_yaml_config(path))
         if cls.uses_item_groups:
             continue  # needs a group table; built with one in tests/models/test_models.py
-        model = cls(spec, config)
-        assert model(random_features(spec, 2, 3)).shape == (2,)
+        kwargs = {}
+        if cls.uses_item_content:  # content vectors [10, 4] and 3-level Semantic IDs
+            rng = np.random.default_rng(0)
+            kwargs["item_content"] = ItemContent.from_arrays(10, vectors=rng.normal(size=(10, 4)),
+                                                             codes=rng.integers(0, 3, (10, 3)))
+        model = cls(spec, config, **kwargs)
+        assert model(random_features(spec, 2, 3)).shape == (2,), path.name
     paper = configs_lib.from_dict(DINConfig, load_yaml_config(files[[f.name for f in files].index("din-paper.yaml")]))
     assert (paper.attention_activation, paper.head_activation, paper.regularization) == ("dice", "dice", "mba")

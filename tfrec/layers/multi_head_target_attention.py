@@ -16,7 +16,7 @@ class MultiHeadTargetAttention(tf.keras.layers.Layer):
     (SIREN: the size of ``h_t``, so that ``u ⊙ h_t`` (eq. 12) is defined). ``bias`` (optional,
     ``[B, C, K]``) is added to every head's logits (e.g. TWIN's behavior-cross features).
 
-    ``semantic_aware=True`` is MUSE's semantic-aware target attention (SA-TA, MUSE sec. 4.3; their
+    ``semantic_aware=True`` is MUSE's semantic-aware target attention (SA-TA, MUSE arXiv 2512.07216; their
     ``MultiHeadAttV2`` with ``attn_score_cross``): the behavior's target similarity ``s_i`` (content
     cosine) enters every head's logit as
     ``l'^h_i = b^h_1 l^h_i + b^h_2 s_i / a^h + b^h_3 l^h_i s_i / a^h``
@@ -77,14 +77,15 @@ class MultiHeadTargetAttention(tf.keras.layers.Layer):
         """The head-averaged logit of every (candidate, behavior) pair, ``[B, C, L]``, for a query
         ``[B, C, Dq]`` against one shared key set ``[B, L, Dk]``: a GSU scored with the ESU's own
         projections (TWIN's consistency; MISS's ID GSU). Unmasked: the caller masks."""
-        q = self.w_q(query)  # [B, C, H*dh]
-        k = self.w_k(keys)  # [B, L, H*dh]
+        with tf.name_scope(self.name):  # called outside __call__: keep the weights under this layer's name
+            q = self.w_q(query)  # [B, C, H*dh]
+            k = self.w_k(keys)  # [B, L, H*dh]
         return tf.einsum("bcd,bld->bcl", q, k) / (tf.sqrt(float(self.key_dim)) * float(self.num_heads))
 
     def call(self, inputs):
         if self.semantic_aware != ("similarity" in inputs):
             raise ValueError(f"MultiHeadTargetAttention(semantic_aware={self.semantic_aware}) "
-                             f"{'needs' if self.semantic_aware else 'takes no'} a `similarity` input. "
+                             f"{'needs a' if self.semantic_aware else 'takes no'} `similarity` input. "
                              f"Received: {sorted(inputs)}")
         h = self.num_heads
         logits = self.logits(inputs["query"], inputs["keys"])  # [B, C, H, K]

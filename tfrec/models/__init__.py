@@ -3,8 +3,10 @@ from tfrec.models.base import CTRModel
 from tfrec.models.din import DIN
 from tfrec.models.dmgin import DMGIN
 from tfrec.models.dmqn import DMQN
+from tfrec.models.miss import MISS
+from tfrec.models.muse import MUSE
 from tfrec.models.siren import SIREN
 
-MODELS = {"din": DIN, "dmgin": DMGIN, "dmqn": DMQN, "siren": SIREN}
+MODELS = {"din": DIN, "dmgin": DMGIN, "dmqn": DMQN, "siren": SIREN, "muse": MUSE, "miss": MISS}
 
-__all__ = ["CTRModel", "DIN", "DMGIN", "DMQN", "MODELS", "SIREN"]
+__all__ = ["CTRModel", "DIN", "DMGIN", "DMQN", "MISS", "MODELS", "MUSE", "SIREN"]
