@@ -1,0 +1,13 @@
+"""Retrieval outside the SavedModel: SIREN's soft GSU (eq. 7) over long histories with ScaNN.
+
+ScaNN is imported only when a ScaNN index is built; importing this package loads numpy only.
+"""
+from tfrec.retrieval.scann_gsu import ScannConfig, ScannGSU, UserHistoryIndex, exact_top_k, normalize
+
+__all__ = [
+    "ScannConfig",
+    "ScannGSU",
+    "UserHistoryIndex",
+    "exact_top_k",
+    "normalize",
+]
