@@ -2,6 +2,7 @@
 
 ScaNN is imported only when a ScaNN index is built; importing this package loads numpy only.
 """
+from tfrec.retrieval.narrow import narrow_state, repeat_rows
 from tfrec.retrieval.scann_gsu import ScannConfig, ScannGSU, UserHistoryIndex, exact_top_k, normalize
 
 __all__ = [
@@ -9,5 +10,7 @@ __all__ = [
     "ScannGSU",
     "UserHistoryIndex",
     "exact_top_k",
+    "narrow_state",
     "normalize",
+    "repeat_rows",
 ]

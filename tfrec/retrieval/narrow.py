@@ -1,0 +1,70 @@
+"""Scoring a two-stage model with behaviors retrieved outside the SavedModel (ScaNN's GSU).
+
+A ``TwoStageModel``'s user state holds a window of the user's most recent behaviors
+(``history_<f>`` ``[N]`` + ``history_mask`` ``[N]``), and its ``score`` signature retrieves the K
+behaviors of each candidate from that window in graph. Where a history is far longer than any
+window a SavedModel should hold (10^4 - 10^5 behaviors), the retrieval runs next to the model
+(``tfrec.retrieval.ScannGSU``) and the model is scored on a *narrowed* state per (user, candidate):
+the same state whose window holds only that candidate's retrieved behaviors. The in-graph GSU then
+keeps all of them (top-K of K), so the model reads exactly the externally retrieved set (SIREN's
+ESU attention is permutation invariant; its short-term branch and profile come from the user
+state unchanged). Same signatures, same SavedModel: TF Serving needs nothing new.
+
+This fits models whose window is read by the GSU only (SIREN, MISS's multimodal GSU alone); MUSE
+also reads the window's most recent behaviors for its second SimTier histogram, which a narrowed
+window would change.
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+
+MASK = "history_mask"
+PREFIX = "history_"
+
+
+def narrow_state(state: Mapping[str, np.ndarray], behaviors: Mapping[str, np.ndarray], count: np.ndarray
+                 ) -> dict[str, np.ndarray]:
+    """A copy of ``state`` whose behavior window holds only the given behaviors.
+
+    Args:
+      state: a TwoStageModel user state (numpy, ``[B, ...]``; e.g. the ``user_tower`` outputs,
+        one row per (user, candidate) pair).
+      behaviors: per-behavior field -> ``[B, K]`` values of the retrieved behaviors, keyed like the
+        state (``history_item_id``, ``history_behavior_type``, one ``history_<f>`` per declared
+        behavior feature: every ``history_*`` key of ``state`` but the mask).
+      count: int ``[B]``, how many leading entries of each row of ``behaviors`` are real (<= K).
+
+    Returns:
+      The state with each window right-aligned to the ``count`` behaviors (in the order given),
+      zeros elsewhere, and ``history_mask`` 1 on them; every other key unchanged.
+
+    Raises:
+      ValueError: missing or extra behavior fields, K larger than the window, bad ``count``.
+    """
+    fields = sorted(k for k in state if k.startswith(PREFIX) and k != MASK)
+    if sorted(behaviors) != fields:
+        raise ValueError(f"behaviors must hold exactly the state's behavior fields {fields}. "
+                         f"Received: {sorted(behaviors)}")
+    n = np.asarray(state[MASK]).shape[1]
+    count = np.asarray(count, np.int64)
+    batch = np.asarray(state[MASK]).shape[0]
+    k = np.asarray(behaviors[fields[0]]).shape[1] if fields else 0
+    if count.shape != (batch,) or (count < 0).any() or (count > min(k, n)).any():
+        raise ValueError(f"count must be [{batch}] with values in [0, min(K={k}, window={n})]. "
+                         f"Received: shape={count.shape}, values {count.min(initial=0)}..{count.max(initial=0)}")
+    out = dict(state)
+    slot = np.arange(n)[None, :] - (n - count)[:, None]  # [B, N]: index into the retrieved list
+    keep = slot >= 0
+    for f in fields:
+        values = np.asarray(behaviors[f])
+        gathered = np.take_along_axis(values, np.clip(slot, 0, max(k - 1, 0)), axis=1) if k else np.zeros_like(slot)
+        out[f] = np.where(keep, gathered, 0).astype(np.asarray(state[f]).dtype)
+    out[MASK] = keep.astype(np.asarray(state[MASK]).dtype)
+    return out
+
+
+def repeat_rows(state: Mapping[str, np.ndarray], times: int) -> dict[str, np.ndarray]:
+    """Each row repeated ``times`` times (``[B, ...] -> [B * times, ...]``): one row per (user, candidate)."""
+    return {key: np.repeat(np.asarray(v), times, axis=0) for key, v in state.items()}
