@@ -102,6 +102,25 @@ def test_train_dmqn_writes_the_codebook_report(data_dir, tmp_path):
     assert json.loads((run / "eval-test.json").read_text())["model"] == "dmqn"
 
 
+def test_train_siren_reads_the_item_vectors_and_adapts_the_bucket_range(data_dir, tmp_path, capsys):
+    # no semantic_ids.npz in this directory: a clear one-line error, then a soft-GSU SIREN without SemIDs
+    assert cli.main(["train", "--model", "siren", "--data", str(data_dir), "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "semantic-ids" in err and "Traceback" not in err
+    run = tmp_path / "siren"
+    assert cli.main(["train", "--model", "siren", "--data", str(data_dir), "--out", str(run), "--epochs", "1",
+                     "--config", str(CONFIGS / "siren.yaml"), "--set", "semantic_id=false", "--set",
+                     "history_length=64", "--set", "gsu_k=8", "--verbose", "0"]) == 0
+    from tfrec.training import load_trained
+
+    model, info = load_trained(run)
+    assert info["config"]["content_dim"] > 0
+    low, high = model.buckets.similarity_range.numpy()  # adapted to the data, restored from the weights
+    assert low < high and not np.allclose([low, high], [-1.0, 1.0])
+    assert cli.main(["evaluate", "--run", str(run), "--data", str(data_dir)]) == 0
+    assert json.loads((run / "eval-test.json").read_text())["model"] == "siren"
+
+
 def test_errors_are_one_clear_line(tmp_path, capsys):
     assert cli.main(["train", "--model", "dmgin", "--data", str(tmp_path), "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
