@@ -18,7 +18,7 @@ from tests.models.test_dmqn import (
 from tfrec.configs import MUSEConfig, from_dict
 from tfrec.data.item_content import ItemContent, normalize_rows
 from tfrec.data.spec import FeatureSpec
-from tfrec.export.saved_model import export_saved_model
+from tfrec.export.saved_model import export_saved_model, non_stock_ops
 from tfrec.metrics import auc
 from tfrec.models import MODELS, MUSE
 from tfrec.testing import (
@@ -129,6 +129,7 @@ def check_saved_model(model, tmp_path):
     candidates = np.array([[0, 5, 39], [7, 7, 1], [40, -1, 3], [1, 2, 3]], np.int64)
     out = assert_saved_model_matches(model, SPEC, version, features, candidates)
     assert out["score"].shape == (4, 3)
+    assert non_stock_ops(version) == []  # real TF Serving can load it
 
 
 def own_item_in_history(position):
