@@ -124,10 +124,17 @@ class TwoStageModel(CTRModel):
                 "history_mask": window["mask"]}
 
     def cosine(self, user_state, candidate_item_id):
-        """Content cosine of every (candidate, behavior) pair: ``[B, C, N]`` (SIREN eq. 4)."""
+        """Content cosine of every (candidate, behavior) pair: ``[B, C, N]`` (SIREN eq. 4).
+
+        Computed in float64 and rounded to float32: a float32 matmul can give the same item, repeated
+        in a history, scores 1 ulp apart (the rounding depends on the column's place in the kernel's
+        blocking), which would decide ties against the recency rule of the GSU; float64 differences
+        of that size vanish in the rounding to float32.
+        """
         target = self.content(candidate_item_id)[CONTENT]  # [B, C, D], rows L2-normalised
         history = self.content(user_state["history_item_id"])[CONTENT]  # [B, N, D]
-        return tf.einsum("bcd,bnd->bcn", target, history)
+        return tf.cast(tf.einsum("bcd,bnd->bcn", tf.cast(target, tf.float64), tf.cast(history, tf.float64)),
+                       tf.float32)
 
     def gather_behaviors(self, user_state, positions):
         """The behaviors at ``positions`` ``[B, C, K]``: dict ``hist_<f>`` -> ``[B, C, K]`` (the input
