@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from tests.models.test_models import CONTENT, SIREN_CONFIG, SPEC, make_siren
-from tfrec.retrieval import ScannGSU, exact_top_k, narrow_state, repeat_rows
+from tfrec.retrieval import ScannGSU, compact_features, exact_top_k, narrow_state, repeat_rows
 from tfrec.testing import random_features
 
 
@@ -55,3 +55,18 @@ def test_scoring_on_externally_retrieved_behaviors_equals_the_in_graph_gsu(retri
     narrowed = narrow_state(rows, behaviors, count)
     got = model.score(narrowed, candidates.reshape(-1, 1)).numpy().reshape(b, c)
     np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("scann", [False, True])
+def test_training_on_compact_histories_equals_training_on_full_ones(scann):
+    # the offline GSU keeps the top-K + the S most recent behaviors: SIREN's outputs do not change
+    model = make_siren(gsu_k=4, short_term_length=5, history_length=16)
+    features = random_features(SPEC, 6, 16, seed=13)
+    gsu = ScannGSU(CONTENT.vectors, **({"exhaustive": True, "exact_threshold": 0} if scann else {}))
+    compact = compact_features(features, gsu, k=4, recent=5)
+    assert compact["hist_item_id"].shape[1] <= 9 and (compact["hist_length"] <= np.minimum(features["hist_length"], 9)).all()
+    for i, n in enumerate(compact["hist_length"]):  # kept behaviors stay in time order
+        assert (np.diff(compact["hist_timestamp"][i, :n]) >= 0).all()
+    np.testing.assert_allclose(model(compact).numpy(), model(features).numpy(), atol=1e-6)
+    with pytest.raises(ValueError, match="k >= 1"):
+        compact_features(features, gsu, k=0, recent=5)

@@ -68,3 +68,52 @@ def narrow_state(state: Mapping[str, np.ndarray], behaviors: Mapping[str, np.nda
 def repeat_rows(state: Mapping[str, np.ndarray], times: int) -> dict[str, np.ndarray]:
     """Each row repeated ``times`` times (``[B, ...] -> [B * times, ...]``): one row per (user, candidate)."""
     return {key: np.repeat(np.asarray(v), times, axis=0) for key, v in state.items()}
+
+
+def compact_features(features: Mapping[str, np.ndarray], gsu, k: int, recent: int) -> dict[str, np.ndarray]:
+    """The offline (training-data) GSU: each example's history cut to its retrieved and recent behaviors.
+
+    For each example, the behaviors kept are the union of the top-``k`` by content cosine to the
+    example's target (``gsu``: a ``ScannGSU``; ScaNN for long histories, exact below its threshold)
+    and the ``recent`` most recent ones, in their original (time) order. A model whose soft GSU
+    keeps K <= ``k`` behaviors and whose short-term branch reads S <= ``recent`` behaviors gives the
+    same outputs on the compact features as on the full ones (every behavior left out scores no
+    higher than the K-th retrieved and is older than the S-th most recent), so training data for
+    10^4 - 10^5-behavior histories can be written at ``k + recent`` behaviors per example.
+
+    Args:
+      features: model features (numpy): ``item_id`` ``[B]``, ``hist_length`` ``[B]`` and the
+        ``hist_*`` sequences ``[B, L]`` (histories already cut at the request time).
+      gsu: a ``tfrec.retrieval.ScannGSU`` over the items' content vectors.
+      k: behaviors retrieved per example.
+      recent: most recent behaviors always kept (the short-term branch's S).
+
+    Returns:
+      The features with every ``hist_*`` sequence cut to ``[B, <= k + recent]`` and ``hist_length``
+      updated; the other keys unchanged.
+    """
+    if k < 1 or recent < 0:
+        raise ValueError(f"compact_features needs k >= 1 and recent >= 0. Received: k={k}, recent={recent}")
+    lengths = np.minimum(np.asarray(features["hist_length"]), np.asarray(features["hist_item_id"]).shape[1])
+    sequences = [key for key, v in features.items()
+                 if key.startswith("hist_") and key != "hist_length" and np.ndim(v) == 2]
+    keep = []
+    for i, n in enumerate(lengths):
+        n = int(n)
+        if n == 0:
+            keep.append(np.zeros(0, np.int64))
+            continue
+        index = gsu.index(np.asarray(features["hist_item_id"])[i, :n])
+        positions, _ = gsu.retrieve(index, np.asarray(features["item_id"])[i:i + 1], k)
+        chosen = set(positions[0][positions[0] >= 0].tolist()) | set(range(max(n - recent, 0), n))
+        keep.append(np.array(sorted(chosen), np.int64))
+    width = max([len(x) for x in keep] + [1])
+    out = dict(features)
+    for key in sequences:
+        values = np.asarray(features[key])
+        cut = np.zeros((len(keep), width), values.dtype)
+        for i, rows in enumerate(keep):
+            cut[i, :len(rows)] = values[i, rows]
+        out[key] = cut
+    out["hist_length"] = np.array([len(x) for x in keep], np.asarray(features["hist_length"]).dtype)
+    return out
