@@ -74,25 +74,33 @@ def main(argv=None) -> int:
     from tfrec.models import MODELS
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", default="synthetic-medium", choices=["synthetic-small", "synthetic-medium", "ml-100k",
-                                                                      "ml-1m"])
+    p.add_argument("--dataset", default="synthetic-medium", choices=["synthetic-small", "synthetic-medium",
+                                                                      "synthetic-long", "ml-100k", "ml-1m"])
     p.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--workdir", default="runs/siren")
+    p.add_argument("--history-length", type=int, default=0,
+                   help="the two-stage models' window N (0 = their config's 1,024; -1 = the data's longest history)")
     args = p.parse_args(argv)
 
     data = prepare(args.dataset, ROOT)
     work = Path(args.workdir) / args.dataset
     cells = CellCache(work / "cells.json")
+    window = args.history_length
+    if window < 0:
+        window = json.loads((data / "raw" / "dataset.json").read_text())["max_history_length"]
+    suffix = f"/N{window}" if window else ""
     for seed in args.seeds:  # seed-major: every row gets seed 0 before any gets seed 1
         for label in args.rows:
             name, stem, overrides = ROWS[label]
-            key = f"{label}/{seed}/{args.epochs}"
+            key = f"{label}/{seed}/{args.epochs}{suffix}"
             if key in cells or name not in MODELS:
                 continue
             config = {**load_yaml_config(CONFIG_DIR / f"{stem}.yaml"), **overrides}
+            if window and "history_length" in config:
+                config["history_length"] = window
             result = train_and_evaluate(name, data, work / "runs" / key.replace("/", "-"), config, args.epochs,
                                         args.batch_size, seed)
             cells.put(key, {"label": label, **result})
@@ -100,7 +108,8 @@ def main(argv=None) -> int:
                   flush=True)
 
     def row(label, paper):
-        got = [c for key, c in sorted(cells.items()) if key.startswith(f"{label}/") and key.endswith(f"/{args.epochs}")]
+        got = [c for key, c in sorted(cells.items())
+               if key.startswith(f"{label}/") and key.split("/", 2)[2] == f"{args.epochs}{suffix}"]
         if not got:
             return None
         return (f"| {label} ({len(got)} seed{'s' if len(got) > 1 else ''}) | {mean_std([c['auc'] for c in got])} | "
@@ -112,8 +121,9 @@ def main(argv=None) -> int:
               "|---|---|---|---|---|---|---|"]
     lines = [f"# SIREN's tables on `{args.dataset}`", "",
              f"`.venv/bin/python bench/siren_tables.py --dataset {args.dataset} --epochs {args.epochs} [--rows ...] "
-             f"[--seeds ...]` (cells cached across runs); {args.epochs} epochs, batch {args.batch_size}, test split; "
-             "mean ± std over the seeds shown. GSU depth K = 50 over the 1,024 most recent behaviors; "
+             f"[--seeds ...]{' --history-length ' + str(args.history_length) if args.history_length else ''}` (cells "
+             f"cached across runs); {args.epochs} epochs, batch {args.batch_size}, test split; "
+             f"mean ± std over the seeds shown. GSU depth K = 50 over the {window or 1024:,} most recent behaviors; "
              "state bytes/user = the cached user state. Train s/epoch is indicative only (other jobs may have "
              "shared the 2 cores). The paper's numbers are on another data set: compare orderings, not values.",
              "", "## Table 1: overall", ""] + header
@@ -130,7 +140,7 @@ def main(argv=None) -> int:
         if got:
             lines.append(got[0].replace("siren-sim-gsu", "SIREN (+SimBucket +SemID +TI)"))
             rows_json[label] = got[1]
-    out = ROOT / "bench" / "results" / f"siren-{args.dataset}.md"
+    out = ROOT / "bench" / "results" / f"siren-{args.dataset}{suffix.replace('/', '-')}.md"
     out.write_text("\n".join(lines) + "\n")
     out.with_suffix(".json").write_text(json.dumps(rows_json, indent=2, default=str))
     print("\n".join(lines))
