@@ -187,6 +187,13 @@ class DMQNConfig:
 GSU_MODES = ("soft", "hard")
 
 
+def _check_positive(config, *names: str) -> None:
+    """Raises naming the first of ``names`` whose value in ``config`` is below 1."""
+    for name in names:
+        if getattr(config, name) < 1:
+            raise ValueError(f"{type(config).__name__}.{name} must be >= 1. Received: {name}={getattr(config, name)}")
+
+
 @dataclasses.dataclass(frozen=True)
 class SIRENConfig:
     """SIREN (SIREN paper, secs. 4.1-4.3; choices the paper leaves open: docs/models.md).
@@ -249,10 +256,8 @@ class SIRENConfig:
     def __post_init__(self):
         if self.gsu not in GSU_MODES:
             raise ValueError(f"SIRENConfig.gsu must be one of {list(GSU_MODES)}. Received: gsu={self.gsu!r}")
-        for name in ("embedding_dim", "history_length", "gsu_k", "semantic_id_dim", "num_buckets", "bucket_dim",
-                     "adapt_batches", "num_heads", "key_dim"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"SIRENConfig.{name} must be >= 1. Received: {name}={getattr(self, name)}")
+        _check_positive(self, "embedding_dim", "history_length", "gsu_k", "semantic_id_dim", "num_buckets",
+                        "bucket_dim", "adapt_batches", "num_heads", "key_dim")
         if self.prefix_depth < 0 or self.short_term_length < 0:
             raise ValueError("SIRENConfig needs prefix_depth >= 0 (0 = every level) and short_term_length >= 0. "
                              f"Received: prefix_depth={self.prefix_depth}, short_term_length={self.short_term_length}")
@@ -310,9 +315,7 @@ class MUSEConfig:
     dropout: float = 0.0
 
     def __post_init__(self):
-        for name in ("embedding_dim", "history_length", "gsu_k", "num_heads", "key_dim"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"MUSEConfig.{name} must be >= 1. Received: {name}={getattr(self, name)}")
+        _check_positive(self, "embedding_dim", "history_length", "gsu_k", "num_heads", "key_dim")
         if self.simtier_bins < 4 or self.simtier_bins % 2:
             raise ValueError(f"MUSEConfig.simtier_bins must be even and >= 4. "
                              f"Received: simtier_bins={self.simtier_bins}")
@@ -366,9 +369,7 @@ class MISSConfig:
     def __post_init__(self):
         if not (self.id_gsu or self.mm_gsu):
             raise ValueError("MISSConfig needs at least one GSU. Received: id_gsu=False, mm_gsu=False")
-        for name in ("embedding_dim", "history_length", "gsu_k", "num_heads", "key_dim"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"MISSConfig.{name} must be >= 1. Received: {name}={getattr(self, name)}")
+        _check_positive(self, "embedding_dim", "history_length", "gsu_k", "num_heads", "key_dim")
         if self.short_term_length < 0:
             raise ValueError(f"MISSConfig.short_term_length must be >= 0. Received: "
                              f"short_term_length={self.short_term_length}")

@@ -68,9 +68,7 @@ class MISS(TwoStageModel):
     def __init__(self, spec, config: MISSConfig = MISSConfig(), **kwargs):
         super().__init__(spec, config, **kwargs)
         d_item = self.item_embedding.output_dim
-        if d_item % config.num_heads:
-            raise ValueError(f"MISS's ESUs split the item representation (size {d_item}) over "
-                             f"num_heads={config.num_heads} heads: pick num_heads dividing it")
+        self.check_heads(d_item, "the item representation")
         self.id_gsu = self.id_esu = self.mm_gsu = self.mm_esu = None
         if config.id_gsu:
             self.id_gsu = TopKBehaviors(config.gsu_k, name="id_gsu")

@@ -70,9 +70,7 @@ class MUSE(TwoStageModel):
     def __init__(self, spec, config: MUSEConfig = MUSEConfig(), **kwargs):
         super().__init__(spec, config, **kwargs)
         d_item = self.item_embedding.output_dim
-        if d_item % config.num_heads:
-            raise ValueError(f"MUSE's ESU splits the item representation (size {d_item}) over "
-                             f"num_heads={config.num_heads} heads: pick num_heads dividing it")
+        self.check_heads(d_item, "the item representation")
         self.gsu = TopKBehaviors(config.gsu_k, name="gsu")
         self.esu = MultiHeadTargetAttention(config.num_heads, config.key_dim, d_item,
                                             semantic_aware=config.semantic_aware_attention, name="esu")

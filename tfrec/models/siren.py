@@ -57,9 +57,7 @@ class SIREN(TwoStageModel):
         self.buckets = (SimilarityBucketEmbedding(config.num_buckets, config.bucket_dim, name="similarity_buckets")
                         if config.similarity_buckets else None)
         self.h_dim = d_item + (self.prefix_embedding.output_dim if self.prefix_embedding else 0)
-        if self.h_dim % config.num_heads:
-            raise ValueError(f"SIREN's ESU splits h (size {self.h_dim}) over num_heads={config.num_heads} heads: pick "
-                             "num_heads dividing it")
+        self.check_heads(self.h_dim, "h")
         self.esu = MultiHeadTargetAttention(config.num_heads, config.key_dim, self.h_dim, name="esu")
 
     @property

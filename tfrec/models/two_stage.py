@@ -103,6 +103,12 @@ class TwoStageModel(CTRModel):
         self.content = ItemFeatureLookup(spec.n_items, defs, tables or None, name="item_content") if defs else None
         self.window = RecentBehaviors(config.history_length, name="gsu_window")
 
+    def check_heads(self, size: int, what: str) -> None:
+        """Raises unless ``config.num_heads`` divides ``size`` (an ESU splits ``what`` over its heads)."""
+        if size % self.config.num_heads:
+            raise ValueError(f"{type(self).__name__}'s ESU splits {what} (size {size}) over "
+                             f"num_heads={self.config.num_heads} heads: pick num_heads dividing it")
+
     @classmethod
     def content_needs(cls, config) -> Tuple[bool, bool]:
         """``(content vectors, Semantic IDs)`` this config needs."""
