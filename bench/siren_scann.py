@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def main(argv=None) -> int:
     from tfrec.data.item_content import ItemContent
     from tfrec.metrics import ctr_metrics
-    from tfrec.retrieval import ScannGSU, UserHistoryIndex, exact_top_k, narrow_state
+    from tfrec.retrieval import ScannGSU, UserHistoryIndex, check_external_retrieval, exact_top_k, narrow_state
     from tfrec.training import load_trained
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -47,6 +47,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     model, info = load_trained(args.run)
+    check_external_retrieval(model)  # SIREN with the soft GSU
     spec = load_spec(args.data)
     k = model.config.gsu_k
     gsu = ScannGSU(ItemContent.load(args.data, spec.n_items).vectors)

@@ -191,3 +191,25 @@ def test_siren_learns_a_planted_similarity_signal(gsu):
     ceiling = auc(y_test, (same & (x_test["hist_behavior_type"] == ORDER)).any(axis=1))  # 0.79 (label noise)
     # measured: soft 0.748, hard 0.775; a model that cannot find or read the similar behaviors sits at 0.5
     assert held_out > 0.7 and held_out > ceiling - 0.07, (held_out, ceiling)
+
+
+def test_out_of_vocabulary_history_ids_are_unknown_not_wrapped():
+    model = make_siren()
+    features = random_features(SPEC, 2, 6, seed=9)
+    features["hist_length"] = np.array([6, 6], np.int32)
+    huge = dict(features, hist_item_id=features["hist_item_id"].copy())
+    huge["hist_item_id"][:, 0] = 2**32 + 5  # would wrap to item 5 in int32
+    unknown = dict(features, hist_item_id=features["hist_item_id"].copy())
+    unknown["hist_item_id"][:, 0] = SPEC.n_items + 1
+    state = model.encode_user(huge)
+    assert (state["history_item_id"].numpy()[:, -6] == -1).all()
+    np.testing.assert_allclose(model(huge).numpy(), model(unknown).numpy(), atol=1e-6)
+
+
+def test_a_behavior_feature_named_mask_is_refused():
+    from tfrec.data.schema import FeatureDef
+
+    spec = FeatureSpec(n_items=40, max_history_length=16,
+                       behavior_features=(FeatureDef("mask", "categorical", vocab_size=3),))
+    with pytest.raises(ValueError, match="history_mask"):
+        SIREN(spec, SIREN_CONFIG, item_content=CONTENT)

@@ -3,7 +3,14 @@ import numpy as np
 import pytest
 
 from tests.models.test_models import CONTENT, SIREN_CONFIG, SPEC, make_siren
-from tfrec.retrieval import ScannGSU, compact_features, exact_top_k, narrow_state, repeat_rows
+from tfrec.retrieval import (
+    ScannGSU,
+    check_external_retrieval,
+    compact_features,
+    exact_top_k,
+    narrow_state,
+    repeat_rows,
+)
 from tfrec.testing import random_features
 
 
@@ -57,16 +64,45 @@ def test_scoring_on_externally_retrieved_behaviors_equals_the_in_graph_gsu(retri
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
+def _narrowed_scores(model, features, gsu, k):
+    """p(click) with each example's top-k retrieved over its whole history, outside the model."""
+    state = {key: v.numpy() for key, v in model.encode_user(features).items()}
+    fields = [f for f in state if f.startswith("history_") and f != "history_mask"]
+    behaviors = {f: np.zeros((len(features["item_id"]), k), state[f].dtype) for f in fields}
+    count = np.zeros(len(features["item_id"]), np.int64)
+    for i, n in enumerate(features["hist_length"]):
+        ids = features["hist_item_id"][i, :n]
+        positions, _ = gsu.retrieve(gsu.index(ids), features["item_id"][i:i + 1], k)
+        found = positions[0][positions[0] >= 0]
+        count[i] = len(found)
+        for f in fields:
+            raw = features["hist_" + f[len("history_"):]][i, found]
+            behaviors[f][i, :len(found)] = np.where((raw >= 0) & (raw < 2**31), raw, -1) if raw.dtype.kind == "i" else raw
+    return model.score(narrow_state(state, behaviors, count), features["item_id"][:, None]).numpy()[:, 0]
+
+
 @pytest.mark.parametrize("scann", [False, True])
-def test_training_on_compact_histories_equals_training_on_full_ones(scann):
-    # the offline GSU keeps the top-K + the S most recent behaviors: SIREN's outputs do not change
-    model = make_siren(gsu_k=4, short_term_length=5, history_length=16)
+def test_compact_histories_give_the_outputs_of_the_full_ones(scann):
+    # the offline GSU keeps the top-K + the S most recent behaviors; histories (16) are longer than
+    # the model's window N = 10 >= K + S
+    model = make_siren(gsu_k=4, short_term_length=5, history_length=10)
     features = random_features(SPEC, 6, 16, seed=13)
     gsu = ScannGSU(CONTENT.vectors, **({"exhaustive": True, "exact_threshold": 0} if scann else {}))
-    compact = compact_features(features, gsu, k=4, recent=5)
-    assert compact["hist_item_id"].shape[1] <= 9 and (compact["hist_length"] <= np.minimum(features["hist_length"], 9)).all()
+    # window = N: the in-graph GSU over the N most recent behaviors, unchanged
+    compact = compact_features(features, gsu, k=4, recent=5, window=10)
+    assert compact["hist_item_id"].shape[1] <= 9 and (compact["hist_length"] <= 9).all()
     for i, n in enumerate(compact["hist_length"]):  # kept behaviors stay in time order
         assert (np.diff(compact["hist_timestamp"][i, :n]) >= 0).all()
     np.testing.assert_allclose(model(compact).numpy(), model(features).numpy(), atol=1e-6)
+    # window = None: the whole history, as the serving path that retrieves outside the model
+    lifelong = compact_features(features, gsu, k=4, recent=5)
+    np.testing.assert_allclose(model(lifelong).numpy(), _narrowed_scores(model, features, gsu, 4), atol=1e-6)
+    assert np.abs(model(lifelong).numpy() - model(features).numpy()).max() > 1e-6  # it does see further back
     with pytest.raises(ValueError, match="k >= 1"):
         compact_features(features, gsu, k=0, recent=5)
+
+
+def test_only_models_that_read_the_window_through_the_cosine_gsu_may_be_narrowed():
+    check_external_retrieval(make_siren())
+    with pytest.raises(ValueError, match="hard GSU"):
+        check_external_retrieval(make_siren(gsu="hard"))

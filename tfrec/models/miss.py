@@ -85,6 +85,10 @@ class MISS(TwoStageModel):
     def content_needs(cls, config):
         return config.mm_gsu, False
 
+    @property
+    def external_retrieval(self) -> bool:
+        return not self.config.id_gsu  # the ID GSU searches the whole window by learned relevance
+
     def window_tokens(self, user_state) -> tf.Tensor:
         """The behavior tokens of the whole window, ``[B, N, d_item]``."""
         return self.behavior_tokens({f"hist_{f}": user_state[f"history_{f}"] for f in self.behavior_fields})

@@ -1,6 +1,7 @@
 """SIREN: unified multi-granularity semantic interaction for multimodal lifelong interest (SIREN paper)."""
 from __future__ import annotations
 
+import logging
 from typing import Optional
 
 import numpy as np
@@ -63,6 +64,10 @@ class SIREN(TwoStageModel):
     @property
     def recent_length(self) -> int:
         return self.config.short_term_length
+
+    @property
+    def external_retrieval(self) -> bool:
+        return self.config.gsu == "soft"  # the hard GSU re-filters by level-1 code
 
     @classmethod
     def content_needs(cls, config):
@@ -131,9 +136,15 @@ class SIREN(TwoStageModel):
         values = []
         for element in dataset.take(batches or self.config.adapt_batches):
             features = element[0] if isinstance(element, (tuple, list)) else element
+            if len(features["item_id"].shape) != 1:
+                raise ValueError("SIREN.adapt reads batches of model features (item_id [B]); batch the dataset "
+                                 f"first. Received: item_id of shape {features['item_id'].shape}")
             values.append(similarities(features).numpy())
         values = np.concatenate(values) if values else np.zeros(0)
         if values.size < 2:
+            logging.getLogger(__name__).warning(
+                "SIREN.adapt found %d retrieved behaviors in the data: the similarity buckets keep their range",
+                values.size)
             return None
         lo, hi = (float(x) for x in np.quantile(values, self.config.similarity_quantiles))
         if hi <= lo:  # every retrieved behavior equally similar: a tiny range around it

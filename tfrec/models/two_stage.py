@@ -49,6 +49,9 @@ class TwoStageModel(CTRModel):
     def __init__(self, spec, config, item_content: Optional[ItemContent] = None, content_dim: int = 0,
                  semantic_id_levels: int = 0, num_prefixes: int = 0, codebook_size: int = 0, **kwargs):
         super().__init__(spec, config, **kwargs)
+        if any(e.feature.name == "mask" for e in self.behavior_feature_embeddings):
+            raise ValueError(f"{type(self).__name__}: a behavior feature named 'mask' would collide with the user "
+                             "state's history_mask (the window's validity mask): rename it in the schema")
         need_vectors, need_codes = self.content_needs(config)
         item_table = kwargs.get("item_table")
         vectors = codes = None
@@ -109,6 +112,14 @@ class TwoStageModel(CTRModel):
             raise ValueError(f"{type(self).__name__}'s ESU splits {what} (size {size}) over "
                              f"num_heads={self.config.num_heads} heads: pick num_heads dividing it")
 
+    @property
+    def external_retrieval(self) -> bool:
+        """Whether the model reads its behavior window only through a content-cosine top-K GSU, so
+        that it may be scored on behaviors retrieved outside the SavedModel (ScaNN,
+        ``tfrec.retrieval.narrow_state`` / ``compact_features``) with unchanged outputs. False by
+        default (e.g. MUSE's recent SimTier reads the window's last behaviors directly)."""
+        return False
+
     @classmethod
     def content_needs(cls, config) -> Tuple[bool, bool]:
         """``(content vectors, Semantic IDs)`` this config needs."""
@@ -124,8 +135,11 @@ class TwoStageModel(CTRModel):
         window = self.window({"length": hist[HIST_LENGTH],
                               "values": {f: hist[f"hist_{f}"] for f in self.behavior_fields}})
         state = {f"history_{f}": window[f] for f in self.behavior_fields}
-        for f in ("item_id", "behavior_type"):  # ids fit int32: half the cached bytes
-            state[f"history_{f}"] = tf.cast(state[f"history_{f}"], tf.int32)
+        # int32 halves the cached bytes; ids outside the vocabulary become -1 first (the unknown
+        # row everywhere), so a huge id cannot wrap onto a real item
+        for f, vocab in (("item_id", self.spec.n_items), ("behavior_type", self.spec.n_behavior_types)):
+            ids = tf.cast(state[f"history_{f}"], tf.int64)
+            state[f"history_{f}"] = tf.cast(tf.where((ids >= 0) & (ids < vocab), ids, -1), tf.int32)
         return {"user_embedding": self.encode_profile(features), **self.encode_recent(hist), **state,
                 "history_mask": window["mask"]}
 

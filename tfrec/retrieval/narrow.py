@@ -70,16 +70,35 @@ def repeat_rows(state: Mapping[str, np.ndarray], times: int) -> dict[str, np.nda
     return {key: np.repeat(np.asarray(v), times, axis=0) for key, v in state.items()}
 
 
-def compact_features(features: Mapping[str, np.ndarray], gsu, k: int, recent: int) -> dict[str, np.ndarray]:
+def check_external_retrieval(model) -> None:
+    """Raises unless ``model`` may be scored on externally retrieved behaviors (``narrow_state``,
+    ``compact_features``) with unchanged outputs (``TwoStageModel.external_retrieval``)."""
+    if not getattr(model, "external_retrieval", False):
+        raise ValueError(f"{type(model).__name__} with this config reads its behavior window beyond a content-cosine "
+                         "top-K GSU (e.g. SIREN's hard GSU, MUSE's recent SimTier, MISS's ID GSU): scoring it on "
+                         "externally retrieved behaviors would change its outputs. Use SIREN with gsu: soft, or "
+                         "MISS with id_gsu: false")
+
+
+def compact_features(features: Mapping[str, np.ndarray], gsu, k: int, recent: int, window: int | None = None
+                     ) -> dict[str, np.ndarray]:
     """The offline (training-data) GSU: each example's history cut to its retrieved and recent behaviors.
 
     For each example, the behaviors kept are the union of the top-``k`` by content cosine to the
     example's target (``gsu``: a ``ScannGSU``; ScaNN for long histories, exact below its threshold)
-    and the ``recent`` most recent ones, in their original (time) order. A model whose soft GSU
-    keeps K <= ``k`` behaviors and whose short-term branch reads S <= ``recent`` behaviors gives the
-    same outputs on the compact features as on the full ones (every behavior left out scores no
-    higher than the K-th retrieved and is older than the S-th most recent), so training data for
-    10^4 - 10^5-behavior histories can be written at ``k + recent`` behaviors per example.
+    among the ``window`` most recent behaviors (None: the whole history), and the ``recent`` most
+    recent ones, in their original (time) order. For a model with ``external_retrieval`` (SIREN
+    with the soft GSU), GSU depth K <= ``k``, short-term branch S <= ``recent`` and a window
+    N >= ``k + recent``:
+
+    * ``window = N``: its outputs on the compact features equal those on the full features (the
+      in-graph GSU over the N most recent behaviors);
+    * ``window = None``: they equal the serving path that retrieves over the whole history outside
+      the SavedModel (``narrow_state``), so training and serving both see the lifelong history.
+
+    (Up to cosine ties within float32 rounding; with approximate ScaNN, up to its recall.) One index
+    is built per example: for 10^4 - 10^5-behavior histories group the examples by user and use
+    ``ScannGSU.retrieve_before`` (one index per user) instead.
 
     Args:
       features: model features (numpy): ``item_id`` ``[B]``, ``hist_length`` ``[B]`` and the
@@ -87,25 +106,28 @@ def compact_features(features: Mapping[str, np.ndarray], gsu, k: int, recent: in
       gsu: a ``tfrec.retrieval.ScannGSU`` over the items' content vectors.
       k: behaviors retrieved per example.
       recent: most recent behaviors always kept (the short-term branch's S).
+      window: retrieve among the ``window`` most recent behaviors only (the model's N), or None.
 
     Returns:
       The features with every ``hist_*`` sequence cut to ``[B, <= k + recent]`` and ``hist_length``
       updated; the other keys unchanged.
     """
-    if k < 1 or recent < 0:
-        raise ValueError(f"compact_features needs k >= 1 and recent >= 0. Received: k={k}, recent={recent}")
+    if k < 1 or recent < 0 or (window is not None and window < 1):
+        raise ValueError(f"compact_features needs k >= 1, recent >= 0 and window >= 1 or None. Received: k={k}, "
+                         f"recent={recent}, window={window}")
     lengths = np.minimum(np.asarray(features["hist_length"]), np.asarray(features["hist_item_id"]).shape[1])
     sequences = [key for key, v in features.items()
                  if key.startswith("hist_") and key != "hist_length" and np.ndim(v) == 2]
     keep = []
     for i, n in enumerate(lengths):
         n = int(n)
+        start = 0 if window is None else max(n - window, 0)
         if n == 0:
             keep.append(np.zeros(0, np.int64))
             continue
-        index = gsu.index(np.asarray(features["hist_item_id"])[i, :n])
+        index = gsu.index(np.asarray(features["hist_item_id"])[i, start:n])
         positions, _ = gsu.retrieve(index, np.asarray(features["item_id"])[i:i + 1], k)
-        chosen = set(positions[0][positions[0] >= 0].tolist()) | set(range(max(n - recent, 0), n))
+        chosen = set((start + positions[0][positions[0] >= 0]).tolist()) | set(range(max(n - recent, 0), n))
         keep.append(np.array(sorted(chosen), np.int64))
     width = max([len(x) for x in keep] + [1])
     out = dict(features)

@@ -94,9 +94,9 @@ def normalize(vectors: Any) -> np.ndarray:
       float32 ``[N, D]``, each nonzero row with unit norm, so dot products are cosines (SIREN
       eq. 4 / 7). A zero row (an item without a multimodal vector) has cosine 0 with everything.
     """
-    array = _as_matrix("vectors", vectors)
-    norms = np.linalg.norm(array, axis=1, keepdims=True)  # [N, 1]
-    return np.divide(array, norms, out=np.zeros_like(array), where=norms > 0)
+    from tfrec.data.item_content import normalize_rows  # numpy only: the one normalisation the models use too
+
+    return normalize_rows(_as_matrix("vectors", vectors))
 
 
 class _Distinct:
@@ -178,10 +178,17 @@ def _row_chunks(rows: int, per_row: int) -> list[slice]:
     return [slice(start, start + step) for start in range(0, rows, step)]
 
 
+def _cosines(queries: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """float32 ``[C, U]`` dot products computed in float64 and rounded, as ``TwoStageModel.cosine``
+    does in graph: two float32 matmuls can round a near-tie differently (1 ulp), float64 products
+    rounded to float32 agree, so this reference and the SavedModel's GSU keep the same behaviors."""
+    return (queries.astype(np.float64) @ vectors.T.astype(np.float64)).astype(np.float32)
+
+
 def _exact_chunk(distinct: _Distinct, queries: np.ndarray, kk: int, valid: np.ndarray | None) -> TopK:
     """Top-kk (kk <= L) positions of one chunk of queries, sorted, invalid entries at ``-inf``."""
     length = distinct.length
-    sim = queries @ distinct.vectors.T  # [C, D] x [D, U] -> [C, U]
+    sim = _cosines(queries, distinct.vectors)  # [C, D] x [D, U] -> [C, U]
     if distinct.inverse is not None:
         sim = np.take(sim, distinct.inverse, axis=1)  # [C, U] -> [C, L]: equal vectors, equal scores
     if valid is not None:
@@ -431,7 +438,8 @@ class UserHistoryIndex:
         missing = np.isnan(dist)  # ScaNN pads with NaN
         ids = np.where(missing, -1, ids).astype(np.int64)  # [C, kk]
         # [C, kk, D] . [C, D] -> [C, kk]: float32 cosines like the exact path's.
-        scores = np.einsum("ckd,cd->ck", self._distinct.vectors[np.maximum(ids, 0)], queries)
+        scores = np.einsum("ckd,cd->ck", self._distinct.vectors[np.maximum(ids, 0)].astype(np.float64),
+                           queries.astype(np.float64)).astype(np.float32)
         return ids, scores
 
     def memory_bytes(self) -> int:
