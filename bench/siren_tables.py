@@ -42,7 +42,11 @@ ROWS = {
     "ta+semid": ("siren", "siren", {**ABLATION, "semantic_id": True}),
     "ta+simbucket": ("siren", "siren", {**ABLATION, "similarity_buckets": True}),
     "ta+simbucket+semid": ("siren", "siren", {**ABLATION, "semantic_id": True, "similarity_buckets": True}),
+    # diagnostics (ours): which part of MUSE makes the difference
+    "muse-no-simtier": ("muse", "muse", {"simtier": False}),
+    "muse-no-sa-ta": ("muse", "muse", {"semantic_aware_attention": False}),
 }
+DIAGNOSTICS = ("muse-no-simtier", "muse-no-sa-ta")
 # SIREN's own numbers (Taobao-MM GAUC): Table 1 and Table 2 ("SIREN" = siren-sim-gsu).
 TABLE1 = {"din": 0.6006, "miss": 0.6087, "muse": 0.6148, "siren-semid-gsu": 0.6148, "siren-sim-gsu": 0.6155}
 TABLE1_OTHERS = {"TWIN": 0.6079, "SIM-Hard": 0.6145, "SIM-Soft": 0.6144}
@@ -76,7 +80,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default="synthetic-medium", choices=["synthetic-small", "synthetic-medium",
                                                                       "synthetic-long", "ml-100k", "ml-1m"])
-    p.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
+    p.add_argument("--rows", nargs="+", default=[r for r in ROWS if r not in DIAGNOSTICS], choices=list(ROWS))
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=256)
@@ -140,6 +144,12 @@ def main(argv=None) -> int:
         if got:
             lines.append(got[0].replace("siren-sim-gsu", "SIREN (+SimBucket +SemID +TI)"))
             rows_json[label] = got[1]
+    diagnostics = [got for got in (row(label, "") for label in DIAGNOSTICS) if got]
+    if diagnostics:
+        lines += ["", "## Diagnostics (ours): MUSE without SimTier / without SA-TA", ""] + header
+        for got in diagnostics:
+            lines.append(got[0])
+            rows_json[got[1][0]["label"]] = got[1]
     out = ROOT / "bench" / "results" / f"siren-{args.dataset}{suffix.replace('/', '-')}.md"
     out.write_text("\n".join(lines) + "\n")
     out.with_suffix(".json").write_text(json.dumps(rows_json, indent=2, default=str))
