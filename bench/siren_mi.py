@@ -162,10 +162,11 @@ def write_results(out: Path, args, results: dict, h_y: float, n: int, clusters) 
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for label, row in results["rows"].items():
+    colors = plt.get_cmap("tab20").colors  # 20 distinct colors: no two rows share one
+    for i, (label, row) in enumerate(results["rows"].items()):
         got = [(k, row["mi"][str(k)]) for k in ks if str(k) in row["mi"]]
         if got:
-            ax.plot(*zip(*got), marker="o", label=label)
+            ax.plot(*zip(*got), marker="os^vD"[i % 5], color=colors[(2 * i) % 20 + (i // 10) % 2], label=label)
     ax.plot(ks, [(k - 1) / (2 * n) for k in ks], color="gray", linestyle=":", label="bias (K-1)/2N")
     ax.set_xscale("log", base=2)
     ax.set_xticks(ks, [str(k) for k in ks])
