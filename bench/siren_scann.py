@@ -125,7 +125,7 @@ def main(argv=None) -> int:
                      f"{m['auc'] - g['auc']:+.4f} |")
     lines += ["", f"p(graph) and p(exact, narrowed) differ by more than 1e-4 on {differing} of {seen} examples (largest "
               f"{fidelity:.2e}): there the K-th and (K+1)-th behaviors' cosines tie within float32 rounding and the "
-              "two exact implementations keep different ones (seen: 2 of 4,000). "
+              "two exact implementations keep different ones. "
               f"Index build {result['scann_build_ms_per_index']:.1f} ms per window, search "
               f"{result['scann_search_ms_per_query']:.2f} ms per query at reorder {args.reorder_factors[0]} x K "
               "(timings void if other jobs ran). Recall on 10k- and 100k-behavior histories: scann-gsu.md."]
