@@ -81,8 +81,8 @@ class SIREN(TwoStageModel):
         if self.config.gsu == "soft":
             scores, eligible = cosine, mask[:, None, :]
         else:  # same level-1 code as the target; the score is the position, so the K most recent win
-            code_t = tf.cast(self.content(candidate_item_id)[LEVEL1], tf.int32)[:, :, None]
-            code_i = tf.cast(self.content(user_state["history_item_id"])[LEVEL1], tf.int32)[:, None, :]
+            code_t = tf.cast(self.content.column(candidate_item_id, LEVEL1), tf.int32)[:, :, None]
+            code_i = tf.cast(self.content.column(user_state["history_item_id"], LEVEL1), tf.int32)[:, None, :]
             eligible = mask[:, None, :] & (code_i == code_t) & (code_t >= 0)
             n = tf.shape(mask)[1]
             scores = tf.broadcast_to(tf.cast(tf.range(n), tf.float32)[None, None, :], tf.shape(eligible))
@@ -99,8 +99,8 @@ class SIREN(TwoStageModel):
         h_t = item_emb  # [B, C, d_item]
         parts = []
         if self.prefix_embedding is not None:  # eq. 9: h = [e_id; e_sem]
-            sem_t = self.prefix_embedding(self.content(candidate_item_id)[PREFIX])
-            sem_i = self.prefix_embedding(self.content(values["hist_item_id"])[PREFIX])
+            sem_t = self.prefix_embedding(self.content.column(candidate_item_id, PREFIX))
+            sem_i = self.prefix_embedding(self.content.column(values["hist_item_id"], PREFIX))
             h_i, h_t = tf.concat([h_i, sem_i], -1), tf.concat([h_t, sem_t], -1)
             parts.append(sem_t)  # with item_emb (first in the head) the head sees all of h_t
         keys, query = h_i, h_t

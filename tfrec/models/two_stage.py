@@ -151,8 +151,8 @@ class TwoStageModel(CTRModel):
         blocking), which would decide ties against the recency rule of the GSU; float64 differences
         of that size vanish in the rounding to float32.
         """
-        target = self.content(candidate_item_id)[CONTENT]  # [B, C, D], rows L2-normalised
-        history = self.content(user_state["history_item_id"])[CONTENT]  # [B, N, D]
+        target = self.content.column(candidate_item_id, CONTENT)  # [B, C, D], rows L2-normalised
+        history = self.content.column(user_state["history_item_id"], CONTENT)  # [B, N, D]
         return tf.cast(tf.einsum("bcd,bnd->bcn", tf.cast(target, tf.float64), tf.cast(history, tf.float64)),
                        tf.float32)
 

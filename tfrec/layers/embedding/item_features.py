@@ -58,10 +58,20 @@ class ItemFeatureLookup(tf.keras.layers.Layer):
                 initializer=tf.keras.initializers.Constant(value), trainable=False)
         super().build(input_shape)
 
-    def call(self, item_ids):
+    def _rows(self, item_ids):
         ids = tf.cast(item_ids, tf.int64)
-        rows = tf.where((ids >= 0) & (ids < self.n_items), ids, tf.cast(self.n_items, tf.int64))
+        return tf.where((ids >= 0) & (ids < self.n_items), ids, tf.cast(self.n_items, tf.int64))
+
+    def call(self, item_ids):
+        rows = self._rows(item_ids)
         return {fd.name: tf.gather(self.tables[fd.name], rows) for fd in self.features}
+
+    def column(self, item_ids, name: str):
+        """One feature's values for ``item_ids`` (``call`` gathers every column: wasted work when a
+        caller needs one, e.g. wide content vectors next to a code)."""
+        if not self.built:
+            self(item_ids)  # creates the tables under this layer's name
+        return tf.gather(self.tables[name], self._rows(item_ids))
 
     def get_config(self):
         return {**super().get_config(), "n_items": self.n_items, "features": [f.to_dict() for f in self.features]}
