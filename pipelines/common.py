@@ -36,6 +36,7 @@ SPLITS = "splits.json"  # per split: number of examples and whether they carry t
 SCHEMA = "schema.yaml"  # in raw/: the declared feature schema
 ITEM_FEATURES = "item_features.npz"  # the validated item table (write-tfrecords)
 ITEM_FEATURES_SOURCE = "item_features.parquet"  # in raw/
+USER_VECTORS_KEY = "user_vectors"  # in a run's model.json: the user-vector file it was trained with
 
 
 def split_file(data_dir, split: str) -> Path:
@@ -106,8 +107,10 @@ def load_item_table(data_dir, spec: "FeatureSpec"):
 
 
 def make_split_dataset(data_dir, split: str, spec: "FeatureSpec", batch_size: int, shuffle: bool = False,
-                       seed: int = 0, history=None, skip_corrupt: bool = False):
-    """The tf.data pipeline over one split, joined with the user-history file."""
+                       seed: int = 0, history=None, skip_corrupt: bool = False, user_vectors=None,
+                       min_request_timestamp=None):
+    """The tf.data pipeline over one split, joined with the user-history file (and ``user_vectors``, a
+    ``UserVectors``, when given; ``min_request_timestamp`` drops the earlier examples)."""
     from tfrec.data.dataset import load_user_histories, make_dataset
 
     if history is None:
@@ -116,7 +119,44 @@ def make_split_dataset(data_dir, split: str, spec: "FeatureSpec", batch_size: in
     splits = json.loads(splits_path.read_text()) if splits_path.exists() else {}
     with_prob = bool(splits.get(split, {}).get("true_prob", False))
     return make_dataset(tfrecord_files(data_dir, split), spec, history=history, batch_size=batch_size,
-                        shuffle=shuffle, seed=seed, include_true_prob=with_prob, skip_corrupt=skip_corrupt)
+                        shuffle=shuffle, seed=seed, include_true_prob=with_prob, skip_corrupt=skip_corrupt,
+                        user_vectors=user_vectors, min_request_timestamp=min_request_timestamp)
+
+
+def user_vectors_info(user_vectors, path) -> dict:
+    """What a trained run's ``model.json`` remembers of its user-vector file (``USER_VECTORS_KEY``)."""
+    return {"path": str(Path(path).resolve()), "name": user_vectors.name, "dim": user_vectors.dim,
+            "n_users": len(user_vectors), "boundaries": [int(user_vectors.boundaries[0]),
+                                                         int(user_vectors.boundaries[-1])],
+            "meta": user_vectors.meta}
+
+
+def run_user_vectors(spec: "FeatureSpec", info: dict, path=None):
+    """The ``UserVectors`` a trained run reads: ``path`` (``--user-vectors``) or else the file its
+    ``model.json`` remembers; None for a run trained without user vectors.
+
+    Raises:
+      ValueError: the run takes user vectors but no file is known, the file's width differs from the
+        model's ``user_vector_dim``, or ``path`` is given for a run trained without user vectors.
+      FileNotFoundError: the file is gone (pass ``--user-vectors`` with its new place).
+    """
+    from tfrec.data.user_vectors import UserVectors
+
+    dim = spec.user_vector_dim
+    if not dim:
+        if path:
+            raise ValueError(f"--user-vectors {path}: this run was trained without user vectors "
+                             "(its model has user_vector_dim=0); train with --user-vectors to use them")
+        return None
+    path = path or (info.get(USER_VECTORS_KEY) or {}).get("path")
+    if not path:
+        raise ValueError(f"the model reads user vectors (user_vector_dim={dim}) and the run does not say which "
+                         "file: pass --user-vectors PATH")
+    user_vectors = UserVectors.load(path)
+    if user_vectors.dim != dim:
+        raise ValueError(f"{path}: user vectors have D={user_vectors.dim} but the model was trained with "
+                         f"user_vector_dim={dim}; pass the file the run was trained with")
+    return user_vectors
 
 
 def dataset_name(data_dir) -> str:

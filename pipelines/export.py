@@ -11,11 +11,15 @@ def add_arguments(p):
 
 
 def run(args):
+    from pipelines.common import USER_VECTORS_KEY
     from tfrec.export import export_saved_model
     from tfrec.training import load_trained
 
     model, info = load_trained(args.run)
+    metadata = {"run": str(args.run)}
+    if info.get(USER_VECTORS_KEY):  # which vectors the user_tower input `user_vector` expects
+        metadata[USER_VECTORS_KEY] = info[USER_VECTORS_KEY]
     path = export_saved_model(model, model.spec, args.export_base, args.name or info["model_type"],
-                              version=args.version, metadata={"run": str(args.run)})
+                              version=args.version, metadata=metadata)
     print(f"exported {info['model_type']} -> {path}")
     return path

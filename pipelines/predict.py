@@ -13,6 +13,8 @@ def add_arguments(p):
     p.add_argument("--split", default="test")
     p.add_argument("--out", required=True, help="output file: .csv or .parquet")
     p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--user-vectors", metavar="PATH",
+                   help="user-vector file (default: the one the run was trained with, from its model.json)")
 
 
 def write_predictions(preds, out) -> Path:
@@ -32,10 +34,12 @@ def write_predictions(preds, out) -> Path:
 
 
 def run(args):
+    from pipelines.common import run_user_vectors
     from pipelines.evaluate import predictions
     from tfrec.training import load_trained
 
-    model, _ = load_trained(args.run)
-    preds = predictions(model, args.data, args.split, args.batch_size)
+    model, info = load_trained(args.run)
+    preds = predictions(model, args.data, args.split, args.batch_size,
+                        run_user_vectors(model.spec, info, args.user_vectors))
     path = write_predictions(preds, args.out)
     print(f"wrote {len(preds['prediction'])} predictions to {path}")

@@ -2,16 +2,23 @@
 
 Progress bar, TensorBoard logs (<out>/tensorboard), per-epoch checkpoints (<out>/checkpoints),
 final weights + model.json (<out>) for evaluate / predict / export.
+
+``--user-vectors PATH`` feeds a precomputed per-user vector file (``tfrec.data.user_vectors``:
+CHIME's compressed interests, LEARN's user embedding) to the model as the numerical feature
+``user_vector``; model.json remembers the file, so evaluate / predict / export of the run need no
+flag. ``--min-request-timestamp T`` trains on the examples requested at or after ``T`` only (CHIME:
+the compressor learned from the logs before ``t1``, the ranker trains on ``[t1, t2)``).
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
 import yaml
 
-from pipelines.common import (GROUPS, history_files, load_item_table, load_spec, load_yaml_config,
-                              make_split_dataset)
+from pipelines.common import (GROUPS, USER_VECTORS_KEY, history_files, load_item_table, load_spec,
+                              load_yaml_config, make_split_dataset, user_vectors_info)
 
 
 def add_arguments(p):
@@ -27,6 +34,11 @@ def add_arguments(p):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--verbose", type=int, default=1, help="Keras verbosity: 1 progress bar, 2 one line per epoch")
     p.add_argument("--skip-corrupt", action="store_true", help="skip corrupt TFRecord files (reported) instead of failing")
+    p.add_argument("--user-vectors", metavar="PATH",
+                   help="precomputed per-user vectors (.npz, tfrec.data.user_vectors, e.g. CHIME's) fed to the model "
+                        "as the feature user_vector; remembered by the run")
+    p.add_argument("--min-request-timestamp", type=int, metavar="T",
+                   help="train only on examples with request_timestamp >= T (e.g. CHIME's t1)")
 
 
 def parse_overrides(pairs) -> dict:
@@ -40,15 +52,22 @@ def parse_overrides(pairs) -> dict:
 
 
 def train_model(model_type, data_dir, out_dir, model_config=None, epochs=3, batch_size=256, learning_rate=2e-3,
-                seed=0, verbose=1, skip_corrupt=False):
-    """Builds and trains one model; returns ``(model, seconds)``."""
+                seed=0, verbose=1, skip_corrupt=False, user_vectors=None, min_request_timestamp=None):
+    """Builds and trains one model; returns ``(model, seconds)``.
+
+    ``user_vectors``: path of a ``UserVectors`` file; the model gets ``user_vector_dim`` = its D and
+    the run's model.json its path. ``min_request_timestamp``: drop the earlier training examples.
+    """
     from tfrec.configs import TrainConfig
     from tfrec.grouping import load_group_table
     from tfrec.data.dataset import load_user_histories
+    from tfrec.data.user_vectors import UserVectors
     from tfrec.models import MODELS
     from tfrec.training import build_model, item_frequency, train
 
     spec = load_spec(data_dir)
+    vectors = UserVectors.load(user_vectors) if user_vectors else None
+    model_spec = dataclasses.replace(spec, user_vector_dim=vectors.dim) if vectors is not None else spec
     groups_path = Path(data_dir) / GROUPS
     groups = load_group_table(groups_path) if groups_path.exists() else None
     history = load_user_histories(history_files(data_dir), spec, skip_corrupt=skip_corrupt)
@@ -57,18 +76,23 @@ def train_model(model_type, data_dir, out_dir, model_config=None, epochs=3, batc
         from tfrec.data.item_content import ItemContent
 
         content = ItemContent.load(data_dir, spec.n_items)
-    model = build_model(model_type, spec, model_config, groups=groups, item_table=load_item_table(data_dir, spec),
+    model = build_model(model_type, model_spec, model_config, groups=groups, item_table=load_item_table(data_dir, spec),
                         item_frequency=item_frequency(history, spec.n_items), item_content=content)
     cfg = TrainConfig(batch_size=batch_size, epochs=epochs, learning_rate=learning_rate, seed=seed)
     ds = make_split_dataset(data_dir, "train", spec, batch_size, shuffle=True, seed=seed, history=history,
-                            skip_corrupt=skip_corrupt)
+                            skip_corrupt=skip_corrupt, user_vectors=vectors,
+                            min_request_timestamp=min_request_timestamp)
+    extra = {"min_request_timestamp": min_request_timestamp}
+    if vectors is not None:
+        extra[USER_VECTORS_KEY] = user_vectors_info(vectors, user_vectors)
     t0 = time.time()
-    train(model, model_type, ds, out_dir, cfg, verbose=verbose)
+    train(model, model_type, ds, out_dir, cfg, verbose=verbose, extra=extra)
     return model, time.time() - t0
 
 
 def run(args):
     config = {**load_yaml_config(args.config), **parse_overrides(args.set)}
     _, seconds = train_model(args.model, args.data, args.out, config, args.epochs, args.batch_size,
-                             args.learning_rate, args.seed, args.verbose, args.skip_corrupt)
+                             args.learning_rate, args.seed, args.verbose, args.skip_corrupt, args.user_vectors,
+                             args.min_request_timestamp)
     print(f"trained {args.model} in {seconds:.1f}s -> {args.out}")

@@ -11,6 +11,10 @@
     print(tfrec.evaluate(model, data, "test"))          # {"auc": ..., "gauc": ..., "logloss": ...}
     tfrec.export_model(model, "saved_models", "din")    # user_tower / score / serving_default
 
+Precomputed per-user vectors (CHIME's compressed interests, ``tfrec.data.user_vectors``):
+``tfrec.open_data("DATA", user_vectors="chime.npz")``; every model built for that ``DataDir`` reads
+them as the feature ``user_vector`` and every dataset of it carries them.
+
 Everything here is a thin layer over the pieces the CLI uses (``pipelines/``, ``tfrec.training``,
 ``tfrec.export``): one code path, no model-specific branch.
 """
@@ -36,12 +40,22 @@ class DataDir:
       spec: its ``FeatureSpec`` (``spec.json``: the schema + measured statistics).
       item_table: the ``ItemTable`` (``item_features.npz``), or None when no item feature is declared.
       groups: the K-means ``GroupTable`` (``groups.npz``, from ``tfrec cluster``), or None.
+      user_vectors: precomputed per-user vectors (``UserVectors``), or None: ``dataset`` adds them as
+        ``user_vector`` and ``build_model`` builds models that read them.
     """
 
     path: Path
     spec: FeatureSpec
     item_table: Any = None
     groups: Any = None
+    user_vectors: Any = None
+
+    @property
+    def model_spec(self) -> FeatureSpec:
+        """The spec of models built for this data: ``spec`` + ``user_vector_dim`` of ``user_vectors``."""
+        if self.user_vectors is None:
+            return self.spec
+        return dataclasses.replace(self.spec, user_vector_dim=self.user_vectors.dim)
 
     @functools.cached_property
     def item_content(self):
@@ -59,13 +73,15 @@ class DataDir:
 
         return load_user_histories(history_files(self.path), self.spec)
 
-    def dataset(self, split: str = "train", batch_size: int = 256, shuffle: bool = False, seed: int = 0
-                ) -> tf.data.Dataset:
-        """``(features, label)`` batches of one split, each history cut at its request time."""
+    def dataset(self, split: str = "train", batch_size: int = 256, shuffle: bool = False, seed: int = 0,
+                min_request_timestamp: Optional[int] = None) -> tf.data.Dataset:
+        """``(features, label)`` batches of one split, each history cut at its request time (+ ``user_vector``
+        with ``user_vectors``); ``min_request_timestamp`` keeps the examples requested at or after it."""
         from pipelines.common import make_split_dataset
 
         return make_split_dataset(self.path, split, self.spec, batch_size, shuffle=shuffle, seed=seed,
-                                  history=self.histories)
+                                  history=self.histories, user_vectors=self.user_vectors,
+                                  min_request_timestamp=min_request_timestamp)
 
 
 def write_tfrecords(path: os.PathLike, schema: Optional[os.PathLike] = None,
@@ -86,9 +102,11 @@ def load_schema(path: os.PathLike, **sizes) -> FeatureSpec:
     return FeatureSpec.from_schema_file(path, **sizes)
 
 
-def open_data(path: os.PathLike) -> DataDir:
-    """Opens a data directory: its spec, item table and (when ``tfrec cluster`` ran) group table."""
+def open_data(path: os.PathLike, user_vectors: Optional[os.PathLike] = None) -> DataDir:
+    """Opens a data directory: its spec, item table, (when ``tfrec cluster`` ran) group table and,
+    with ``user_vectors`` (a ``.npz`` path or a ``UserVectors``), precomputed per-user vectors."""
     from pipelines.common import GROUPS, load_item_table, load_spec
+    from tfrec.data.user_vectors import UserVectors
 
     path = Path(path)
     spec = load_spec(path)
@@ -97,21 +115,25 @@ def open_data(path: os.PathLike) -> DataDir:
         from tfrec.grouping import load_group_table
 
         groups = load_group_table(path / GROUPS)
-    return DataDir(path, spec, load_item_table(path, spec), groups)
+    if user_vectors is not None and not isinstance(user_vectors, UserVectors):
+        user_vectors = UserVectors.load(user_vectors)
+    return DataDir(path, spec, load_item_table(path, spec), groups, user_vectors)
 
 
 def build_model(name: str, data: DataDir, config: Optional[Dict[str, Any]] = None, learning_rate: float = 2e-3,
                 seed: int = 0, **overrides):
     """A registered model (``tfrec.models.MODELS``) built for ``data`` and compiled (Adam, binary
     cross-entropy, AUC); ``config`` / ``overrides`` set its config fields (e.g. ``embedding_dim=16``).
-    Models with data-derived constants (SIREN's similarity range) are adapted to the training split."""
+    Models with data-derived constants (SIREN's similarity range) are adapted to the training split.
+    With ``data.user_vectors`` the model reads them (``user_vector_dim`` = their D)."""
     from tfrec.models import MODELS
     from tfrec.training import build_model as build, compile_model, item_frequency
 
     tf.keras.utils.set_random_seed(seed)
     content = data.item_content if getattr(MODELS.get(name), "uses_item_content", False) else None
-    model = build(name, data.spec, {**(config or {}), **overrides}, groups=data.groups, item_table=data.item_table,
-                  item_frequency=item_frequency(data.histories, data.spec.n_items), item_content=content)
+    model = build(name, data.model_spec, {**(config or {}), **overrides}, groups=data.groups,
+                  item_table=data.item_table, item_frequency=item_frequency(data.histories, data.spec.n_items),
+                  item_content=content)
     model.adapt(data.dataset("train", shuffle=True, seed=seed))
     return compile_model(model, learning_rate)
 

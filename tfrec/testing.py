@@ -18,7 +18,7 @@ from typing import Any, Dict, Optional
 import numpy as np
 import tensorflow as tf
 
-from tfrec.data.spec import HIST_LENGTH, SECONDS_PER_DAY, SEQUENCE_FEATURES, FeatureSpec
+from tfrec.data.spec import HIST_LENGTH, SECONDS_PER_DAY, SEQUENCE_FEATURES, USER_VECTOR, FeatureSpec
 from tfrec.serving.requests import random_feature_values
 
 
@@ -103,7 +103,8 @@ def random_features(spec: FeatureSpec, batch: int, length: int, seed: int = 0,
     ``hist_item_id``, ``hist_behavior_type``, ``hist_timestamp`` (ascending along each row and
     strictly before ``request_timestamp``, over ``span_days``), ``hist_duration``, ``hist_amount``
     (0 for most behaviors, positive for some), each ``[batch, length]``, plus ``hist_length``
-    int32 ``[batch]``, plus each declared behavior feature ``hist_<name>``. Row 0 has an empty
+    int32 ``[batch]``, plus each declared behavior feature ``hist_<name>``, plus ``user_vector``
+    ``[batch, D]`` float32 (standard normal) when ``spec.user_vector_dim`` D > 0. Row 0 has an empty
     history and row 1 a full one (when ``batch`` allows);
     the others have random lengths. Positions beyond ``hist_length`` hold random values from the
     same ranges (not zero padding), so a model that reads padding is caught.
@@ -133,6 +134,8 @@ def random_features(spec: FeatureSpec, batch: int, length: int, seed: int = 0,
         features[fd.name] = np.stack([random_feature_values(fd, rng) for _ in range(batch)])
     for fd in spec.behavior_features:
         features[f"hist_{fd.name}"] = random_feature_values(fd, rng, batch * length).reshape(batch, length)
+    if spec.user_vector_dim:
+        features[USER_VECTOR] = rng.normal(size=(batch, spec.user_vector_dim)).astype(np.float32)
     assert set(features) >= {f.name for f in SEQUENCE_FEATURES}
     return features
 

@@ -74,11 +74,13 @@ def compile_model(model, learning_rate: float):
 
 
 def train(model, model_type: str, train_ds: tf.data.Dataset, out_dir: os.PathLike,
-          train_config: configs_lib.TrainConfig, val_ds: Optional[tf.data.Dataset] = None, verbose: int = 1):
+          train_config: configs_lib.TrainConfig, val_ds: Optional[tf.data.Dataset] = None, verbose: int = 1,
+          extra: Optional[dict] = None):
     """``model.fit`` with a progress bar, TensorBoard logs and per-epoch checkpoints under ``out_dir``.
 
-    Writes ``out_dir/model.json`` (type + config) and ``out_dir/weights/final`` so that
-    ``load_trained(out_dir)`` rebuilds the model. Returns the Keras History.
+    Writes ``out_dir/model.json`` (type + config + ``extra``, e.g. the user-vector file the run read)
+    and ``out_dir/weights/final`` so that ``load_trained(out_dir)`` rebuilds the model. Returns the
+    Keras History.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -91,7 +93,7 @@ def train(model, model_type: str, train_ds: tf.data.Dataset, out_dir: os.PathLik
     ]
     history = model.fit(train_ds, validation_data=val_ds, epochs=train_config.epochs, callbacks=callbacks,
                         verbose=verbose)
-    save_trained(model, model_type, out, extra={"train_config": configs_lib.to_dict(train_config),
+    save_trained(model, model_type, out, extra={**(extra or {}), "train_config": configs_lib.to_dict(train_config),
                                                 "history": {k: [float(x) for x in v]
                                                             for k, v in history.history.items()}})
     return history

@@ -33,20 +33,20 @@ CONTENT = ItemContent.from_arrays(
 ORDER = 4  # index of "order" in BEHAVIOR_TYPES
 
 
-def make_din():
-    return DIN(SPEC, DIN_CONFIG)
+def make_din(spec=SPEC):
+    return DIN(spec, DIN_CONFIG)
 
 
-def make_dmgin(table=TABLE):
-    return DMGIN(SPEC, DMGIN_CONFIG, num_groups=NUM_GROUPS, item_to_group=table)
+def make_dmgin(table=TABLE, spec=SPEC):
+    return DMGIN(spec, DMGIN_CONFIG, num_groups=NUM_GROUPS, item_to_group=table)
 
 
-def make_dmqn(**overrides):
-    return DMQN(SPEC, dataclasses.replace(DMQN_CONFIG, **overrides))
+def make_dmqn(spec=SPEC, **overrides):
+    return DMQN(spec, dataclasses.replace(DMQN_CONFIG, **overrides))
 
 
-def make_siren(content=CONTENT, **overrides):
-    return SIREN(SPEC, dataclasses.replace(SIREN_CONFIG, **overrides), item_content=content)
+def make_siren(content=CONTENT, spec=SPEC, **overrides):
+    return SIREN(spec, dataclasses.replace(SIREN_CONFIG, **overrides), item_content=content)
 
 
 MAKERS = {"din": make_din, "dmgin": make_dmgin, "dmqn": make_dmqn, "siren": make_siren}

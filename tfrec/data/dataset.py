@@ -19,7 +19,13 @@ Model features per batch (``make_dataset`` yields ``(features, label)``):
   ``[B, M]`` and ``hist_semantic_id`` ``[B, L, M]`` int64 (the per-level record fields stacked;
   padded positions 0).
 * ``true_prob``: ``[B]`` float32, only with ``include_true_prob=True``.
+* ``user_vector``: ``[B, D]`` float32, only with ``user_vectors=`` (a ``UserVectors``,
+  ``tfrec.data.user_vectors``): the user's precomputed vector of the last time slice whose boundary
+  is ``<= request_timestamp``, zeros when there is none.
 * label: ``[B]`` float32.
+
+``min_request_timestamp`` keeps only the examples requested at or after it (CHIME's protocol: the
+compressor learns from the logs before ``t1``, the ranker trains on ``[t1, t2)``).
 """
 from __future__ import annotations
 
@@ -34,6 +40,7 @@ import tensorflow as tf
 from tfrec.data import spec as spec_lib
 from tfrec.data.spec import FeatureSpec
 from tfrec.data.tfrecord import Paths, ScanReport, scan_tfrecord_files
+from tfrec.data.user_vectors import UserVectors, UserVectorTensors, join_user_vectors
 
 logger = logging.getLogger(__name__)
 
@@ -365,14 +372,18 @@ def _join_inline(parsed: Mapping[str, tf.Tensor], spec: FeatureSpec) -> _Join:
 
 
 def _make_batch_fn(
-    spec: FeatureSpec, history: HistoryTensors | None, include_true_prob: bool, inline_history: bool
+    spec: FeatureSpec, history: HistoryTensors | None, include_true_prob: bool, inline_history: bool,
+    user_vectors: UserVectorTensors | None = None,
 ) -> Callable[[tf.Tensor], Tuple[Dict[str, tf.Tensor], tf.Tensor]]:
-    """The per-batch map: parse serialized examples, join histories, emit model features."""
+    """The per-batch map: parse serialized examples, join histories (and user vectors), emit model features."""
     parse_spec = spec.parse_spec(_example_features(spec, include_true_prob, inline_history))
 
     def batch_fn(serialized: tf.Tensor) -> Tuple[Dict[str, tf.Tensor], tf.Tensor]:
         parsed = tf.io.parse_example(serialized, parse_spec)
-        return features_from_columns(parsed, spec, history, include_true_prob, inline_history)
+        features, label = features_from_columns(parsed, spec, history, include_true_prob, inline_history)
+        if user_vectors is not None:
+            features = join_user_vectors(features, user_vectors)
+        return features, label
 
     return batch_fn
 
@@ -484,6 +495,8 @@ def make_dataset(
     include_true_prob: bool = False,
     inline_history: bool = False,
     drop_remainder: bool = False,
+    user_vectors: UserVectors | None = None,
+    min_request_timestamp: int | None = None,
 ) -> tf.data.Dataset:
     """Batches of ``(features, label)`` with each example's history cut at its request time.
 
@@ -492,6 +505,9 @@ def make_dataset(
     example keeps only its user's behaviors strictly before ``request_timestamp``, the most
     recent ``spec.max_history_length`` of them. A user without a history record gets an empty
     history and unknown user features (cold start); their count is logged once here.
+
+    With ``user_vectors``, every batch also carries ``user_vector`` ``[B, D]`` (joined after the
+    history, by user and request time: see ``tfrec.data.user_vectors`` for the lookup rule).
 
     Args:
       example_paths: example TFRecord file(s): a path, a glob, or a list of them.
@@ -509,12 +525,19 @@ def make_dataset(
       inline_history: bool, default False. Read the user features and the sequences from the
         example records themselves instead of ``history``.
       drop_remainder: bool, default False. Drop the last partial batch.
+      user_vectors: ``UserVectors`` or None, default None. Precomputed per-user vectors to add as
+        ``user_vector``; required when ``spec.user_vector_dim`` > 0, and then of that width.
+      min_request_timestamp: int or None, default None. Keep only the examples with
+        ``request_timestamp >= min_request_timestamp`` (a ``tf.data`` filter on each record's
+        parsed ``request_timestamp``, before shuffling and batching, so batches stay full); the
+        cold-start count above still counts every example.
 
     Returns:
       A ``tf.data.Dataset`` of ``(features, label)``; see the module docstring for shapes.
 
     Raises:
-      ValueError: ``history`` is missing while ``inline_history`` is False, or bad sizes.
+      ValueError: ``history`` is missing while ``inline_history`` is False, bad sizes, or
+        ``user_vectors`` missing / of another width than ``spec.user_vector_dim``.
       FileNotFoundError: a path does not exist or a glob matches nothing.
       CorruptTFRecordError: a file is corrupt and ``skip_corrupt`` is False.
     """
@@ -523,6 +546,7 @@ def make_dataset(
             f"batch_size and shuffle_buffer must be positive. Received: batch_size={batch_size}, "
             f"shuffle_buffer={shuffle_buffer}"
         )
+    _check_user_vectors(spec, user_vectors)
     if inline_history:
         tensors = None
         files, _ = _scan_examples(example_paths, spec, skip_corrupt, include_true_prob, True)
@@ -532,15 +556,43 @@ def make_dataset(
         _report_cold_start(users, history)
         tensors = history.tensors
     dataset = _records(files, shuffle, seed)
+    if min_request_timestamp is not None:
+        dataset = dataset.filter(_requested_since(int(min_request_timestamp)))
     if shuffle:
         dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     if repeat:
         dataset = dataset.repeat()
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
     dataset = dataset.map(
-        _make_batch_fn(spec, tensors, include_true_prob, inline_history), num_parallel_calls=tf.data.AUTOTUNE
+        _make_batch_fn(spec, tensors, include_true_prob, inline_history,
+                       user_vectors.tensors() if user_vectors is not None else None),
+        num_parallel_calls=tf.data.AUTOTUNE,
     )
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _check_user_vectors(spec: FeatureSpec, user_vectors: UserVectors | None) -> None:
+    """Raises ValueError when ``user_vectors`` does not fit ``spec.user_vector_dim`` (0 = any width)."""
+    if user_vectors is not None and not isinstance(user_vectors, UserVectors):
+        raise ValueError(f"user_vectors must be a UserVectors (UserVectors.load(path)). "
+                         f"Received: {type(user_vectors).__name__}")
+    if spec.user_vector_dim and user_vectors is None:
+        raise ValueError(f"the spec declares user_vector_dim={spec.user_vector_dim}: pass "
+                         "user_vectors=UserVectors.load(path) (the file the model was trained with)")
+    if spec.user_vector_dim and user_vectors.dim != spec.user_vector_dim:
+        raise ValueError(f"user_vectors have D={user_vectors.dim} but the spec declares "
+                         f"user_vector_dim={spec.user_vector_dim}: pass the file the model was trained with")
+
+
+def _requested_since(min_request_timestamp: int) -> Callable[[tf.Tensor], tf.Tensor]:
+    """A ``tf.data`` predicate on one serialized example: ``request_timestamp >= min_request_timestamp``."""
+    name = spec_lib.REQUEST_TIMESTAMP.name
+    parse_spec = {name: tf.io.FixedLenFeature([], tf.int64)}
+
+    def keep(serialized: tf.Tensor) -> tf.Tensor:
+        return tf.io.parse_single_example(serialized, parse_spec)[name] >= min_request_timestamp
+
+    return keep
 
 
 def features_to_numpy(features: Mapping[str, tf.Tensor]) -> Dict[str, np.ndarray]:

@@ -69,7 +69,7 @@ TRANSFORMS: Tuple[str, ...] = ("none", "log1p", "standardize")
 # Names the record layouts and signatures use themselves.
 RESERVED_NAMES = frozenset({
     "user_id", "item_id", "request_timestamp", "label", "true_prob", "hist_length", "candidate_item_id",
-    "fingerprint", "probabilities", "item_semantic_id", "hist_semantic_id",
+    "fingerprint", "probabilities", "item_semantic_id", "hist_semantic_id", "user_vector",
 })
 # The built-in per-behavior fields (``hist_<name>``); an extra behavior feature cannot reuse them.
 BUILTIN_BEHAVIOR_FIELDS = ("item_id", "behavior_type", "timestamp", "duration", "amount", "semantic_id")

@@ -118,6 +118,8 @@ HIST_LENGTH = "hist_length"
 # Model-feature names of the stacked Semantic ID codes (records hold one field per level).
 ITEM_SEMANTIC_ID = "item_semantic_id"
 HIST_SEMANTIC_ID = "hist_semantic_id"
+# Model feature / user_tower input of a precomputed per-user vector (``tfrec.data.user_vectors``).
+USER_VECTOR = "user_vector"
 # Padding of multi-valued fields in model features (and of empty lists): never a valid id.
 MULTI_PAD = -1
 
@@ -155,6 +157,10 @@ class FeatureSpec:
       context_features: declared per-example features.
       item_features: declared item features (from the item table inside the model).
       behavior_features: declared extra per-behavior features (``hist_<name>``).
+      user_vector_dim: D, the width of a precomputed per-user vector (``tfrec.data.user_vectors``:
+        CHIME's compressed interests, LEARN's user embedding) read as the model feature
+        ``user_vector`` ``[B, D]`` float32 and taken by ``user_tower``; 0 = none (the default). Not a
+        record field: ``make_dataset(..., user_vectors=...)`` joins it by user and request time.
     """
 
     n_items: int
@@ -168,6 +174,7 @@ class FeatureSpec:
     context_features: Tuple[FeatureDef, ...] = ()
     item_features: Tuple[FeatureDef, ...] = ()
     behavior_features: Tuple[FeatureDef, ...] = ()
+    user_vector_dim: int = 0
 
     def __post_init__(self):
         for name in ("n_items", "n_user_segments", "max_history_length", "n_behavior_types"):
@@ -179,7 +186,7 @@ class FeatureSpec:
                 "FeatureSpec.behavior_categories needs one coarse category per behavior type "
                 f"({self.n_behavior_types}). Received: {len(self.behavior_categories)} entries"
             )
-        for name in ("semantic_id_levels", "semantic_id_vocab"):
+        for name in ("semantic_id_levels", "semantic_id_vocab", "user_vector_dim"):
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or value < 0:
                 raise ValueError(f"FeatureSpec.{name} must be an int >= 0. Received: {name}={value!r}")
@@ -296,7 +303,9 @@ class FeatureSpec:
         """Dense inputs of the candidate-independent half (the ``user_tower`` signature).
 
         ``user_id``, ``request_timestamp``, ``hist_length`` ``[B]``; each user feature ``[B]``
-        (multi-valued: ``[B, max_len]`` padded with -1); every ``hist_*`` field ``[B, L]``.
+        (multi-valued: ``[B, max_len]`` padded with -1); every ``hist_*`` field ``[B, L]``; with
+        ``user_vector_dim`` D > 0, ``user_vector`` ``[B, D]`` float32 (precomputed, cached like any
+        user state; all zeros = the user has no vector).
         """
         sig = {
             USER_ID.name: tf.TensorSpec([None], tf.int64, name=USER_ID.name),
@@ -307,6 +316,8 @@ class FeatureSpec:
             sig[f.name] = tf.TensorSpec([None, f.max_len] if f.multi else [None], f.tf_dtype, name=f.name)
         for f in self.history_sequence_features():
             sig[f.name] = tf.TensorSpec([None, None], f.tf_dtype, name=f.name)
+        if self.user_vector_dim:
+            sig[USER_VECTOR] = tf.TensorSpec([None, int(self.user_vector_dim)], tf.float32, name=USER_VECTOR)
         return sig
 
     def context_input_signature(self) -> Dict[str, tf.TensorSpec]:

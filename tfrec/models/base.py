@@ -14,6 +14,12 @@ looked up from the item table inside the model) for the target and for every beh
 feature and each context feature through ``FeatureEmbedding``, concatenated, reaching the head;
 each declared behavior feature embedded and added to the behavior tokens.
 
+A precomputed per-user vector (``FeatureSpec.user_vector_dim`` D > 0: CHIME's compressed
+long-term interests, LEARN's user embedding; ``tfrec.data.user_vectors``) is a numerical user
+feature (CHIME sec. 4.1, "Utilization Stage") and is shared here too: ``encode_profile`` appends its
+projection to the user features' embeddings, so it reaches every model's head through
+``user_state["user_embedding"]`` with no per-model code.
+
 The short-term branch (DIN's target attention over the most recent behaviors) is shared here:
 DIN is that branch alone; DMGIN adds it next to its long-term group interest.
 """
@@ -26,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfrec import configs as configs_lib
-from tfrec.data.spec import HIST_LENGTH, FeatureSpec
+from tfrec.data.spec import HIST_LENGTH, USER_VECTOR, FeatureSpec
 from tfrec.layers.din_attention import DINAttention
 from tfrec.layers.embedding import FeatureEmbedding, ItemEmbedding
 from tfrec.layers.id_embedding import IdEmbedding
@@ -73,6 +79,9 @@ class CTRModel(tf.keras.Model):
         self.user_embeddings = [FeatureEmbedding(fd, d, name=f"user_{fd.name}") for fd in spec.user_features]
         self.context_embeddings = [FeatureEmbedding(fd, d, name=f"context_{fd.name}")
                                    for fd in spec.context_features]
+        # The precomputed user vector [B, D] -> [B, d] (see encode_profile); None without one.
+        self.user_vector_projection = (tf.keras.layers.Dense(d, name="user_vector_projection")
+                                       if spec.user_vector_dim else None)
         # recent_length 0 = no short-term branch (e.g. a paper-exact model reading one sequence)
         self.recent = self.recent_attention = None
         if self.recent_length < 0:
@@ -204,9 +213,37 @@ class CTRModel(tf.keras.Model):
         return tokens
 
     def encode_profile(self, features) -> tf.Tensor:
-        """The user features' embeddings, concatenated: ``[B, sum of sizes]``."""
+        """The user features' embeddings, concatenated: ``[B, sum of sizes]``.
+
+        With ``spec.user_vector_dim`` D > 0, the precomputed ``user_vector`` ``[B, D]`` goes through a
+        learned linear projection to ``embedding_dim`` (``user_vector_projection``, our choice) and is
+        appended: ``[B, sum of sizes + embedding_dim]``. A projection rather than the raw vector, so
+        the head's input width does not grow with D and the vector gets its own learned scale. An
+        all-zeros vector (the lookup's "no vector": a user without a row, or a request before the
+        first time slice) projects to the bias alone. Non-finite entries (NaN / inf from a bad
+        request) are replaced by 0 in the graph, so they cannot poison the score.
+
+        Raises:
+          ValueError: ``user_vector`` is missing or not ``[B, D]``.
+        """
         parts = [emb(features[emb.feature.name]) for emb in self.user_embeddings]
+        if self.user_vector_projection is not None:
+            parts.append(self.user_vector_projection(self._user_vector(features)))
         return tf.concat(parts, axis=-1) if len(parts) > 1 else parts[0]
+
+    def _user_vector(self, features) -> tf.Tensor:
+        """``features["user_vector"]`` as finite float32 ``[B, D]`` (NaN / inf -> 0)."""
+        dim = self.spec.user_vector_dim
+        if USER_VECTOR not in features:
+            raise ValueError(f"the spec declares user_vector_dim={dim}: the features need {USER_VECTOR!r} [B, {dim}] "
+                             "(make_dataset(..., user_vectors=UserVectors.load(path)) adds it). "
+                             f"Received: {sorted(features)}")
+        vector = tf.cast(features[USER_VECTOR], tf.float32)
+        if vector.shape.rank != 2 or vector.shape[-1] not in (None, dim):
+            raise ValueError(f"{USER_VECTOR} must be [B, {dim}] (spec.user_vector_dim). Received: shape={vector.shape}")
+        if vector.shape[-1] is None:  # the projection needs the static width
+            vector = tf.ensure_shape(vector, [None, dim])
+        return tf.where(tf.math.is_finite(vector), vector, tf.zeros_like(vector))
 
     def encode_context(self, context) -> tf.Tensor:
         """The context features' embeddings, concatenated: ``[B, sum of sizes]``."""

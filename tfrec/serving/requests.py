@@ -92,7 +92,8 @@ def profile_features(profile, spec: Optional[spec_lib.FeatureSpec] = None) -> Di
 
 def user_features(user_id: int, history: Mapping, request_timestamp: Optional[int] = None,
                   max_history_length: Optional[int] = None, user_segment: Optional[int] = None,
-                  profile=None, spec: Optional[spec_lib.FeatureSpec] = None) -> Dict[str, np.ndarray]:
+                  profile=None, spec: Optional[spec_lib.FeatureSpec] = None,
+                  user_vector=None) -> Dict[str, np.ndarray]:
     """One user's ``user_tower`` inputs, batch of one.
 
     Args:
@@ -105,14 +106,18 @@ def user_features(user_id: int, history: Mapping, request_timestamp: Optional[in
       user_segment: the default schema's user feature (same as ``profile={"user_segment": s}``).
       profile: the user features, name -> value (``profile_features``); missing ones are unknown.
       spec: the FeatureSpec declaring the features (default: the default schema).
+      user_vector: the user's precomputed vector ``[D]`` (``tfrec.data.user_vectors``: the slice in
+        force at ``request_timestamp``) when ``spec.user_vector_dim`` D > 0; default: zeros, the
+        "no vector" of the training data's lookup.
 
     Returns:
       ``user_id``, ``request_timestamp``, ``hist_length`` ``[1]``, each user feature ``[1]``
-      (multi-valued ``[1, max_len]``) and every ``hist_*`` field ``[1, L]``.
+      (multi-valued ``[1, max_len]``), every ``hist_*`` field ``[1, L]`` and, when the spec has
+      one, ``user_vector`` ``[1, D]`` float32.
 
     Raises:
-      ValueError: a required field is missing, the lists differ in length, or timestamps are not
-        sorted; the message names the field.
+      ValueError: a required field is missing, the lists differ in length, timestamps are not
+        sorted, or ``user_vector`` does not fit ``spec.user_vector_dim``; the message names the field.
     """
     if history is None:
         history = {}
@@ -155,6 +160,14 @@ def user_features(user_id: int, history: Mapping, request_timestamp: Optional[in
         spec_lib.HIST_LENGTH: np.array([keep - begin], np.int32),
     })
     out.update(profile_features(profile, spec))
+    dim = spec.user_vector_dim if spec is not None else 0
+    if user_vector is not None or dim:
+        if not dim:
+            raise ValueError("user_vector given but the spec declares no user vector (user_vector_dim=0)")
+        value = np.zeros(dim, np.float32) if user_vector is None else np.asarray(user_vector, np.float32).reshape(-1)
+        if value.shape != (dim,):
+            raise ValueError(f"user_vector must hold spec.user_vector_dim={dim} values. Received: {value.shape[0]}")
+        out[spec_lib.USER_VECTOR] = value[None, :]
     return out
 
 
