@@ -16,6 +16,7 @@ STAGES = {
     "beam-tfrecords": ("pipelines.beam_tfrecords", "raw logs -> TFRecords on Apache Beam (Direct/Dataflow/Flink/Spark)"),
     "embed-items": ("pipelines.embed_items", "item texts -> content embeddings with all-MiniLM-L6-v2 in TF (raw/items.npz)"),
     "cluster": ("pipelines.cluster", "K-means item groups + cluster balance report"),
+    "chime-compress": ("pipelines.chime_compress", "CHIME / LEARN compressor -> every user's long-term vector per time slice"),
     "train": ("pipelines.train", "train a model with model.fit"),
     "evaluate": ("pipelines.evaluate", "AUC / GAUC / logloss as JSON"),
     "predict": ("pipelines.predict", "per-example predictions as CSV or Parquet"),

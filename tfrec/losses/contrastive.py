@@ -9,7 +9,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 
-def holistic_loss(z, p, labels, mask, temperature: float = 0.2):
+def holistic_loss(z, p, labels, mask, temperature: float = 0.2, window: int = 0):
     """CHIME's holistic loss (eq. 1 (a)): InfoNCE of each position against its user's future positives.
 
     For user ``u`` and position ``t``: positives = the user's behaviors ``j > t`` with ``y_j = +1``;
@@ -26,6 +26,8 @@ def holistic_loss(z, p, labels, mask, temperature: float = 0.2):
       labels: ``[B, T]`` in {-1, +1} (or {0, 1}: 0 is read as -1).
       mask: ``[B, T]`` valid behaviors.
       temperature: tau (CHIME: 0.2).
+      window: 0 (CHIME: every later behavior) or W > 0: only the user's behaviors ``t < j <= t + W``
+        are positives and own negatives (LEARN's dense all-action loss over a future window).
 
     Returns:
       Scalar loss (0 when the batch has no pair).
@@ -36,7 +38,10 @@ def holistic_loss(z, p, labels, mask, temperature: float = 0.2):
     b, t = tf.shape(z)[0], tf.shape(z)[1]
     scores = tf.einsum("btd,cjd->btcj", z, p) / temperature  # [B, T, B, T]
     same_user = tf.eye(b, dtype=tf.bool)[:, None, :, None]  # [B, 1, B, 1]
-    future = tf.range(t)[None, :] > tf.range(t)[:, None]  # [T(t), T(j)]: j > t
+    gap = tf.range(t)[None, :] - tf.range(t)[:, None]  # [T(t), T(j)]: j - t
+    future = gap > 0
+    if window:
+        future &= gap <= int(window)
     future = future[None, :, None, :]
     candidate = valid[:, :, None, None] & valid[None, None, :, :] & tf.where(same_user, future, True)
     is_positive = candidate & same_user & positive[None, None, :, :]

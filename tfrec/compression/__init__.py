@@ -1,0 +1,1 @@
+"""CHIME compression model: backbone, interest representation and compression modules."""
