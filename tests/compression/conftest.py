@@ -74,3 +74,18 @@ def planted(tmp_path_factory):
     root = tmp_path_factory.mktemp("planted-long-term")
     write_planted(root)
     return api.write_tfrecords(root)
+
+
+TINY = dict(max_length=48, id_dim=8, action_dim=4, content_dim=8, layers=1, heads=2, hidden_dim=16,
+            codebook_sizes=(8, 4), batch_size=16, epochs=2, dropout=0.0)
+
+
+@pytest.fixture(scope="session")
+def compressed(planted, tmp_path_factory):
+    """CHIME compressed the planted data before T1 (tiny config, 2 epochs): the output directory."""
+    from tfrec.compression.stage import compress
+    from tfrec.configs import CompressorConfig
+
+    out = tmp_path_factory.mktemp("chime")
+    compress(planted, CompressorConfig(**TINY), out, t1=T1)
+    return out

@@ -1,18 +1,17 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.compression.conftest import N_TOPICS, T1
+from tests.compression.conftest import N_TOPICS, T1, TINY
 from tfrec.compression.chime import SequenceCompressor, sequence_dataset
 from tfrec.compression.sequences import user_sequences
 from tfrec.compression.stage import REPORT_FILE, VECTORS_FILE, compress, load_compressor
 from tfrec.configs import CompressorConfig
 from tfrec.data.user_vectors import UserVectors
 
-TINY = dict(max_length=48, id_dim=8, action_dim=4, content_dim=8, layers=1, heads=2, hidden_dim=16,
-            codebook_sizes=(8, 4), batch_size=16, epochs=1, dropout=0.0)
 INPUTS = ("item_id", "behavior_type", "label", "mask")
 
 
@@ -88,7 +87,7 @@ def test_learn_vector_is_the_last_positions_state(planted):
 
 
 def test_stage_writes_vectors_that_round_trip_and_the_codebook_report(planted, tmp_path):
-    config = CompressorConfig(**TINY)
+    config = CompressorConfig(**{**TINY, "epochs": 1})
     later = T1 + 86400 + 1  # a second slice that also sees the recent views
     summary = compress(planted, config, tmp_path, t1=T1, boundaries=[T1, later])
     uv = UserVectors.load(tmp_path / VECTORS_FILE)
@@ -110,10 +109,10 @@ def test_stage_writes_vectors_that_round_trip_and_the_codebook_report(planted, t
     assert len(report["history"]["val_holistic"]) == 1 and report["eval_users"] > 0
 
 
-def test_histograms_carry_the_planted_long_term_taste(planted, tmp_path):
+def test_histograms_carry_the_planted_long_term_taste(planted, compressed):
     """The taste shows only in behaviors before T1: nearest-centroid on the vectors recovers it."""
-    summary = compress(planted, CompressorConfig(**{**TINY, "epochs": 2}), tmp_path, t1=T1)
-    uv = UserVectors.load(tmp_path / VECTORS_FILE)
+    summary = json.loads((compressed / REPORT_FILE).read_text())
+    uv = UserVectors.load(compressed / VECTORS_FILE)
     taste = np.load(planted.path / "taste.npy")[uv.user_id]
     x = uv.vectors[:, 0]
     train, test = np.arange(len(x)) % 2 == 0, np.arange(len(x)) % 2 == 1
@@ -121,3 +120,16 @@ def test_histograms_carry_the_planted_long_term_taste(planted, tmp_path):
     predicted = np.argmin(((x[test][:, None] - centroids[None]) ** 2).sum(-1), axis=1)
     accuracy = (predicted == taste[test]).mean()
     assert accuracy > 0.8, (accuracy, summary["codebooks"])
+
+
+def test_shipped_compressor_configs_load():
+    from pipelines.common import load_yaml_config
+    from tfrec import configs as configs_lib
+
+    files = sorted((Path(__file__).resolve().parents[2] / "pipelines" / "configs" / "compression").glob("*.yaml"))
+    names = {f.stem: configs_lib.from_dict(CompressorConfig, load_yaml_config(f)) for f in files}
+    assert set(names) >= {"chime", "chime-minilm", "chime-no-il", "chime-no-icm", "chime-no-iam", "learn"}
+    assert names["chime"] == CompressorConfig(max_length=256, epochs=3)
+    assert not names["chime-no-il"].immediate_loss and names["chime-no-icm"].compression == "mean_pool"
+    assert not names["chime-no-iam"].adaptation and names["learn"].method == "learn"
+    assert names["chime-minilm"].backbone == "minilm" and names["chime-minilm"].model_dim == 384
