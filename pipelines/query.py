@@ -6,7 +6,8 @@
 The user's history comes from DATA/user_histories.tfrecord, or from --history-json (an object with
 parallel lists item_id, behavior_type, timestamp [, duration, amount], oldest first, and optional
 the user features by name, e.g. user_segment; with --data its schema applies). Prints JSON: version, where the user state came from, and one probability per
-candidate.
+candidate. A model trained with user vectors gets the user's vector at the request time on a cache
+miss (--user-vectors / --export-base, as in `tfrec precompute`).
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import json
 from pathlib import Path
 
 from pipelines.common import history_files, load_spec
+from pipelines.precompute import add_user_vector_arguments, served_user_vectors
 
 
 def add_arguments(p):
@@ -27,6 +29,7 @@ def add_arguments(p):
     p.add_argument("--max-history-length", type=int, help="most recent behaviors kept (default: spec.json's)")
     p.add_argument("--cache", default="", help="sqlite:///path.db or redis://host:port/db (default: none)")
     p.add_argument("--request-timestamp", type=int, help="request time (default: after the last behavior)")
+    add_user_vector_arguments(p)
 
 
 def parse_candidates(text: str) -> list:
@@ -65,6 +68,8 @@ def run(args):
     history, max_len, spec = load_history(args)
     with ServingClient(args.target, args.model, open_cache(args.cache), version=args.version,
                        max_history_length=max_len, spec=spec) as client:
+        client.use_user_vectors(served_user_vectors(client, client.served_version(), args.user_vectors,
+                                                    args.export_base))
         probs, (version, source) = client.score_with_source(args.user_id, history, candidates, None,
                                                             args.request_timestamp)
     result = {"model": args.model, "version": version, "user_id": args.user_id, "user_state": source,

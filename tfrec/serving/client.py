@@ -10,6 +10,10 @@ Talks to any server with TF Serving's gRPC API — real ``tensorflow_model_serve
    every ``version_refresh_seconds``.
 2. Read the user's state from the cache under ``(model, version, user_id)``. On a miss, call the
    ``user_tower`` signature of *that* version and write the state back (with the cache's TTL).
+   A model trained with user vectors (``spec.user_vector_dim`` D > 0) gets the user's vector from
+   the client's ``user_vectors`` (``tfrec.data.user_vectors.UserVectors``): the slice in force at
+   the request time (last boundary ``<=`` it; zeros when none or an unknown user), exactly the
+   training data's join. ``served_user_vector_dim`` reads D off the served ``user_tower``.
 3. Call the ``score`` signature of that same version with the state and the candidates.
 
 The cache is an optimisation, never a dependency: when it is down (``CacheUnavailable`` or any
@@ -20,6 +24,7 @@ INVALID_ARGUMENT), the client refreshes the version, recomputes the state and re
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -28,6 +33,7 @@ from typing import Dict, Mapping, Optional, Sequence, Tuple
 import grpc
 import numpy as np
 
+from tfrec.data import spec as spec_lib
 from tfrec.serving.requests import context_features, from_tensor_proto, predict_request, user_features
 
 log = logging.getLogger("tfrec.serving.client")
@@ -51,18 +57,34 @@ class ServingClient:
       version_refresh_seconds: how long a resolved latest version is trusted.
       max_message_bytes: largest response accepted.
       spec: the FeatureSpec of the served data (its user / context / behavior features); default:
-        the default schema (``user_segment`` only).
+        the default schema (``user_segment`` only, plus ``user_vectors``' width when given).
+      user_vectors: the ``UserVectors`` the served model reads (required when
+        ``spec.user_vector_dim`` D > 0; its D must equal that). Each ``user_tower`` request gets the
+        user's vector of the last slice whose boundary is ``<=`` the request time.
+
+    Raises:
+      ValueError: the spec reads user vectors and none are given, or their widths differ.
     """
 
     def __init__(self, target: str, model_name: str, cache=None, version: Optional[int] = None,
                  version_label: Optional[str] = None, timeout: float = 10.0,
                  max_history_length: Optional[int] = None, cache_ttl_seconds: Optional[float] = None,
-                 version_refresh_seconds: float = 2.0, max_message_bytes: int = 256 << 20, spec=None):
+                 version_refresh_seconds: float = 2.0, max_message_bytes: int = 256 << 20, spec=None,
+                 user_vectors=None):
         from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
+        dim = spec.user_vector_dim if spec is not None else 0
+        if dim and user_vectors is None:
+            raise ValueError(f"spec.user_vector_dim={dim}: the served model reads user vectors; pass "
+                             "user_vectors=UserVectors.load(path) (zeros would silently stand in for them)")
+        if user_vectors is not None and spec is not None and user_vectors.dim != dim:
+            raise ValueError(f"user_vectors have D={user_vectors.dim} but spec.user_vector_dim={dim}; pass the "
+                             "file the model was trained with")
         self.target, self.model_name, self.cache = target, model_name, cache
         self.pinned_version, self.version_label = version, version_label
         self.timeout, self.max_history_length, self.spec = timeout, max_history_length, spec
+        self.user_vectors = None
+        self.use_user_vectors(user_vectors)
         self.cache_ttl_seconds, self.version_refresh_seconds = cache_ttl_seconds, version_refresh_seconds
         self.channel = grpc.insecure_channel(target, options=[
             ("grpc.max_receive_message_length", max_message_bytes),
@@ -127,6 +149,34 @@ class ServingClient:
             self._version = (int(version), time.monotonic())
         return int(version)
 
+    def use_user_vectors(self, user_vectors) -> None:
+        """From now on, ``user_tower`` requests carry ``user_vectors``' vectors (a ``UserVectors``;
+        None: none); ``spec.user_vector_dim`` becomes their D (the default schema's spec if none)."""
+        dim = user_vectors.dim if user_vectors is not None else 0
+        if dim or (self.spec is not None and self.spec.user_vector_dim):
+            spec = self.spec if self.spec is not None else spec_lib.FeatureSpec(n_items=1)
+            self.spec = dataclasses.replace(spec, user_vector_dim=dim)
+        self.user_vectors = user_vectors
+
+    def served_user_vector_dim(self, version: Optional[int] = None) -> int:
+        """D of the ``user_vector`` ``[B, D]`` input of the served ``user_tower`` (0: it takes none),
+        read from ``GetModelMetadata``'s ``signature_def`` (TF Serving answers it too)."""
+        from tensorflow_serving.apis import get_model_metadata_pb2
+
+        version = self.served_version() if version is None else int(version)
+        request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+        request.model_spec.name = self.model_name
+        request.model_spec.version.value = version
+        response = self.predictions.GetModelMetadata(request, timeout=self.timeout)
+        signatures = get_model_metadata_pb2.SignatureDefMap()
+        response.metadata["signature_def"].Unpack(signatures)
+        if "user_tower" not in signatures.signature_def:
+            raise LookupError(f"{self.model_name} version {version} on {self.target} has no user_tower signature")
+        inputs = signatures.signature_def["user_tower"].inputs
+        if spec_lib.USER_VECTOR not in inputs:
+            return 0
+        return int(inputs[spec_lib.USER_VECTOR].tensor_shape.dim[-1].size)
+
     # -- cache, never fatal ----------------------------------------------------------------------
     def _cache_call(self, what: str, *args):
         """``cache.<what>(*args)``; None without a cache or when the backend fails (logged once)."""
@@ -150,9 +200,12 @@ class ServingClient:
     def features(self, user_id: int, user_history: Optional[Mapping], profile=None,
                  request_timestamp: Optional[int] = None) -> Dict[str, np.ndarray]:
         """``user_tower`` inputs; ``profile`` = the user features (a mapping, or the default schema's
-        ``user_segment`` as an int)."""
-        return user_features(user_id, user_history or {}, request_timestamp, self.max_history_length,
-                             profile=profile, spec=self.spec)
+        ``user_segment`` as an int); with ``user_vectors``, the user's vector at the request time."""
+        out = user_features(user_id, user_history or {}, request_timestamp, self.max_history_length,
+                            profile=profile, spec=self.spec)
+        if self.user_vectors is not None:  # the request time user_features settled on (its default too)
+            out[spec_lib.USER_VECTOR] = self.user_vectors.lookup(out["user_id"], out["request_timestamp"])
+        return out
 
     def user_state(self, user_id: int, user_history: Optional[Mapping] = None, profile=None,
                    request_timestamp: Optional[int] = None, version: Optional[int] = None,

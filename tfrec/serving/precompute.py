@@ -5,6 +5,9 @@ it in a key-value store; online requests then only run ``score``. This job reads
 lifelong histories, cuts them at one request time (the data's "now" by default: one second after
 its last behavior), runs them in batches through the ``user_tower`` signature of one pinned model
 version over gRPC, and writes each user's state to the cache under ``(model, version, user_id)``.
+A model trained with user vectors (CHIME's compressed interests, ``tfrec.data.user_vectors``) gets
+each user's vector as of that same request time from the client's ``user_vectors``: the user
+vector is part of the user state, precomputed and cached with it.
 """
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from typing import Iterable, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from tfrec.serving.requests import stack_features, user_features
+from tfrec.serving.requests import stack_features
 
 
 def data_now(histories) -> int:
@@ -31,7 +34,8 @@ def precompute_states(client, cache, users: Iterable[Tuple[int, int, Mapping]], 
 
     One model version (``client.served_version()``) computes every state, in batches of
     ``batch_size`` users through its ``user_tower`` signature; ``history`` is what
-    ``tfrec.serving.requests.user_features`` takes, cut at ``request_timestamp``.
+    ``tfrec.serving.requests.user_features`` takes, cut at ``request_timestamp``
+    (``client.features``: with the client's ``user_vectors``, each user's vector in force then).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -39,9 +43,7 @@ def precompute_states(client, cache, users: Iterable[Tuple[int, int, Mapping]], 
     started, written, batch = time.perf_counter(), 0, []
 
     def flush():
-        rows = [user_features(uid, history, request_timestamp, client.max_history_length, profile=profile,
-                              spec=client.spec)
-                for uid, profile, history in batch]
+        rows = [client.features(uid, history, profile, request_timestamp) for uid, profile, history in batch]
         state, answered = client.predict("user_tower", stack_features(rows), version)
         if answered != version:  # a pinned request is answered by that version or fails
             raise RuntimeError(f"user_tower of {client.model_name} answered with version {answered}, not {version}")
@@ -55,9 +57,15 @@ def precompute_states(client, cache, users: Iterable[Tuple[int, int, Mapping]], 
     if batch:
         written += flush()
     seconds = time.perf_counter() - started
-    return {"model": client.model_name, "version": version, "users": written,
-            "request_timestamp": int(request_timestamp), "seconds": round(seconds, 3),
-            "users_per_second": round(written / seconds, 1) if seconds else None, "cache": cache.url}
+    summary = {"model": client.model_name, "version": version, "users": written,
+               "request_timestamp": int(request_timestamp), "seconds": round(seconds, 3),
+               "users_per_second": round(written / seconds, 1) if seconds else None, "cache": cache.url}
+    vectors = client.user_vectors
+    if vectors is not None:  # which slice the states hold (None: before the first one, zeros)
+        s = int(np.searchsorted(vectors.boundaries, request_timestamp, side="right")) - 1
+        summary["user_vectors"] = {"name": vectors.name, "dim": vectors.dim,
+                                   "slice_boundary": int(vectors.boundaries[s]) if s >= 0 else None}
+    return summary
 
 
 def precompute_user_states(client, cache, histories, request_timestamp: Optional[int] = None,
