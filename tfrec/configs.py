@@ -416,7 +416,10 @@ class CompressorConfig:
         negative are -1).
       learn_window: LEARN only: a position's positives are the positive behaviors within this many
         steps ahead (0 = all later ones).
-      learning_rate, pretrained_learning_rate: Adam rates of new and of pretrained weights.
+      learning_rate, pretrained_learning_rate: Adam rates of new and of pretrained weights, reached
+        after ``warmup_steps`` of linear warm-up, then cosine-annealed to 0 over the run (CHIME: 50
+        warm-up steps, cosine; without the warm-up the first large steps move the transformer's
+        outputs away from their K-means codebooks and the codes collapse onto a few).
       batch_size: users per step; epochs; seed.
     """
 
@@ -445,6 +448,7 @@ class CompressorConfig:
     learn_window: int = 32
     learning_rate: float = 1e-3
     pretrained_learning_rate: float = 1e-5
+    warmup_steps: int = 50
     batch_size: int = 16
     epochs: int = 3
     seed: int = 0
@@ -456,7 +460,7 @@ class CompressorConfig:
                 raise ValueError(f"CompressorConfig.{name} must be one of {allowed}. "
                                  f"Received: {name}={getattr(self, name)!r}")
         _check_positive(self, "max_length", "id_dim", "layers", "heads", "hidden_dim", "batch_size", "epochs")
-        for name in ("action_dim", "content_dim", "model_dim", "ffn_dim", "learn_window"):
+        for name in ("action_dim", "content_dim", "model_dim", "ffn_dim", "learn_window", "warmup_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"CompressorConfig.{name} must be >= 0. Received: {name}={getattr(self, name)}")
         if not self.codebook_sizes or min(self.codebook_sizes) < 1:

@@ -77,7 +77,7 @@ def planted(tmp_path_factory):
 
 
 TINY = dict(max_length=48, id_dim=8, action_dim=4, content_dim=8, layers=1, heads=2, hidden_dim=16,
-            codebook_sizes=(8, 4), batch_size=16, epochs=2, dropout=0.0)
+            codebook_sizes=(8, 4), batch_size=16, epochs=2, dropout=0.0, warmup_steps=5)
 
 
 @pytest.fixture(scope="session")

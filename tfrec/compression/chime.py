@@ -130,7 +130,7 @@ class SequenceCompressor(tf.keras.Model):
             self.item_head = GLU(c.hidden_dim, name="item_glu")
         self.immediate_bias = self.add_weight(name="immediate_bias", shape=(), initializer="zeros") \
             if (not learn and c.immediate_loss) else None
-        self.backbone_optimizer = tf.keras.optimizers.Adam(c.pretrained_learning_rate) if self.pretrained else None
+        self.backbone_optimizer = None
         self.loss_trackers = {name: tf.keras.metrics.Mean(name=name)
                               for name in ("loss", "holistic", "immediate", "commitment")}
 
@@ -208,6 +208,24 @@ class SequenceCompressor(tf.keras.Model):
                                      tf.reduce_sum(mask, -1, keepdims=True))
 
     # -- losses and training ------------------------------------------------------------------
+    def compile_for(self, steps: int) -> "SequenceCompressor":
+        """Compiles with CHIME's schedule: Adam, ``warmup_steps`` of linear warm-up to the config's
+        rate, then cosine annealing to 0 at ``steps``; pretrained backbone weights get their own
+        optimizer at ``pretrained_learning_rate`` on the same schedule."""
+        c = self.config
+
+        def schedule(rate):
+            warmup = min(c.warmup_steps, max(steps - 1, 0))
+            if not warmup:
+                return tf.keras.optimizers.schedules.CosineDecay(rate, max(steps, 1))
+            return tf.keras.optimizers.schedules.CosineDecay(0.0, max(steps - warmup, 1), warmup_target=rate,
+                                                             warmup_steps=warmup)
+
+        if self.pretrained:
+            self.backbone_optimizer = tf.keras.optimizers.Adam(schedule(c.pretrained_learning_rate))
+        self.compile(optimizer=tf.keras.optimizers.Adam(schedule(c.learning_rate)))
+        return self
+
     def losses_of(self, features, training=None) -> Dict[str, tf.Tensor]:
         out = self(features, training=training)
         mask, labels = features["mask"], features["label"]
@@ -222,7 +240,7 @@ class SequenceCompressor(tf.keras.Model):
         return losses
 
     def _split(self, variables):
-        if not self.pretrained:
+        if self.backbone_optimizer is None:  # compiled by hand: one optimizer for everything
             return list(variables), []
         ids = {id(v) for v in self.backbone.trainable_variables}
         return [v for v in variables if id(v) not in ids], [v for v in variables if id(v) in ids]

@@ -126,8 +126,8 @@ def compress(data, config: CompressorConfig, out_dir, t1: Optional[int] = None,
     content = data.item_content.vectors if (learn or (config.adaptation and config.content_dim)) else None
     model = SequenceCompressor(data.spec, config, item_table=data.item_table if data.spec.item_features else None,
                                content_vectors=content)
-    model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
     train_ds = sequence_dataset(_batches(sequences, train_rows), config.batch_size, shuffle=True, seed=config.seed)
+    model.compile_for(steps=config.epochs * int(np.ceil(len(train_rows) / config.batch_size)))
     eval_ds = sequence_dataset(_batches(sequences, eval_rows), config.batch_size) if len(eval_rows) else None
     model.initialize_codebooks(train_ds, seed=config.seed)
     initial = model.evaluate(eval_ds, verbose=0, return_dict=True) if eval_ds is not None else {}

@@ -1,0 +1,222 @@
+"""CHIME's tables on our data: Table 2 (rankers without / with LEARN / with CHIME), Table 3 (ablations),
+Table 5 (codebook hit ratio and perplexity), the Q1 study (random vs pretrained backbone: held-out
+holistic loss over training, PNG) and the compression stage's cost.
+
+  .venv/bin/python bench/chime_tables.py --dataset synthetic-medium --seeds 0 1 2
+  .venv/bin/python bench/chime_tables.py --dataset synthetic-medium --q1            # the Q1 study only
+  .venv/bin/python bench/chime_tables.py --dataset ml-100k --rankers din --seeds 0
+
+Protocol (CHIME sec. 5.1): each compressor trains on every user's behaviors before t1 = the first
+training example's request time (`tfrec chime-compress` default), so it never sees a ranking
+example's present or future; the rankers train on the training split (all after t1) and are tested
+on the test split, reading the vector of the last time slice before each request (one slice, t1).
+Compressors run once (seed 0) per data set; rankers over the seeds. Every step is cached under
+WORKDIR/<dataset>/: compressions in compress/<config>/, ranker cells in cells.json (an interrupted run
+resumes, a finished cell is never recomputed). Writes bench/results/chime-<dataset>.md (+ .json) and,
+with --q1, chime-q1-<dataset>.md / .png.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import tfrec  # noqa: E402,F401  (tf-keras before TensorFlow)
+from bench.cells import CellCache, train_and_evaluate  # noqa: E402
+from bench.siren_tables import prepare  # noqa: E402
+from pipelines.common import load_yaml_config  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG_DIR = ROOT / "pipelines" / "configs"
+COMPRESSORS = ("chime", "learn", "chime-no-il", "chime-no-icm", "chime-no-iam")
+# ranker -> (model, YAML stem). SIREN's soft GSU is the nearest to SimSoft we have until issue 14.
+RANKERS = {"din": ("din", "din"), "siren": ("siren", "siren"), "muse": ("muse", "muse")}
+# CHIME's own numbers (MicroVideo: AUC, GAUC, LogLoss in %).
+PAPER_T2 = {("din", None): (74.19, 69.28, 40.10), ("din", "learn"): (74.22, 69.34, 40.08),
+            ("din", "chime"): (74.36, 69.42, 40.02), ("simsoft", None): (74.53, 69.86, 39.87),
+            ("simsoft", "learn"): (74.58, 69.94, 39.87), ("simsoft", "chime"): (74.67, 69.93, 39.81)}
+PAPER_T3 = {"chime": (74.36, 69.42, 40.02), "chime-no-il": (74.27, 69.39, 40.08),
+            "chime-no-icm": (74.32, 69.34, 40.02), "chime-no-iam": (74.32, 69.33, 40.05)}
+PAPER_T5 = [("91.45%", "18.04 / 32"), ("100%", "14.80 / 16"), ("100%", "15.40 / 16")]
+# Q1: (label, overrides) -- MiniLM's width for all, so only the initialisation differs.
+Q1 = {f"{init}-L{layers}": {"backbone": init, "layers": layers, "model_dim": 384, "heads": 12, "ffn_dim": 1536}
+      for layers in (1, 6) for init in ("random", "minilm")}
+
+
+def mean_std(values) -> str:
+    return f"{np.mean(values):.4f} ± {np.std(values):.4f}" if len(values) > 1 else f"{values[0]:.4f}"
+
+
+def compress_once(data: Path, work: Path, stem: str, overrides=None, epochs=None) -> Path:
+    """Runs (or reuses) one compression; returns its output directory."""
+    from pipelines import chime_compress
+    from tfrec import api
+
+    out = work / "compress" / stem
+    if (out / "compressor.json").exists():
+        return out
+    sets = [f"{k}={json.dumps(v)}" for k, v in (overrides or {}).items()]
+    if epochs:
+        sets.append(f"epochs={epochs}")
+    yaml_path = CONFIG_DIR / "compression" / f"{stem.split('@')[0]}.yaml"
+    config = chime_compress.load_config(yaml_path if yaml_path.exists() else CONFIG_DIR / "compression" / "chime.yaml",
+                                        sets)
+    from tfrec.compression.stage import compress
+
+    summary = compress(api.open_data(data), config, out, verbose=2)
+    print(f"compressed {stem}: {summary['train_seconds']} s train, {summary['infer_ms_per_user_slice']} ms/user",
+          flush=True)
+    return out
+
+
+def run_q1(data: Path, work: Path, dataset: str, epochs: int, max_length: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = {}
+    for label, overrides in Q1.items():
+        out = compress_once(data, work, f"q1@{label}", {**overrides, "max_length": max_length}, epochs=epochs)
+        info = json.loads((out / "compressor.json").read_text())
+        curves[label] = ([info["history"]["initial"].get("holistic", np.nan)] + info["history"]["val_holistic"],
+                         [info["history"]["initial"].get("loss", np.nan)] + info["history"]["val_loss"],
+                         info["train_seconds"])
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, (holistic, _, _) in curves.items():
+        ax.plot(range(len(holistic)), holistic, marker="o", linestyle="-" if "minilm" in label else "--", label=label)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("held-out holistic loss")
+    ax.set_title(f"CHIME Q1 on {dataset}: random vs MiniLM init")
+    ax.legend()
+    fig.tight_layout()
+    png = ROOT / "bench" / "results" / f"chime-q1-{dataset}.png"
+    fig.savefig(png, dpi=120)
+    lines = [f"# CHIME Q1 on `{dataset}`: random vs pretrained (all-MiniLM-L6-v2) initialisation", "",
+             f"`.venv/bin/python bench/chime_tables.py --dataset {dataset} --q1 --q1-epochs {epochs} "
+             f"--q1-max-length {max_length}`: width 384, 12 heads, FFN 1536 for every row (MiniLM's), T = "
+             f"{max_length}; new weights at lr 1e-3, pretrained ones at 1e-5; held-out users' holistic loss "
+             "before training (epoch 0) and after each epoch. Plot: " + f"`{png.name}`.", "",
+             "| backbone | " + " | ".join(f"epoch {i}" for i in range(epochs + 1)) + " | train s |",
+             "|---|" + "---|" * (epochs + 2)]
+    for label, (holistic, _, seconds) in curves.items():
+        lines.append(f"| {label} | " + " | ".join(f"{x:.4f}" for x in holistic) + f" | {seconds:.0f} |")
+    (png.with_suffix(".md")).write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", default="synthetic-medium",
+                   choices=["synthetic-small", "synthetic-medium", "synthetic-long", "ml-100k", "ml-1m"])
+    p.add_argument("--rankers", nargs="+", default=["din", "siren"], choices=list(RANKERS))
+    p.add_argument("--compressors", nargs="+", default=list(COMPRESSORS), choices=list(COMPRESSORS))
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--workdir", default="runs/chime")
+    p.add_argument("--q1", action="store_true", help="run the Q1 study (random vs MiniLM backbone) only")
+    p.add_argument("--q1-epochs", type=int, default=3)
+    p.add_argument("--q1-max-length", type=int, default=128)
+    args = p.parse_args(argv)
+
+    data = prepare(args.dataset, ROOT)
+    work = Path(args.workdir) / args.dataset
+    if args.q1:
+        run_q1(data, work, args.dataset, args.q1_epochs, args.q1_max_length)
+        return 0
+    vectors = {stem: compress_once(data, work, stem) / "user_vectors.npz" for stem in args.compressors}
+    cells = CellCache(work / "cells.json")
+    plans = [(r, None) for r in args.rankers] + [(r, c) for r in args.rankers for c in ("learn", "chime")
+                                                  if c in vectors]
+    plans += [("din", c) for c in args.compressors if c.startswith("chime-") and "din" in args.rankers]
+    for seed in args.seeds:
+        for ranker, plugin in plans:
+            key = f"{ranker}/{plugin or 'none'}/{seed}/{args.epochs}"
+            if key in cells:
+                continue
+            name, stem = RANKERS[ranker]
+            config = load_yaml_config(CONFIG_DIR / f"{stem}.yaml")
+            result = train_and_evaluate(name, data, work / "runs" / key.replace("/", "-"), config, args.epochs,
+                                        args.batch_size, seed, user_vectors=vectors[plugin] if plugin else None)
+            cells.put(key, {"ranker": ranker, "plugin": plugin, **result})
+            print(f"{key}: auc {result['auc']:.4f} gauc {result['gauc']:.4f} ({result['train_seconds']:.0f}s)",
+                  flush=True)
+    write_tables(args, data, work, cells, vectors)
+    return 0
+
+
+def write_tables(args, data, work, cells, vectors) -> None:
+    def got(ranker, plugin):
+        return [c for key, c in sorted(cells.items())
+                if key.startswith(f"{ranker}/{plugin or 'none'}/") and key.endswith(f"/{args.epochs}")]
+
+    def cell_row(label, rows, paper):
+        if not rows:
+            return None
+        p = " / ".join(f"{x:.2f}" for x in paper) if paper else ""
+        return (f"| {label} ({len(rows)} seed{'s' if len(rows) > 1 else ''}) | {mean_std([c['auc'] for c in rows])} | "
+                f"{mean_std([c['gauc'] for c in rows])} | {mean_std([c['logloss'] for c in rows])} | "
+                f"{rows[0].get('state_bytes', '')} | {p} |")
+
+    header = ["| row | AUC | GAUC | logloss | state bytes/user | paper AUC / GAUC / LogLoss (MicroVideo, %) |",
+              "|---|---|---|---|---|---|"]
+    lines = [f"# CHIME's tables on `{args.dataset}`", "",
+             f"`.venv/bin/python bench/chime_tables.py --dataset {args.dataset} --epochs {args.epochs} "
+             f"--rankers {' '.join(args.rankers)} [--seeds ...]` (cached); rankers {args.epochs} epochs, batch "
+             f"{args.batch_size}, each with its shipped YAML; test split; mean ± std over the seeds shown. The "
+             "compressors train once on the behaviors before t1 (the first training request). The paper's numbers "
+             "are on MicroVideo: compare orderings, not values.", "", "## Table 2: rankers without / with LEARN / "
+             "with CHIME", ""] + header
+    out_json = {}
+    for ranker in args.rankers:
+        for plugin in (None, "learn", "chime"):
+            rows = got(ranker, plugin)
+            paper_key = ("simsoft" if ranker == "siren" else ranker, plugin)
+            label = ranker.upper() if ranker == "din" else ranker
+            if ranker == "siren":
+                label = "SIREN (soft GSU; stands in for SimSoft)"
+            line = cell_row(label + (f" w/ {plugin.upper()}" if plugin else ""), rows, PAPER_T2.get(paper_key))
+            if line:
+                lines.append(line)
+                out_json[f"{ranker}/{plugin or 'none'}"] = rows
+    lines += ["| ETA, SDIM, TWIN (issue 14, not built yet) | | | | | |", "",
+              "## Table 3: ablations (DIN w/ the compressor's vector)", ""] + header
+    for stem in ("chime", "chime-no-il", "chime-no-icm", "chime-no-iam"):
+        rows = got("din", stem)
+        line = cell_row({"chime": "CHIME", "chime-no-il": "CHIME w/o IL", "chime-no-icm": "CHIME w/o ICM",
+                         "chime-no-iam": "CHIME w/o IAM"}[stem], rows, PAPER_T3[stem])
+        if line:
+            lines.append(line)
+            out_json[f"din/{stem}"] = rows
+    lines += ["", "## Table 5: codebooks of CHIME's compressor (every position before t1, training users)", "",
+              "| codebook | hit ratio | perplexity / size | paper hit ratio | paper perplexity / size |",
+              "|---|---|---|---|---|"]
+    info = json.loads((vectors["chime"].parent / "compressor.json").read_text()) if "chime" in vectors else None
+    if info and info["codebooks"]:
+        for level, paper in zip(info["codebooks"]["per_level"], PAPER_T5 + [("", "")] * 8):
+            lines.append(f"| {level['level']} | {level['hit_ratio']:.2%} | {level['perplexity']:.2f} / "
+                         f"{level['codebook_size']} | {paper[0]} | {paper[1]} |")
+    lines += ["", "## The compression stage's cost", "",
+              "| compressor | users | behaviors before t1 | parameters | train s | s/epoch | inference ms/user | "
+              "vector | held-out holistic (before → after) |", "|---|---|---|---|---|---|---|---|---|"]
+    for stem, path in vectors.items():
+        c = json.loads((path.parent / "compressor.json").read_text())
+        epochs = c["config"]["epochs"]
+        before, after = c["history"]["initial"].get("holistic", float("nan")), c["history"]["val_holistic"][-1]
+        lines.append(f"| {stem} | {c['users']} | {c['behaviors_before_t1']:,} | {c['parameters']:,} | "
+                     f"{c['train_seconds']:.0f} | {c['train_seconds'] / epochs:.0f} | {c['infer_ms_per_user_slice']:.2f} | "
+                     f"{c['vector_dim']} floats | {before:.3f} → {after:.3f} |")
+    out = ROOT / "bench" / "results" / f"chime-{args.dataset}.md"
+    out.write_text("\n".join(lines) + "\n")
+    out.with_suffix(".json").write_text(json.dumps(out_json, indent=2, default=str))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
