@@ -73,8 +73,8 @@ def test_initialize_codebooks_clusters_each_levels_residuals():
     centers = np.array([[10.0, 0.0], [-10.0, 0.0], [0.0, 10.0]])
     latents = centers[rng.integers(0, 3, 300)] + rng.normal(0, 0.5, (300, 2))
     layer = InterestCompression([3, 4], 2)
-    layer.build(tf.TensorShape([None, None, 2]))
-    layer.initialize_codebooks(latents)
+    layer.initialize_codebooks(latents)  # before the first call: the call must not rebuild the levels
+    layer({"inputs": latents[None, :5].astype(np.float32), "mask": np.ones((1, 5), bool)})
     book = np.sort(layer.levels[0].codebooks.numpy()[0], axis=0)
     np.testing.assert_allclose(book, np.sort(centers, axis=0), atol=0.3)
     assert np.abs(layer.levels[1].codebooks.numpy()).max() < 2.5  # level 2 sees the small residuals

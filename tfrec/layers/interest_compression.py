@@ -60,7 +60,8 @@ class InterestCompression(tf.keras.layers.Layer):
 
     def build(self, input_shape):
         for level in self.levels:
-            level.build(tf.TensorShape([None, self.dim]))
+            if not level.built:  # a level built by initialize_codebooks keeps its K-means codebooks
+                level.build(tf.TensorShape([None, self.dim]))
         super().build(input_shape)
 
     def call(self, inputs, training=None):
@@ -86,6 +87,8 @@ class InterestCompression(tf.keras.layers.Layer):
         """K-means codebooks level by level on ``[S, d]`` latents (each level on the residuals the
         levels above leave), as ``ResidualQuantizer.initialize_codebooks``."""
         residual = np.asarray(latents, np.float32)
+        if not self.built:
+            self.build(tf.TensorShape([None, None, self.dim]))
         for m, level in enumerate(self.levels):
             level.initialize_codebooks(residual, seed=seed + m, batch_size=batch_size)
             book = level.codebooks.numpy()[0]
