@@ -52,7 +52,11 @@ def run(args):
     from tfrec.compression.stage import REPORT_FILE, VECTORS_FILE, compress
 
     config = load_config(args.config, args.set)
-    boundaries = [int(b) for b in args.boundaries.split(",")] if args.boundaries else None
+    try:
+        boundaries = [int(b) for b in args.boundaries.split(",")] if args.boundaries else None
+    except ValueError:
+        raise ValueError(f"--boundaries takes comma-separated epoch seconds (e.g. 1700000000,1700086400). "
+                         f"Received: {args.boundaries!r}") from None
     summary = compress(api.open_data(args.data), config, args.out, t1=args.t1, boundaries=boundaries,
                        eval_fraction=args.eval_fraction, verbose=args.verbose)
     out = Path(args.out)

@@ -123,12 +123,33 @@ def make_split_dataset(data_dir, split: str, spec: "FeatureSpec", batch_size: in
                         user_vectors=user_vectors, min_request_timestamp=min_request_timestamp)
 
 
+def file_sha256(path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def user_vectors_info(user_vectors, path) -> dict:
-    """What a trained run's ``model.json`` remembers of its user-vector file (``USER_VECTORS_KEY``)."""
+    """What a trained run's ``model.json`` remembers of its user-vector file (``USER_VECTORS_KEY``),
+    with the file's sha256 so a later stage notices the file was rewritten (e.g. a new compression
+    into the same directory)."""
     return {"path": str(Path(path).resolve()), "name": user_vectors.name, "dim": user_vectors.dim,
             "n_users": len(user_vectors), "boundaries": [int(user_vectors.boundaries[0]),
                                                          int(user_vectors.boundaries[-1])],
-            "meta": user_vectors.meta}
+            "meta": user_vectors.meta, "sha256": file_sha256(path)}
+
+
+def check_recorded_user_vectors(recorded: dict, path) -> None:
+    """Raises when the recorded file (``recorded["path"]``) no longer holds what the model was trained
+    with: the vectors are features, and silently reading different ones skews every score."""
+    expected = recorded.get("sha256")
+    if expected and Path(path).exists() and file_sha256(path) != expected:
+        raise ValueError(f"user vectors {path} changed since the model was trained with them (sha256 differs): "
+                         "re-train on the new file, or pass --user-vectors PATH to use this file anyway")
 
 
 def run_user_vectors(spec: "FeatureSpec", info: dict, path=None):
@@ -148,10 +169,13 @@ def run_user_vectors(spec: "FeatureSpec", info: dict, path=None):
             raise ValueError(f"--user-vectors {path}: this run was trained without user vectors "
                              "(its model has user_vector_dim=0); train with --user-vectors to use them")
         return None
-    path = path or (info.get(USER_VECTORS_KEY) or {}).get("path")
     if not path:
-        raise ValueError(f"the model reads user vectors (user_vector_dim={dim}) and the run does not say which "
-                         "file: pass --user-vectors PATH")
+        recorded = info.get(USER_VECTORS_KEY) or {}
+        path = recorded.get("path")
+        if not path:
+            raise ValueError(f"the model reads user vectors (user_vector_dim={dim}) and the run does not say which "
+                             "file: pass --user-vectors PATH")
+        check_recorded_user_vectors(recorded, path)
     user_vectors = UserVectors.load(path)
     if user_vectors.dim != dim:
         raise ValueError(f"{path}: user vectors have D={user_vectors.dim} but the model was trained with "

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pipelines.common import USER_VECTORS_KEY, history_files, load_spec
+from pipelines.common import USER_VECTORS_KEY, check_recorded_user_vectors, history_files, load_spec
 
 
 def add_arguments(p):
@@ -77,6 +77,8 @@ def served_user_vectors(client, version: int, path=None, export_base=None):
     if not Path(path).exists():
         raise FileNotFoundError(f"user vectors {path} ({source}) not found: pass --user-vectors PATH with the file "
                                 f"{client.model_name} was trained with")
+    if source != "--user-vectors":
+        check_recorded_user_vectors(recorded, path)
     vectors = UserVectors.load(path)
     if vectors.dim != dim:
         raise ValueError(f"{path}: user vectors have D={vectors.dim} but {served} takes user_vector [B, {dim}]; "

@@ -133,3 +133,11 @@ def test_shipped_compressor_configs_load():
     assert not names["chime-no-il"].immediate_loss and names["chime-no-icm"].compression == "mean_pool"
     assert not names["chime-no-iam"].adaptation and names["learn"].method == "learn"
     assert names["chime-minilm"].backbone == "minilm" and names["chime-minilm"].model_dim == 384
+
+
+def test_stage_refuses_slices_before_t1_and_bad_fractions(planted, tmp_path):
+    config = CompressorConfig(**TINY)
+    with pytest.raises(ValueError, match="precedes t1"):
+        compress(planted, config, tmp_path, t1=T1, boundaries=[T1 - 1, T1])
+    with pytest.raises(ValueError, match="eval_fraction"):
+        compress(planted, config, tmp_path, t1=T1, eval_fraction=1.0)

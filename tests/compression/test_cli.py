@@ -16,7 +16,8 @@ def test_chime_compress_train_evaluate(planted, tmp_path, capsys):
     out = tmp_path / "learn"
     later = T1 + 86400 + 1
     argv = ["chime-compress", "--data", str(planted.path), "--out", str(out), "--config",
-            "pipelines/configs/compression/learn.yaml", "--boundaries", f"{T1},{later}", "--verbose", "0",
+            "pipelines/configs/compression/learn.yaml", "--t1", str(T1), "--boundaries", f"{T1},{later}",
+            "--verbose", "0",
             *_sets({**TINY, "epochs": 1, "model_dim": 16})]
     assert cli.main(argv) == 0
     printed = capsys.readouterr().out

@@ -67,6 +67,17 @@ def test_stages_remember_the_user_vector_file(data, tmp_path, capsys):
                      str(tmp_path / "other.npz")]) == 2
     assert f"D={D + 1} but the model was trained with user_vector_dim={D}" in capsys.readouterr().err
 
+    # the recorded file rewritten with other vectors of the same width (a new compression into the same
+    # place): refused by its checksum, unless --user-vectors names it explicitly
+    rewritten = tmp_path / "rewritten.npz"
+    UserVectors(user_id=np.arange(N_USERS), boundaries=[100, 250],
+                vectors=np.ones((N_USERS, 2, D), np.float32)).save(rewritten)
+    info["user_vectors"]["path"] = str(rewritten)
+    (run / "model.json").write_text(json.dumps(info))
+    assert cli.main(["evaluate", "--run", str(run), "--data", str(data_dir)]) == 2
+    assert "changed since the model was trained" in capsys.readouterr().err
+    assert cli.main(["evaluate", "--run", str(run), "--data", str(data_dir), "--user-vectors", str(rewritten)]) == 0
+
 
 def test_run_without_vectors_rejects_the_flag(data, tmp_path, capsys):
     data_dir, path = data

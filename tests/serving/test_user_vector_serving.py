@@ -126,6 +126,11 @@ def test_client_scores_match_keras_from_cache_and_on_a_miss(served):
         probs, (_, source) = client.score_with_source(103, history, CANDIDATES, request_timestamp=served.now)
         assert source == "user_tower"
         np.testing.assert_allclose(probs, expected[1], atol=1e-5)
+        # no request time = now: the newest slice, even for a history that ended before its boundary
+        old = {k: v[v_time < served.vectors.boundaries[1]] if np.ndim(v) else v
+               for v_time in [np.asarray(history["hist_timestamp"])] for k, v in history.items()}
+        assert max(old["hist_timestamp"]) < served.vectors.boundaries[1]
+        np.testing.assert_allclose(client.features(103, old)["user_vector"][0], served.vectors.vectors[3, 1])
 
 
 def test_query_command_sends_the_vector_and_the_flag_overrides_the_recorded_file(served, capsys):

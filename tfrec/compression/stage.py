@@ -98,7 +98,8 @@ def compress(data, config: CompressorConfig, out_dir, t1: Optional[int] = None,
       config: ``CompressorConfig``.
       out_dir: where ``user_vectors.npz``, ``compressor.json`` and the weights go.
       t1: the end of the representation set (default: the first training example's request time).
-      boundaries: the time-slice boundaries of the written vectors (default ``[t1]``). A vector at
+      boundaries: the time-slice boundaries of the written vectors (default ``[t1]``), each >= t1
+        (an earlier one would leak: the compressor's weights saw behaviors up to t1). A vector at
         boundary ``b`` reads only behaviors before ``b``; the compressor stays the one trained
         before ``t1`` (CHIME retrains it per slice; we do not, see docs/models.md).
       eval_fraction: users held out of training for the held-out loss curve (CHIME Fig. 4).
@@ -112,6 +113,15 @@ def compress(data, config: CompressorConfig, out_dir, t1: Optional[int] = None,
     t0 = time.time()
     t1 = int(first_request_time(data) if t1 is None else t1)
     boundaries = sorted({int(b) for b in (boundaries or [t1])})
+    if boundaries[0] < t1:
+        # the compressor's losses at positions before b read that user's behaviors in [b, t1): an example
+        # in [b, t1) reading slice b would see its own future through the weights
+        raise ValueError(f"time-slice boundary {boundaries[0]} precedes t1={t1}: the compressor trained on "
+                         "behaviors up to t1, so a vector for an earlier slice would leak them; use boundaries >= t1 "
+                         "(or an earlier --t1)")
+    if not 0.0 <= eval_fraction < 1.0:
+        raise ValueError(f"eval_fraction must be in [0, 1) (the share of users held out for the held-out loss). "
+                         f"Received: {eval_fraction}")
     histories = data.histories
     learn = config.method == "learn"
     sequences = user_sequences(histories, t1, config.max_length, config.positive_types, positives_only=learn)

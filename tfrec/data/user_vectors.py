@@ -93,6 +93,7 @@ class UserVectors:
         self.vectors = _as("vectors", self.vectors, "f", np.float32)
         _validate(self, "UserVectors")
         self._tensors = None
+        self._rows = None
 
     # -- sizes -----------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -113,7 +114,9 @@ class UserVectors:
         user_id = np.asarray(user_id, np.int64).reshape(-1)
         request_timestamp = np.asarray(request_timestamp, np.int64).reshape(-1)
         out = np.zeros((len(user_id), self.dim), np.float32)
-        rows = {int(u): i for i, u in enumerate(self.user_id)}
+        if getattr(self, "_rows", None) is None:  # built once: serving looks users up one at a time
+            self._rows = {int(u): i for i, u in enumerate(self.user_id)}
+        rows = self._rows
         for n, (u, r) in enumerate(zip(user_id, request_timestamp)):
             s = int(np.searchsorted(self.boundaries, r, side="right")) - 1  # last boundary <= r
             if s >= 0 and int(u) in rows:

@@ -200,11 +200,16 @@ class ServingClient:
     def features(self, user_id: int, user_history: Optional[Mapping], profile=None,
                  request_timestamp: Optional[int] = None) -> Dict[str, np.ndarray]:
         """``user_tower`` inputs; ``profile`` = the user features (a mapping, or the default schema's
-        ``user_segment`` as an int); with ``user_vectors``, the user's vector at the request time."""
+        ``user_segment`` as an int); with ``user_vectors``, the user's vector at the request time, or
+        the newest slice when no request time is given (a request without a time is "now", which no
+        slice boundary exceeds; the default history cut, the last behavior + 1, would pick an older
+        slice for a user idle since then)."""
         out = user_features(user_id, user_history or {}, request_timestamp, self.max_history_length,
                             profile=profile, spec=self.spec)
-        if self.user_vectors is not None:  # the request time user_features settled on (its default too)
-            out[spec_lib.USER_VECTOR] = self.user_vectors.lookup(out["user_id"], out["request_timestamp"])
+        if self.user_vectors is not None:
+            at = out["request_timestamp"] if request_timestamp is not None else \
+                np.maximum(out["request_timestamp"], self.user_vectors.boundaries[-1])
+            out[spec_lib.USER_VECTOR] = self.user_vectors.lookup(out["user_id"], at)
         return out
 
     def user_state(self, user_id: int, user_history: Optional[Mapping] = None, profile=None,
