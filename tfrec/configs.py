@@ -401,6 +401,8 @@ class CompressorConfig:
         (the ``minilm`` backbone needs 384).
       backbone: ``"random"`` or ``"minilm"`` (all-MiniLM-L6-v2's layers under a causal mask).
       layers, heads, ffn_dim (0 = 4 x model_dim), dropout: the causal transformer.
+      rope: rotary position embeddings in its attention (Qwen, the paper's backbone, has them);
+        False = order from the causal mask alone (what MiniLM's layers were trained without).
       hidden_dim: size of z_t and p_t (the user and item GLU outputs).
       codebook_sizes: K_m of each residual-VQ level (CHIME: (32, 16, 16)).
       rotation_trick: the rotation trick instead of straight-through (CHIME uses it).
@@ -434,6 +436,7 @@ class CompressorConfig:
     heads: int = 4
     ffn_dim: int = 0
     dropout: float = 0.1
+    rope: bool = False
     hidden_dim: int = 64
     codebook_sizes: Tuple[int, ...] = (32, 16, 16)
     rotation_trick: bool = True

@@ -156,3 +156,34 @@ def test_invalid_arguments(kw, match):
 def test_wrong_input_dim():
     with pytest.raises(ValueError, match="last dimension must equal dim"):
         CausalTransformer(layers=1, dim=4, heads=2, ffn_dim=8)(_inputs())
+
+
+def test_rope_scores_depend_only_on_relative_position():
+    layer = CausalTransformer(layers=1, dim=D, heads=H, ffn_dim=F, rope=True)
+    rng = np.random.default_rng(3)
+    q, k = rng.normal(size=(1, D // H)).astype(np.float32), rng.normal(size=(1, D // H)).astype(np.float32)
+
+    def score(i, j):
+        qi = layer.rotary(tf.constant(q), tf.constant([i])).numpy()
+        kj = layer.rotary(tf.constant(k), tf.constant([j])).numpy()
+        return float((qi * kj).sum())
+
+    assert score(5, 2) == pytest.approx(score(9, 6), abs=1e-4)  # same t - s
+    assert score(5, 2) != pytest.approx(score(5, 4), abs=1e-3)
+    np.testing.assert_allclose(layer.rotary(tf.constant(q), tf.constant([0])).numpy(), q)  # position 0: identity
+
+
+def test_rope_keeps_causality_and_round_trips():
+    inputs = _inputs()
+    inputs["mask"][:] = True
+    layer = CausalTransformer(layers=2, dim=D, heads=H, ffn_dim=F, rope=True)
+    y = layer(inputs).numpy()
+    plain = CausalTransformer(layers=2, dim=D, heads=H, ffn_dim=F)
+    plain(inputs)
+    plain.set_weights(layer.get_weights())
+    assert np.abs(plain(inputs).numpy() - y).max() > 1e-3  # the rotation changes the outputs
+    changed = {"inputs": inputs["inputs"].copy(), "mask": inputs["mask"]}
+    changed["inputs"][:, 3:] += 5.0
+    np.testing.assert_allclose(layer(changed).numpy()[:, :3], y[:, :3], atol=1e-6)
+    rebuilt, _ = assert_layer_config_roundtrip(layer, inputs, expected_shapes=(B, T, D), training=False)
+    assert rebuilt.rope

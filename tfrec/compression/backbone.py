@@ -123,13 +123,15 @@ def load_minilm_layers(transformer: CausalTransformer, n_layers: int | None = No
 
 def build_backbone(kind: str, layers: int, dim: int = MINILM_DIM, heads: int = MINILM_HEADS,
                    ffn_dim: int = MINILM_FFN_DIM, dropout: float = 0.0, activation: str = "gelu",
-                   layer_norm_epsilon: float = 1e-12, model_dir=None, name: str = "backbone") -> CausalTransformer:
+                   layer_norm_epsilon: float = 1e-12, rope: bool = False, model_dir=None,
+                   name: str = "backbone") -> CausalTransformer:
     """The compression model's CausalTransformer backbone.
 
     Args:
       kind: one of ``BACKBONES``: ``"random"`` (random init, any size) or ``"minilm"`` (all
         ``layers`` blocks from all-MiniLM-L6-v2; needs the MiniLM sizes and ``layers <= 6``).
-      layers, dim, heads, ffn_dim, dropout, activation, layer_norm_epsilon: CausalTransformer's.
+      layers, dim, heads, ffn_dim, dropout, activation, layer_norm_epsilon, rope: CausalTransformer's
+        (``rope`` with ``"minilm"`` changes what the pretrained layers compute: they never saw RoPE).
       model_dir: MiniLM folder for ``kind="minilm"`` (default: the cache, downloaded once).
       name: the layer's name.
 
@@ -139,7 +141,8 @@ def build_backbone(kind: str, layers: int, dim: int = MINILM_DIM, heads: int = M
     if kind not in BACKBONES:
         raise ValueError(f"backbone must be one of {BACKBONES}. Received: kind={kind!r}")
     transformer = CausalTransformer(layers=layers, dim=dim, heads=heads, ffn_dim=ffn_dim, dropout=dropout,
-                                    activation=activation, layer_norm_epsilon=layer_norm_epsilon, name=name)
+                                    activation=activation, layer_norm_epsilon=layer_norm_epsilon, rope=rope,
+                                    name=name)
     if kind == "minilm":
         load_minilm_layers(transformer, model_dir=model_dir)
     return transformer

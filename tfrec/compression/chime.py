@@ -115,7 +115,7 @@ class SequenceCompressor(tf.keras.Model):
             ffn = c.ffn_dim or 1536
         kind = c.backbone if pretrained_init else "random"
         self.backbone = build_backbone(kind, c.layers, dim=model_dim, heads=c.heads, ffn_dim=ffn,
-                                       dropout=c.dropout, name="backbone")
+                                       dropout=c.dropout, rope=c.rope, name="backbone")
         self.pretrained = c.backbone == "minilm"
         # ICM
         self.compression = (InterestCompression(c.codebook_sizes, model_dim, beta=c.commitment_beta,

@@ -35,9 +35,13 @@ class CausalTransformer(tf.keras.layers.Layer):
     position always sees itself, so padded rows stay finite (no all-masked softmax); valid
     positions never see padded ones; padded positions' outputs are zeroed.
 
-    No positional embedding (our choice, following the paper): CHIME discards the LLM's embedding
-    layer, and order reaches the model only through the causal mask. Add positions to the inputs
-    beforehand if wanted.
+    Positions: CHIME discards the LLM's embedding layer, but its backbone (Qwen2.5) keeps rotary
+    position embeddings inside attention. ``rope=True`` does the same here (RoPE, Su et al. 2021:
+    each head's query and key rotated by angle ``t * base^(-2i/d_h)`` in the "rotate half" layout
+    of Llama / Qwen, so a score depends on the positions only through ``t - s``); ``rope=False``
+    (default) leaves order to the causal mask alone, which is what all-MiniLM-L6-v2's layers saw
+    (BERT adds absolute positions at the embedding layer, which is discarded). Positions count
+    from 0 at the first (oldest) behavior: sequences are right-padded.
 
     Args:
       layers: int, number of blocks.
@@ -59,7 +63,8 @@ class CausalTransformer(tf.keras.layers.Layer):
     """
 
     def __init__(self, layers: int, dim: int, heads: int, ffn_dim: int, dropout: float = 0.0,
-                 activation: str = "gelu", layer_norm_epsilon: float = 1e-12, **kwargs):
+                 activation: str = "gelu", layer_norm_epsilon: float = 1e-12, rope: bool = False,
+                 rope_base: float = 10000.0, **kwargs):
         super().__init__(**kwargs)
         if layers < 1 or dim < 1 or heads < 1 or ffn_dim < 1:
             raise ValueError("layers, dim, heads and ffn_dim must be positive. Received: "
@@ -77,6 +82,9 @@ class CausalTransformer(tf.keras.layers.Layer):
         self.dropout = float(dropout)
         self.activation = str(activation)
         self.layer_norm_epsilon = float(layer_norm_epsilon)
+        self.rope, self.rope_base = bool(rope), float(rope_base)
+        if self.rope and (dim // heads) < 2:
+            raise ValueError(f"rope needs heads of at least 2 dimensions. Received: dim={dim}, heads={heads}")
 
     def build(self, input_shape):
         d = input_shape["inputs"][-1]
@@ -115,6 +123,16 @@ class CausalTransformer(tf.keras.layers.Layer):
         # [B, T, dim] -> [B, H, T, d_h]
         return tf.transpose(tf.reshape(x, [b, t, self.heads, self.dim // self.heads]), [0, 2, 1, 3])
 
+    def rotary(self, x, positions):
+        """RoPE of ``x`` ``[..., T, d_h]`` at integer ``positions`` ``[T]`` (rotate-half layout; an odd
+        last dimension passes through)."""
+        half = int(x.shape[-1]) // 2
+        inv = tf.pow(self.rope_base, -tf.range(half, dtype=tf.float32) / half)  # [half]
+        angle = tf.cast(positions, tf.float32)[:, None] * inv[None]  # [T, half]
+        cos, sin = tf.cast(tf.cos(angle), x.dtype), tf.cast(tf.sin(angle), x.dtype)
+        x1, x2, rest = x[..., :half], x[..., half:2 * half], x[..., 2 * half:]
+        return tf.concat([x1 * cos - x2 * sin, x1 * sin + x2 * cos, rest], axis=-1)
+
     def call(self, inputs, training=None):
         x = inputs["inputs"]
         shape = tf.shape(x)
@@ -131,6 +149,8 @@ class CausalTransformer(tf.keras.layers.Layer):
             q = self._split_heads(blk["query"](x), b, t)
             k = self._split_heads(blk["key"](x), b, t)
             v = self._split_heads(blk["value"](x), b, t)
+            if self.rope:
+                q, k = self.rotary(q, tf.range(t)), self.rotary(k, tf.range(t))
             scores = tf.matmul(q, k, transpose_b=True) * tf.cast(scale, x.dtype)  # [B, H, T, T]
             probs = tf.nn.softmax(tf.where(allowed, scores, neg), axis=-1)
             probs = self.drop(probs, training=training)
@@ -146,4 +166,4 @@ class CausalTransformer(tf.keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "layers": self.layers, "dim": self.dim, "heads": self.heads,
                 "ffn_dim": self.ffn_dim, "dropout": self.dropout, "activation": self.activation,
-                "layer_norm_epsilon": self.layer_norm_epsilon}
+                "layer_norm_epsilon": self.layer_norm_epsilon, "rope": self.rope, "rope_base": self.rope_base}
