@@ -38,13 +38,14 @@ def state_bytes(model) -> int:
 
 
 def train_and_evaluate(name: str, data_dir: Path, run_dir: Path, config: dict, epochs: int, batch_size: int,
-                       seed: int, user_vectors: Path | None = None) -> dict:
+                       seed: int, user_vectors: Path | None = None, min_request_timestamp: int | None = None) -> dict:
     """Trains model ``name`` with the shared pipeline and evaluates AUC / GAUC / logloss on the test split.
 
     Returns a JSON-able dict: model, seed, train_seconds, total_seconds, config, auc, gauc, logloss,
     n_examples, state_bytes (the cached user state of one user: what the serving cache holds), and
     the oracle's metrics when the data carries ``true_prob``. ``user_vectors``: a ``UserVectors``
-    file the model takes as a user feature (CHIME / LEARN), joined in training and test alike.
+    file the model takes as a user feature (CHIME / LEARN), joined in training and test alike;
+    ``min_request_timestamp``: train on the later examples only (CHIME's [t1, t2)).
     """
     from pipelines.evaluate import metrics_of, predictions
     from pipelines.train import train_model
@@ -53,7 +54,7 @@ def train_and_evaluate(name: str, data_dir: Path, run_dir: Path, config: dict, e
     from tfrec.data.user_vectors import UserVectors
 
     model, seconds = train_model(name, data_dir, run_dir, config, epochs=epochs, batch_size=batch_size, seed=seed,
-                                 verbose=2, user_vectors=user_vectors)
+                                 verbose=2, user_vectors=user_vectors, min_request_timestamp=min_request_timestamp)
     vectors = UserVectors.load(user_vectors) if user_vectors else None
     result = metrics_of(name, data_dir, "test", predictions(model, data_dir, "test", user_vectors=vectors))
     return {"state_bytes": state_bytes(model), "model": name, "seed": seed, "train_seconds": round(seconds, 1), "total_seconds": round(time.time() - t0, 1),

@@ -34,6 +34,7 @@ from pipelines.common import load_yaml_config  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / "pipelines" / "configs"
 COMPRESSORS = ("chime", "learn", "chime-no-il", "chime-no-icm", "chime-no-iam")
+DIAGNOSTIC_COMPRESSORS = ("chime-rope",)  # ours, not in the paper: run with --compressors ... chime-rope
 # ranker -> (model, YAML stem). SIREN's soft GSU is the nearest to SimSoft we have until issue 14.
 RANKERS = {"din": ("din", "din"), "siren": ("siren", "siren"), "muse": ("muse", "muse")}
 # CHIME's own numbers (MicroVideo: AUC, GAUC, LogLoss in %).
@@ -52,7 +53,7 @@ def mean_std(values) -> str:
     return f"{np.mean(values):.4f} ± {np.std(values):.4f}" if len(values) > 1 else f"{values[0]:.4f}"
 
 
-def compress_once(data: Path, work: Path, stem: str, overrides=None, epochs=None) -> Path:
+def compress_once(data: Path, work: Path, stem: str, overrides=None, epochs=None, t1=None) -> Path:
     """Runs (or reuses) one compression; returns its output directory."""
     from pipelines import chime_compress
     from tfrec import api
@@ -68,13 +69,13 @@ def compress_once(data: Path, work: Path, stem: str, overrides=None, epochs=None
                                         sets)
     from tfrec.compression.stage import compress
 
-    summary = compress(api.open_data(data), config, out, verbose=2)
+    summary = compress(api.open_data(data), config, out, t1=t1, verbose=2)
     print(f"compressed {stem}: {summary['train_seconds']} s train, {summary['infer_ms_per_user_slice']} ms/user",
           flush=True)
     return out
 
 
-def run_q1(data: Path, work: Path, dataset: str, epochs: int, max_length: int) -> None:
+def run_q1(data: Path, work: Path, dataset: str, epochs: int, max_length: int, t1=None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -82,7 +83,7 @@ def run_q1(data: Path, work: Path, dataset: str, epochs: int, max_length: int) -
 
     curves = {}
     for label, overrides in Q1.items():
-        out = compress_once(data, work, f"q1@{label}", {**overrides, "max_length": max_length}, epochs=epochs)
+        out = compress_once(data, work, f"q1@{label}", {**overrides, "max_length": max_length}, epochs=epochs, t1=t1)
         info = json.loads((out / "compressor.json").read_text())
         curves[label] = ([info["history"]["initial"].get("holistic", np.nan)] + info["history"]["val_holistic"],
                          [info["history"]["initial"].get("loss", np.nan)] + info["history"]["val_loss"],
@@ -115,22 +116,32 @@ def main(argv=None) -> int:
     p.add_argument("--dataset", default="synthetic-medium",
                    choices=["synthetic-small", "synthetic-medium", "synthetic-long", "ml-100k", "ml-1m"])
     p.add_argument("--rankers", nargs="+", default=["din", "siren"], choices=list(RANKERS))
-    p.add_argument("--compressors", nargs="+", default=list(COMPRESSORS), choices=list(COMPRESSORS))
+    p.add_argument("--compressors", nargs="+", default=list(COMPRESSORS),
+                   choices=list(COMPRESSORS) + list(DIAGNOSTIC_COMPRESSORS))
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--workdir", default="runs/chime")
+    p.add_argument("--t1-quantile", type=float, default=None,
+                   help="t1 = this quantile of the training requests; the rankers then train on [t1, t2) only "
+                        "(for data whose behaviors do not start before the training examples, e.g. MovieLens)")
     p.add_argument("--q1", action="store_true", help="run the Q1 study (random vs MiniLM backbone) only")
     p.add_argument("--q1-epochs", type=int, default=3)
     p.add_argument("--q1-max-length", type=int, default=128)
     args = p.parse_args(argv)
 
     data = prepare(args.dataset, ROOT)
-    work = Path(args.workdir) / args.dataset
+    work = Path(args.workdir) / (args.dataset + (f"-t1q{args.t1_quantile:g}" if args.t1_quantile is not None else ""))
+    t1 = None
+    if args.t1_quantile is not None:
+        from tfrec import api
+        from tfrec.compression.stage import train_request_times
+
+        t1 = int(np.quantile(train_request_times(api.open_data(data)), args.t1_quantile))
     if args.q1:
-        run_q1(data, work, args.dataset, args.q1_epochs, args.q1_max_length)
+        run_q1(data, work, work.name, args.q1_epochs, args.q1_max_length, t1)
         return 0
-    vectors = {stem: compress_once(data, work, stem) / "user_vectors.npz" for stem in args.compressors}
+    vectors = {stem: compress_once(data, work, stem, t1=t1) / "user_vectors.npz" for stem in args.compressors}
     cells = CellCache(work / "cells.json")
     plans = [(r, None) for r in args.rankers] + [(r, c) for r in args.rankers for c in ("learn", "chime")
                                                   if c in vectors]
@@ -143,15 +154,16 @@ def main(argv=None) -> int:
             name, stem = RANKERS[ranker]
             config = load_yaml_config(CONFIG_DIR / f"{stem}.yaml")
             result = train_and_evaluate(name, data, work / "runs" / key.replace("/", "-"), config, args.epochs,
-                                        args.batch_size, seed, user_vectors=vectors[plugin] if plugin else None)
+                                        args.batch_size, seed, user_vectors=vectors[plugin] if plugin else None,
+                                        min_request_timestamp=t1)
             cells.put(key, {"ranker": ranker, "plugin": plugin, **result})
             print(f"{key}: auc {result['auc']:.4f} gauc {result['gauc']:.4f} ({result['train_seconds']:.0f}s)",
                   flush=True)
-    write_tables(args, data, work, cells, vectors)
+    write_tables(args, data, work, cells, vectors, t1)
     return 0
 
 
-def write_tables(args, data, work, cells, vectors) -> None:
+def write_tables(args, data, work, cells, vectors, t1=None) -> None:
     def got(ranker, plugin):
         return [c for key, c in sorted(cells.items())
                 if key.startswith(f"{ranker}/{plugin or 'none'}/") and key.endswith(f"/{args.epochs}")]
@@ -170,7 +182,10 @@ def write_tables(args, data, work, cells, vectors) -> None:
              f"`.venv/bin/python bench/chime_tables.py --dataset {args.dataset} --epochs {args.epochs} "
              f"--rankers {' '.join(args.rankers)} [--seeds ...]` (cached); rankers {args.epochs} epochs, batch "
              f"{args.batch_size}, each with its shipped YAML; test split; mean ± std over the seeds shown. The "
-             "compressors train once on the behaviors before t1 (the first training request). The paper's numbers "
+             ("compressors train once on the behaviors before t1 (the first training request). " if t1 is None else
+              f"compressors train once on the behaviors before t1 = the {args.t1_quantile:g} quantile of the training "
+              f"requests ({t1}); every ranker trains on the training examples from t1 on "
+              f"(`--t1-quantile {args.t1_quantile:g}`). ") + "The paper's numbers "
              "are on MicroVideo: compare orderings, not values.", "", "## Table 2: rankers without / with LEARN / "
              "with CHIME", ""] + header
     out_json = {}
@@ -194,6 +209,12 @@ def write_tables(args, data, work, cells, vectors) -> None:
         if line:
             lines.append(line)
             out_json[f"din/{stem}"] = rows
+    diagnostics = [(stem, got("din", stem)) for stem in DIAGNOSTIC_COMPRESSORS if got("din", stem)]
+    if diagnostics:
+        lines += ["", "## Diagnostics (ours, not in the paper): DIN w/ other compressor variants", ""] + header
+        for stem, rows in diagnostics:
+            lines.append(cell_row(f"CHIME variant `{stem}`", rows, None))
+            out_json[f"din/{stem}"] = rows
     lines += ["", "## Table 5: codebooks of CHIME's compressor (every position before t1, training users)", "",
               "| codebook | hit ratio | perplexity / size | paper hit ratio | paper perplexity / size |",
               "|---|---|---|---|---|"]
@@ -202,6 +223,14 @@ def write_tables(args, data, work, cells, vectors) -> None:
         for level, paper in zip(info["codebooks"]["per_level"], PAPER_T5 + [("", "")] * 8):
             lines.append(f"| {level['level']} | {level['hit_ratio']:.2%} | {level['perplexity']:.2f} / "
                          f"{level['codebook_size']} | {paper[0]} | {paper[1]} |")
+    lines += ["", "Codebook use of every compressor with an ICM (same measure):", "",
+              "| compressor | " + " | ".join(f"codebook {m + 1} hit ratio, perplexity" for m in range(3)) + " |",
+              "|---|---|---|---|"]
+    for stem, path in vectors.items():
+        c = json.loads((path.parent / "compressor.json").read_text())
+        if c["codebooks"]:
+            lines.append(f"| {stem} | " + " | ".join(f"{lv['hit_ratio']:.0%}, {lv['perplexity']:.1f} / "
+                                                   f"{lv['codebook_size']}" for lv in c["codebooks"]["per_level"]) + " |")
     lines += ["", "## The compression stage's cost", "",
               "| compressor | users | behaviors before t1 | parameters | train s | s/epoch | inference ms/user | "
               "vector | held-out holistic (before → after) |", "|---|---|---|---|---|---|---|---|---|"]
@@ -212,7 +241,7 @@ def write_tables(args, data, work, cells, vectors) -> None:
         lines.append(f"| {stem} | {c['users']} | {c['behaviors_before_t1']:,} | {c['parameters']:,} | "
                      f"{c['train_seconds']:.0f} | {c['train_seconds'] / epochs:.0f} | {c['infer_ms_per_user_slice']:.2f} | "
                      f"{c['vector_dim']} floats | {before:.3f} → {after:.3f} |")
-    out = ROOT / "bench" / "results" / f"chime-{args.dataset}.md"
+    out = ROOT / "bench" / "results" / f"chime-{work.name}.md"
     out.write_text("\n".join(lines) + "\n")
     out.with_suffix(".json").write_text(json.dumps(out_json, indent=2, default=str))
     print("\n".join(lines))

@@ -39,14 +39,22 @@ WEIGHTS = "weights/final"
 INPUTS = ("item_id", "behavior_type", "label", "mask")
 
 
-def first_request_time(data) -> int:
-    """The earliest request time of the training examples (``DataDir``): the default ``t1``."""
+def train_request_times(data) -> np.ndarray:
+    """Every training example's request time (``DataDir``), int64 ``[N]``."""
     files = [str(p) for p in sorted(Path(data.path).glob("train*.tfrecord"))]
     if not files:
         raise FileNotFoundError(f"no train*.tfrecord in {data.path}: run `tfrec write-tfrecords --data {data.path}`")
     parse = {"request_timestamp": tf.io.FixedLenFeature([], tf.int64)}
     ds = tf.data.TFRecordDataset(files).batch(4096).map(lambda s: tf.io.parse_example(s, parse)["request_timestamp"])
-    return int(min(int(tf.reduce_min(b)) for b in ds))
+    return np.concatenate([b.numpy() for b in ds] + [np.zeros(0, np.int64)])
+
+
+def first_request_time(data) -> int:
+    """The earliest request time of the training examples: the default ``t1``."""
+    times = train_request_times(data)
+    if not len(times):
+        raise ValueError(f"{data.path} has no training example: t1 cannot default to the first request time")
+    return int(times.min())
 
 
 def held_out(user_ids: np.ndarray, fraction: float, seed: int) -> np.ndarray:
