@@ -181,12 +181,13 @@ def write_tables(args, data, work, cells, vectors, t1=None) -> None:
     lines = [f"# CHIME's tables on `{args.dataset}`", "",
              f"`.venv/bin/python bench/chime_tables.py --dataset {args.dataset} --epochs {args.epochs} "
              f"--rankers {' '.join(args.rankers)} [--seeds ...]` (cached); rankers {args.epochs} epochs, batch "
-             f"{args.batch_size}, each with its shipped YAML; test split; mean ± std over the seeds shown. The "
+             f"{args.batch_size}, each with its shipped YAML; test split; mean ± std over the seeds shown. The " +
              ("compressors train once on the behaviors before t1 (the first training request). " if t1 is None else
               f"compressors train once on the behaviors before t1 = the {args.t1_quantile:g} quantile of the training "
               f"requests ({t1}); every ranker trains on the training examples from t1 on "
               f"(`--t1-quantile {args.t1_quantile:g}`). ") + "The paper's numbers "
-             "are on MicroVideo: compare orderings, not values.", "", "## Table 2: rankers without / with LEARN / "
+             "are on MicroVideo: compare orderings, not values. `--compressors` / `--rankers` chosen: "
+             f"{' '.join(args.compressors)} / {' '.join(args.rankers)}.", "", "## Table 2: rankers without / with LEARN / "
              "with CHIME", ""] + header
     out_json = {}
     for ranker in args.rankers:
