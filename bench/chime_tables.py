@@ -75,7 +75,8 @@ def compress_once(data: Path, work: Path, stem: str, overrides=None, epochs=None
     return out
 
 
-def run_q1(data: Path, work: Path, dataset: str, epochs: int, max_length: int, t1=None) -> None:
+def run_q1(data: Path, work: Path, dataset: str, epochs: int, max_length: int, t1=None, table4=False,
+           seeds=(0,), ranker_epochs=2) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -100,13 +101,30 @@ def run_q1(data: Path, work: Path, dataset: str, epochs: int, max_length: int, t
     fig.savefig(png, dpi=120)
     lines = [f"# CHIME Q1 on `{dataset}`: random vs pretrained (all-MiniLM-L6-v2) initialisation", "",
              f"`.venv/bin/python bench/chime_tables.py --dataset {dataset} --q1 --q1-epochs {epochs} "
-             f"--q1-max-length {max_length}`: width 384, 12 heads, FFN 1536 for every row (MiniLM's), T = "
+             f"--q1-max-length {max_length}{' --table4' if table4 else ''}`: width 384, 12 heads, FFN 1536 for every row (MiniLM's), T = "
              f"{max_length}; new weights at lr 1e-3, pretrained ones at 1e-5; held-out users' holistic loss "
              "before training (epoch 0) and after each epoch. Plot: " + f"`{png.name}`.", "",
              "| backbone | " + " | ".join(f"epoch {i}" for i in range(epochs + 1)) + " | train s |",
              "|---|" + "---|" * (epochs + 2)]
     for label, (holistic, _, seconds) in curves.items():
         lines.append(f"| {label} | " + " | ".join(f"{x:.4f}" for x in holistic) + f" | {seconds:.0f} |")
+    if table4:
+        cells = CellCache(work / "cells.json")
+        lines += ["", "## Table 4: DIN w/ each Q1 compressor's vector", "",
+                  "| backbone | AUC | GAUC | logloss |", "|---|---|---|---|"]
+        for label in Q1:
+            vectors = work / "compress" / f"q1@{label}" / "user_vectors.npz"
+            rows = []
+            for seed in seeds:
+                key = f"din/q1@{label}/{seed}/{ranker_epochs}"
+                if key not in cells:
+                    config = load_yaml_config(CONFIG_DIR / "din.yaml")
+                    cells.put(key, {"ranker": "din", "plugin": f"q1@{label}", **train_and_evaluate(
+                        "din", data, work / "runs" / key.replace("/", "-"), config, ranker_epochs, 256, seed,
+                        user_vectors=vectors, min_request_timestamp=t1)})
+                rows.append(cells[key])
+            lines.append(f"| {label} ({len(rows)} seeds) | {mean_std([c['auc'] for c in rows])} | "
+                         f"{mean_std([c['gauc'] for c in rows])} | {mean_std([c['logloss'] for c in rows])} |")
     (png.with_suffix(".md")).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
@@ -127,6 +145,8 @@ def main(argv=None) -> int:
                         "(for data whose behaviors do not start before the training examples, e.g. MovieLens)")
     p.add_argument("--q1", action="store_true", help="run the Q1 study (random vs MiniLM backbone) only")
     p.add_argument("--q1-epochs", type=int, default=3)
+    p.add_argument("--table4", action="store_true",
+                   help="with --q1: also DIN w/ each Q1 compressor's vector over --seeds (CHIME Table 4)")
     p.add_argument("--q1-max-length", type=int, default=128)
     args = p.parse_args(argv)
 
@@ -139,7 +159,7 @@ def main(argv=None) -> int:
 
         t1 = int(np.quantile(train_request_times(api.open_data(data)), args.t1_quantile))
     if args.q1:
-        run_q1(data, work, work.name, args.q1_epochs, args.q1_max_length, t1)
+        run_q1(data, work, work.name, args.q1_epochs, args.q1_max_length, t1, args.table4, args.seeds, args.epochs)
         return 0
     vectors = {stem: compress_once(data, work, stem, t1=t1) / "user_vectors.npz" for stem in args.compressors}
     cells = CellCache(work / "cells.json")
