@@ -103,7 +103,9 @@ def test_every_config_file_loads_into_its_model():
     from tfrec.models import MODELS
     from pipelines.common import load_yaml_config
 
-    spec = FeatureSpec(n_items=10, max_history_length=3)
+    # a categorical item feature for SIM's hard GSU (the other models embed it like any item feature)
+    spec = FeatureSpec(n_items=10, max_history_length=3,
+                       item_features=(FeatureDef("category", "categorical", vocab_size=3),))
     files = sorted((Path(__file__).resolve().parents[2] / "pipelines" / "configs").glob("*.yaml"))
     assert "din-paper.yaml" in [f.name for f in files]
     for path in files:

@@ -6,7 +6,8 @@ from tfrec.models.dmqn import DMQN
 from tfrec.models.miss import MISS
 from tfrec.models.muse import MUSE
 from tfrec.models.siren import SIREN
+from tfrec.models.sim import SIM
 
-MODELS = {"din": DIN, "dmgin": DMGIN, "dmqn": DMQN, "siren": SIREN, "muse": MUSE, "miss": MISS}
+MODELS = {"din": DIN, "dmgin": DMGIN, "dmqn": DMQN, "siren": SIREN, "muse": MUSE, "miss": MISS, "sim": SIM}
 
-__all__ = ["CTRModel", "DIN", "DMGIN", "DMQN", "MISS", "MODELS", "MUSE", "SIREN"]
+__all__ = ["CTRModel", "DIN", "DMGIN", "DMQN", "MISS", "MODELS", "MUSE", "SIM", "SIREN"]

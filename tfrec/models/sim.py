@@ -1,0 +1,116 @@
+"""SIM: search-based lifelong interest modeling, hard and soft search (Pi et al., CIKM 2020)."""
+from __future__ import annotations
+
+import tensorflow as tf
+
+from tfrec.configs import SIMConfig
+from tfrec.layers.mlp import MLP
+from tfrec.layers.multi_head_target_attention import MultiHeadTargetAttention
+from tfrec.layers.retrieval import TopKBehaviors
+from tfrec.models.two_stage import TwoStageModel
+from tfrec.registry import register
+
+
+@register
+class SIM(TwoStageModel):
+    """SIM on the two-stage contract (``TwoStageModel``): GSU over the N most recent behaviors, then ESU.
+
+    User tower (cached per user): the behavior window (``TwoStageModel``). Score, per candidate t:
+      hard GSU (sec. 4.1, eq. 1 hard): the behaviors with ``c_i = c_t`` (``category_feature``), the
+        K most recent kept; an unknown target category matches nothing.
+      soft GSU (eq. 1 soft): ``r_i = (W_a e_t)·(W_b h_i)`` (own projections, ``key_dim``), top-K.
+      ESU: multi-head target attention over the K retrieved behavior tokens (query ``e_t``).
+      Head: ``[e_t, short-term DIN, user, context, ESU output]``.
+
+    The soft GSU's auxiliary loss (sec. 4.1: "the GSU is trained with an auxiliary CTR task"):
+    ``u = sum_i softmax(r)_i h_i`` over the whole window (padding excluded), ``MLP([u, e_t])`` ->
+    a logit with the example's label; ``compute_loss`` adds ``gsu_loss_weight`` x its binary
+    cross-entropy, so it never enters a serving graph (the soft GSU's ``W_a`` / ``W_b`` are trained by
+    it alone: top-K passes no gradient).
+
+    Choices the paper leaves open, ours: the ESU's time-interval embeddings (the paper concatenates a
+    Δt embedding to each behavior) are left out, like every other model here; padding is keyed -inf
+    (never retrieved: public code multiplies scores by the mask, letting padding at 0 beat negative
+    scores); fewer than K matches leave masked slots; ties go to the more recent behavior.
+    """
+
+    config_class = SIMConfig
+    model_name = "sim"
+    uses_item_content = False
+
+    def __init__(self, spec, config: SIMConfig = SIMConfig(), **kwargs):
+        kwargs.pop("item_content", None)
+        super().__init__(spec, config, **kwargs)
+        d_item = self.item_embedding.output_dim
+        self.check_heads(d_item, "the item representation")
+        if config.gsu == "hard":
+            fd = next((f for f in spec.item_features if f.name == config.category_feature), None)
+            if fd is None or fd.kind != "categorical":
+                raise ValueError(f"SIMConfig.category_feature={config.category_feature!r} must name a declared "
+                                 f"categorical item feature for the hard GSU. Declared: "
+                                 f"{[f.name for f in spec.item_features if f.kind == 'categorical']}")
+        self.gsu = TopKBehaviors(config.gsu_k, name="gsu")
+        self.esu = MultiHeadTargetAttention(config.num_heads, config.key_dim, d_item, name="esu")
+        self.gsu_query = self.gsu_key = self.gsu_head = None
+        if config.gsu == "soft":
+            self.gsu_query = tf.keras.layers.Dense(config.key_dim, use_bias=False, name="gsu_query")
+            self.gsu_key = tf.keras.layers.Dense(config.key_dim, use_bias=False, name="gsu_key")
+            self.gsu_head = MLP(config.gsu_units, output_units=1, name="gsu_head")
+
+    @property
+    def recent_length(self) -> int:
+        return self.config.short_term_length
+
+    @classmethod
+    def content_needs(cls, config):
+        return False, False
+
+    def window_tokens(self, user_state) -> tf.Tensor:
+        return self.behavior_tokens({f"hist_{f}": user_state[f"history_{f}"] for f in self.behavior_fields})
+
+    def relevance(self, item_emb, tokens) -> tf.Tensor:
+        """Soft GSU relevance ``[B, C, N]``: ``(W_a e_t)·(W_b h_i) / sqrt(key_dim)``."""
+        q = self.gsu_query(item_emb)  # [B, C, k]
+        k = self.gsu_key(tokens)  # [B, N, k]
+        return tf.einsum("bck,bnk->bcn", q, k) / tf.sqrt(float(self.config.key_dim))
+
+    def retrieve(self, user_state, candidate_item_id, item_emb, tokens):
+        valid = user_state["history_mask"] > 0  # [B, N]
+        if self.config.gsu == "hard":
+            lookup = self.item_embedding.lookup
+            target = lookup.column(candidate_item_id, self.config.category_feature)  # [B, C]
+            behaviors = lookup.column(user_state["history_item_id"], self.config.category_feature)  # [B, N]
+            eligible = valid[:, None, :] & (behaviors[:, None, :] == target[:, :, None]) & (target[:, :, None] >= 0)
+            n = tf.shape(valid)[1]
+            recency = tf.cast(tf.range(n), tf.float32)[None, None, :]  # later position = more recent
+            scores = tf.broadcast_to(recency, tf.shape(eligible))
+        else:
+            eligible = valid[:, None, :]
+            scores = self.relevance(item_emb, tokens)
+        return self.gsu({"scores": scores, "mask": eligible})
+
+    def head_inputs(self, user_state, candidate_item_id, item_emb, training=None):
+        tokens = self.window_tokens(user_state)
+        retrieved = self.retrieve(user_state, tf.cast(candidate_item_id, tf.int64), item_emb, tokens)
+        h = tf.gather(tokens, retrieved["positions"], batch_dims=1)  # [B, C, K, d_item]
+        return [self.esu({"query": item_emb, "keys": h, "values": h, "mask": retrieved["mask"]})]
+
+    def gsu_logit(self, features, training=None) -> tf.Tensor:
+        """The soft GSU's auxiliary CTR logit ``[B]`` (training only)."""
+        state = self.encode_user(features, training=training)
+        item_emb = self.item_embedding(tf.cast(features["item_id"], tf.int64))[:, None, :]  # [B, 1, d]
+        tokens = self.window_tokens(state)
+        r = self.relevance(item_emb, tokens)[:, 0]  # [B, N]
+        valid = state["history_mask"] > 0
+        weights = tf.nn.softmax(tf.where(valid, r, -1e9), axis=-1) * tf.cast(valid, r.dtype)
+        pooled = tf.einsum("bn,bnd->bd", weights, tokens)
+        return tf.squeeze(self.gsu_head(tf.concat([pooled, item_emb[:, 0]], -1), training=training), -1)
+
+    @tf.autograph.experimental.do_not_convert
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None):
+        loss = super().compute_loss(x, y, y_pred, sample_weight)
+        if self.gsu_head is not None and self.config.gsu_loss_weight and isinstance(x, dict) and y is not None:
+            logit = self.gsu_logit(x, training=True)
+            aux = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(tf.cast(y, tf.float32), logit))
+            loss += self.config.gsu_loss_weight * aux
+        return loss
