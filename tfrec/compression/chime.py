@@ -33,7 +33,7 @@ from typing import Dict
 import numpy as np
 import tensorflow as tf
 
-from tfrec.compression.backbone import build_backbone
+from tfrec.compression.backbone import MINILM_DIM, MINILM_FFN_DIM, build_backbone
 from tfrec.configs import CompressorConfig
 from tfrec.data.item_content import normalize_rows
 from tfrec.data.schema import FeatureDef
@@ -47,7 +47,6 @@ from tfrec.losses.contrastive import holistic_loss, immediate_loss
 from tfrec.registry import register
 
 CONTENT = "content"
-MINILM_WIDTH = 384
 
 
 @register
@@ -103,8 +102,8 @@ class SequenceCompressor(tf.keras.Model):
         else:
             width = item_width = self.content_width
         model_dim = c.model_dim or width
-        if c.backbone == "minilm" and model_dim != MINILM_WIDTH:
-            raise ValueError(f"CompressorConfig.backbone='minilm' needs model_dim={MINILM_WIDTH} (MiniLM's width). "
+        if c.backbone == "minilm" and model_dim != MINILM_DIM:
+            raise ValueError(f"CompressorConfig.backbone='minilm' needs model_dim={MINILM_DIM} (MiniLM's width). "
                              f"Received: model_dim={c.model_dim}")
         self.model_dim = model_dim
         self.input_projection = (tf.keras.layers.Dense(model_dim, name="input_projection")
@@ -112,7 +111,7 @@ class SequenceCompressor(tf.keras.Model):
         # IRM
         ffn = c.ffn_dim or 4 * model_dim
         if c.backbone == "minilm":
-            ffn = c.ffn_dim or 1536
+            ffn = c.ffn_dim or MINILM_FFN_DIM
         kind = c.backbone if pretrained_init else "random"
         self.backbone = build_backbone(kind, c.layers, dim=model_dim, heads=c.heads, ffn_dim=ffn,
                                        dropout=c.dropout, rope=c.rope, name="backbone")

@@ -36,7 +36,6 @@ from tfrec.grouping.rqvae import codebook_report
 VECTORS_FILE = "user_vectors.npz"
 REPORT_FILE = "compressor.json"
 WEIGHTS = "weights/final"
-INPUTS = ("item_id", "behavior_type", "label", "mask")
 
 
 def train_request_times(data) -> np.ndarray:
@@ -97,6 +96,14 @@ def user_vectors(model: SequenceCompressor, histories, boundaries: Sequence[int]
     return out
 
 
+def _compressor(data, config: CompressorConfig, pretrained_init: bool = True) -> SequenceCompressor:
+    """A compressor on ``data``'s spec, item table and (when the config reads them) content vectors."""
+    reads_content = config.method == "learn" or (config.adaptation and config.content_dim)
+    return SequenceCompressor(data.spec, config, item_table=data.item_table if data.spec.item_features else None,
+                              content_vectors=data.item_content.vectors if reads_content else None,
+                              pretrained_init=pretrained_init)
+
+
 def compress(data, config: CompressorConfig, out_dir, t1: Optional[int] = None,
              boundaries: Optional[Sequence[int]] = None, eval_fraction: float = 0.1, verbose: int = 0) -> dict:
     """Trains the compressor on ``data`` (a ``tfrec.api.DataDir``) before ``t1``; writes its outputs.
@@ -141,9 +148,7 @@ def compress(data, config: CompressorConfig, out_dir, t1: Optional[int] = None,
         raise ValueError(f"no user has two behaviors before t1={t1}: the compressor has nothing to learn from "
                          "(choose a later --t1)")
     tf.keras.utils.set_random_seed(config.seed)
-    content = data.item_content.vectors if (learn or (config.adaptation and config.content_dim)) else None
-    model = SequenceCompressor(data.spec, config, item_table=data.item_table if data.spec.item_features else None,
-                               content_vectors=content)
+    model = _compressor(data, config)
     train_ds = sequence_dataset(_batches(sequences, train_rows), config.batch_size, shuffle=True, seed=config.seed)
     model.compile_for(steps=config.epochs * int(np.ceil(len(train_rows) / config.batch_size)))
     eval_ds = sequence_dataset(_batches(sequences, eval_rows), config.batch_size) if len(eval_rows) else None
@@ -182,10 +187,7 @@ def load_compressor(out_dir, data) -> SequenceCompressor:
         raise FileNotFoundError(f"{out / REPORT_FILE} not found: run `tfrec chime-compress --out {out}` first")
     info = json.loads((out / REPORT_FILE).read_text())
     config = configs_lib.from_dict(CompressorConfig, info["config"])
-    learn = config.method == "learn"
-    content = data.item_content.vectors if (learn or (config.adaptation and config.content_dim)) else None
-    model = SequenceCompressor(data.spec, config, item_table=data.item_table if data.spec.item_features else None,
-                               content_vectors=content, pretrained_init=False)
+    model = _compressor(data, config, pretrained_init=False)
     dummy = {"item_id": tf.zeros([1, 2], tf.int64), "behavior_type": tf.zeros([1, 2], tf.int64),
              "label": tf.ones([1, 2]), "mask": tf.ones([1, 2], tf.bool)}
     model(dummy)

@@ -77,10 +77,6 @@ class MISS(TwoStageModel):
             self.mm_gsu = TopKBehaviors(config.gsu_k, name="mm_gsu")
             self.mm_esu = MultiHeadTargetAttention(config.num_heads, config.key_dim, d_item, name="mm_esu")
 
-    @property
-    def recent_length(self) -> int:
-        return self.config.short_term_length
-
     @classmethod
     def content_needs(cls, config):
         return config.mm_gsu, False
@@ -88,10 +84,6 @@ class MISS(TwoStageModel):
     @property
     def external_retrieval(self) -> bool:
         return not self.config.id_gsu  # the ID GSU searches the whole window by learned relevance
-
-    def window_tokens(self, user_state) -> tf.Tensor:
-        """The behavior tokens of the whole window, ``[B, N, d_item]``."""
-        return self.behavior_tokens({f"hist_{f}": user_state[f"history_{f}"] for f in self.behavior_fields})
 
     def retrieve(self, user_state, candidate_item_id, item_emb=None, tokens=None) -> dict[str, dict[str, tf.Tensor]]:
         """Both GSUs: ``{"id": ..., "mm": ...}`` (the enabled ones), each with ``positions``, ``mask``

@@ -78,10 +78,6 @@ class MUSE(TwoStageModel):
         self.simtier_recent = (SimTier(config.simtier_bins, name="simtier_recent")
                                if config.simtier and config.simtier_recent else None)
 
-    @property
-    def recent_length(self) -> int:
-        return self.config.short_term_length
-
     @classmethod
     def content_needs(cls, config):
         return True, False

@@ -57,16 +57,9 @@ class SIM(TwoStageModel):
             self.gsu_key = tf.keras.layers.Dense(config.key_dim, use_bias=False, name="gsu_key")
             self.gsu_head = MLP(config.gsu_units, output_units=1, name="gsu_head")
 
-    @property
-    def recent_length(self) -> int:
-        return self.config.short_term_length
-
     @classmethod
     def content_needs(cls, config):
         return False, False
-
-    def window_tokens(self, user_state) -> tf.Tensor:
-        return self.behavior_tokens({f"hist_{f}": user_state[f"history_{f}"] for f in self.behavior_fields})
 
     def relevance(self, item_emb, tokens) -> tf.Tensor:
         """Soft GSU relevance ``[B, C, N]``: ``(W_a e_t)·(W_b h_i) / sqrt(key_dim)``."""

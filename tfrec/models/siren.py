@@ -62,10 +62,6 @@ class SIREN(TwoStageModel):
         self.esu = MultiHeadTargetAttention(config.num_heads, config.key_dim, self.h_dim, name="esu")
 
     @property
-    def recent_length(self) -> int:
-        return self.config.short_term_length
-
-    @property
     def external_retrieval(self) -> bool:
         return self.config.gsu == "soft"  # the hard GSU re-filters by level-1 code
 

@@ -126,6 +126,15 @@ class TwoStageModel(CTRModel):
         return True, False
 
     @property
+    def recent_length(self) -> int:
+        """S of the shared short-term branch: every two-stage config's ``short_term_length``."""
+        return self.config.short_term_length
+
+    def window_tokens(self, user_state) -> tf.Tensor:
+        """The behavior tokens of the whole window, ``[B, N, d_item]``."""
+        return self.behavior_tokens({f"hist_{f}": user_state[f"history_{f}"] for f in self.behavior_fields})
+
+    @property
     def behavior_fields(self):
         """The per-behavior fields of the user state (``history_<f>``)."""
         return ["item_id", "behavior_type"] + [e.feature.name for e in self.behavior_feature_embeddings]
