@@ -8,6 +8,7 @@ from tfrec.configs import SIMConfig
 from tfrec.data.schema import FeatureDef
 from tfrec.data.spec import FeatureSpec
 from tfrec.export import export_saved_model
+from tfrec.export.saved_model import non_stock_ops
 from tfrec.models import MODELS, SIM
 from tfrec.testing import assert_saved_model_matches, random_features
 from tfrec.training import compile_model
@@ -101,6 +102,7 @@ def test_export_round_trip(gsu, tmp_path):
     candidates = np.array([[0, 1, 2, 5]] * 3)
     version = export_saved_model(model, SPEC, tmp_path, "sim")
     assert_saved_model_matches(model, SPEC, version, features, candidates)
+    assert non_stock_ops(version) == []  # real TF Serving can load it
 
 
 def test_hard_sim_learns_the_category_match():
