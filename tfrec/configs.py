@@ -425,6 +425,112 @@ class SIMConfig:
             raise ValueError(f"SIMConfig.gsu_loss_weight must be >= 0. Received: {self.gsu_loss_weight}")
 
 
+def _check_two_stage(config) -> None:
+    """The checks every search-based config shares: d, N >= 1, S >= 0, dropout in [0, 1)."""
+    _check_positive(config, "embedding_dim", "history_length")
+    name = type(config).__name__
+    if config.short_term_length < 0:
+        raise ValueError(f"{name}.short_term_length must be >= 0. Received: {config.short_term_length}")
+    if not 0.0 <= config.dropout < 1.0:
+        raise ValueError(f"{name}.dropout must lie in [0, 1). Received: dropout={config.dropout}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ETAConfig:
+    """ETA (Chen et al., 2021, "End-to-end user behavior retrieval in click-through rate prediction
+    models"): SimHash signatures of the item representations, the K behaviors nearest to the target in
+    Hamming distance, then an ESU (multi-head target attention), end to end.
+
+    Attributes:
+      embedding_dim, history_length (N), gsu_k (K = 50), num_heads, key_dim, short_term_length,
+      attention_units, mlp_units, dropout: as ``SIMConfig``.
+      hash_bits: signature length (bits, one random hyperplane each; public code: 32).
+      hash_seed: seed of the fixed random projection (drawn once, stored as a non-trainable weight).
+    """
+
+    embedding_dim: int = 16
+    history_length: int = 1024
+    gsu_k: int = 50
+    hash_bits: int = 32
+    hash_seed: int = 0
+    num_heads: int = 2
+    key_dim: int = 16
+    short_term_length: int = 20
+    attention_units: Tuple[int, ...] = (36,)
+    mlp_units: Tuple[int, ...] = (64, 32)
+    dropout: float = 0.0
+
+    def __post_init__(self):
+        _check_two_stage(self)
+        _check_positive(self, "gsu_k", "hash_bits", "num_heads", "key_dim")
+
+
+@dataclasses.dataclass(frozen=True)
+class SDIMConfig:
+    """SDIM (Cao et al., 2022, "Sampling is all you need on modeling long-term user behaviors for CTR
+    prediction"): ``num_hashes`` SimHash functions of ``hash_bits`` bits each put the target and every
+    behavior into buckets; per hash, the behaviors sharing the target's bucket are summed (optionally
+    L2-normalised), and the hashes are averaged: the long-term interest, with no attention at all.
+
+    Attributes:
+      embedding_dim, history_length (N), short_term_length, attention_units, mlp_units, dropout: as
+        ``SIMConfig``.
+      num_hashes: m, the hash functions (public grids: 16, 32, 48).
+      hash_bits: tau, bits per hash function, 2^tau buckets (public grids: 4, 8).
+      normalize: L2-normalise each hash's sum before the mean over hashes (SDIM eq. 7).
+      hash_seed: seed of the fixed random projection.
+    """
+
+    embedding_dim: int = 16
+    history_length: int = 1024
+    num_hashes: int = 48
+    hash_bits: int = 4
+    normalize: bool = True
+    hash_seed: int = 0
+    short_term_length: int = 20
+    attention_units: Tuple[int, ...] = (36,)
+    mlp_units: Tuple[int, ...] = (64, 32)
+    dropout: float = 0.0
+
+    def __post_init__(self):
+        _check_two_stage(self)
+        _check_positive(self, "num_hashes", "hash_bits")
+        if self.hash_bits > 16:
+            raise ValueError(f"SDIMConfig.hash_bits is bits per hash (2^hash_bits buckets): pick <= 16. "
+                             f"Received: hash_bits={self.hash_bits}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TWINConfig:
+    """TWIN (Chang et al., KDD 2023, "TWIN: TWo-stage Interest Network for lifelong user behavior
+    modeling in CTR prediction at Kuaishou"): the consistency-preserved GSU (CP-GSU) retrieves, per
+    head, the K behaviors the ESU's own attention scores highest; the ESU attends over them.
+
+    Attributes:
+      embedding_dim, history_length (N), gsu_k (K = 50), short_term_length, attention_units,
+      mlp_units, dropout: as ``SIMConfig``.
+      num_heads, key_dim: the shared scorer's heads and query / key size per head (TWIN: 4 heads).
+      cross_bias: add the behavior-cross-feature term ``(K_c W_beta) beta`` (behavior type and the
+        declared behavior features) to the retrieved behaviors' logits (TWIN eq. 6); False = the
+        inherent-feature scores alone (an ablation).
+    """
+
+    embedding_dim: int = 16
+    history_length: int = 1024
+    gsu_k: int = 50
+    num_heads: int = 4
+    key_dim: int = 16
+    cross_bias: bool = True
+    short_term_length: int = 20
+    attention_units: Tuple[int, ...] = (36,)
+    mlp_units: Tuple[int, ...] = (64, 32)
+    dropout: float = 0.0
+
+    def __post_init__(self):
+        _check_two_stage(self)
+        _check_positive(self, "gsu_k", "num_heads", "key_dim")
+
+
 COMPRESSION_METHODS = ("chime", "learn")
 COMPRESSIONS = ("rvq", "mean_pool")
 HISTOGRAMS = ("frequency", "count")
@@ -522,6 +628,76 @@ class CompressorConfig:
         for name in ("holistic_temperature", "immediate_temperature", "learning_rate"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"CompressorConfig.{name} must be > 0. Received: {getattr(self, name)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TWINV2Config:
+    """TWIN-V2 (Si et al., CIKM 2024, arXiv 2407.16357): hierarchical clustering of the user's behaviors
+    (per user, deterministic, in the user tower), then TWIN's shared GSU / ESU scorer over the cluster
+    representatives with cluster-aware target attention (``+ ln n``). Choices: the ``TWINV2`` docstring.
+
+    Attributes:
+      embedding_dim, history_length (N, the window clustered), short_term_length, attention_units,
+        mlp_units, dropout, content_feature: as ``MUSEConfig``.
+      group_feature: the paper's first split (play-completion ratio): ``"behavior_type"`` (default),
+        ``""`` (one group), ``"duration"`` or a declared numeric behavior feature (bucketed by
+        ``group_boundaries``), or a declared categorical behavior feature with a vocabulary.
+      group_boundaries: strictly increasing bucket boundaries of a numeric ``group_feature``.
+      cluster_size: gamma, the largest cluster left unsplit (paper: 20).
+      max_clusters: M, cluster slots of the user state (the largest clusters are kept).
+      max_depth: k-means levels after the grouping (bounds the paper's recursion).
+      kmeans_iterations: Lloyd steps per split.
+      max_branching: the largest k of one split.
+      branching_exponent: e of the adaptive ``k = floor(n^e)`` (paper: 0.3).
+      gsu_k: K, clusters retrieved per head (the paper retrieves 100 of ~10^4 clusters).
+      num_heads, key_dim: the shared scorer's heads and query / key size per head (TWIN: 4 heads).
+      cluster_aware: add ``ln n`` (cluster size) to the attention logits (paper eq. 8); False = the
+        paper's "w/o cluster-aware" ablation.
+      size_in_retrieval: ``ln n`` also ranks the clusters for the GSU (the paper uses cluster-aware
+        attention in both stages); False = added after retrieval only.
+      cross_bias: TWIN's behavior-cross term ``w · c_i`` (behavior type + behavior features of the
+        cluster) added to the retrieved clusters' logits.
+    """
+
+    embedding_dim: int = 16
+    history_length: int = 1024
+    group_feature: str = "behavior_type"
+    group_boundaries: Tuple[float, ...] = ()
+    cluster_size: int = 20
+    max_clusters: int = 128
+    max_depth: int = 4
+    kmeans_iterations: int = 5
+    max_branching: int = 8
+    branching_exponent: float = 0.3
+    gsu_k: int = 50
+    num_heads: int = 4
+    key_dim: int = 16
+    cluster_aware: bool = True
+    size_in_retrieval: bool = True
+    cross_bias: bool = True
+    content_feature: str = ""
+    short_term_length: int = 20
+    attention_units: Tuple[int, ...] = (36,)
+    mlp_units: Tuple[int, ...] = (64, 32)
+    dropout: float = 0.0
+
+    def __post_init__(self):
+        _check_positive(self, "embedding_dim", "history_length", "cluster_size", "max_clusters", "kmeans_iterations",
+                        "gsu_k", "num_heads", "key_dim")
+        if self.max_depth < 0 or self.short_term_length < 0:
+            raise ValueError("TWINV2Config needs max_depth >= 0 (0 = groups only) and short_term_length >= 0. "
+                             f"Received: max_depth={self.max_depth}, short_term_length={self.short_term_length}")
+        if self.max_branching < 2:
+            raise ValueError(f"TWINV2Config.max_branching must be >= 2. Received: max_branching={self.max_branching}")
+        if not 0.0 < self.branching_exponent <= 1.0:
+            raise ValueError("TWINV2Config.branching_exponent must lie in (0, 1] (paper: 0.3). "
+                             f"Received: branching_exponent={self.branching_exponent}")
+        bounds = list(self.group_boundaries)
+        if any(b >= a for b, a in zip(bounds, bounds[1:])) or not all(-float("inf") < b < float("inf") for b in bounds):
+            raise ValueError("TWINV2Config.group_boundaries must be finite and strictly increasing. "
+                             f"Received: group_boundaries={self.group_boundaries}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"TWINV2Config.dropout must lie in [0, 1). Received: dropout={self.dropout}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,6 +13,8 @@ from tfrec.models import MODELS, SIM
 from tfrec.testing import assert_saved_model_matches, random_features
 from tfrec.training import compile_model
 
+from tests.models.planted import din_auc, held_out_auc, old_category_recall
+
 N_ITEMS = 30
 CATEGORY = np.arange(N_ITEMS) % 3  # item i has category i mod 3
 SPEC = FeatureSpec(n_items=N_ITEMS, max_history_length=12,
@@ -106,41 +108,9 @@ def test_export_round_trip(gsu, tmp_path):
 
 
 def test_hard_sim_learns_the_category_match():
-    """Each user's 8 oldest behaviors are of category c, the 4 most recent of another, r; the target is
-    of c (label 1) or of the third category (label 0). The recent behaviors never tell; SIM hard
-    finds the old ones by the target's category, DIN over the 4 most recent cannot."""
-    rng = np.random.default_rng(0)
-    n = 512
-    features = random_features(SPEC, n, 12, seed=5)
-    old_cat = rng.integers(0, 3, n)
-    recent_cat = (old_cat + rng.integers(1, 3, n)) % 3
-    other_cat = 3 - old_cat - recent_cat
-    label = rng.random(n) < 0.5
-    target_cat = np.where(label, old_cat, other_cat)
-
-    def items_of(cat, size):  # items i with i % 3 == cat
-        return cat[:, None] + 3 * rng.integers(0, N_ITEMS // 3, (n, size))
-
-    features["hist_item_id"] = np.concatenate([items_of(old_cat, 8), items_of(recent_cat, 4)], axis=1)
-    features["hist_length"] = np.full(n, 12, np.int32)
-    features["item_id"] = items_of(target_cat, 1)[:, 0]
-    y = label.astype(np.float32)
-
-    from tfrec.configs import DINConfig
-    from tfrec.metrics import auc
-    from tfrec.models import DIN
-
-    train = {k: v[:384] for k, v in features.items()}
-    test = {k: v[384:] for k, v in features.items()}  # held out: memorised ids do not carry over
-    model = _model(short_term_length=0)
-    compile_model(model, 1e-2)
-    model.fit(train, y[:384], epochs=10, batch_size=64, verbose=0)
-    sim_auc = auc(label[384:], model.predict(test, verbose=0))
-    tf.keras.utils.set_random_seed(0)
-    din = DIN(SPEC, DINConfig(embedding_dim=8, recent_length=4, attention_units=(8,), mlp_units=(8,)),
-              item_table=_Table())
-    compile_model(din, 1e-2)
-    din.fit(train, y[:384], epochs=10, batch_size=64, verbose=0)
-    din_auc = auc(label[384:], din.predict(test, verbose=0))
-    print(f"SIM hard {sim_auc:.3f}, DIN (4 recent) {din_auc:.3f}")
-    assert sim_auc > 0.9 and din_auc < 0.7, (sim_auc, din_auc)
+    """Planted (``planted.old_category_recall``): the target's category recalls the 8 oldest
+    behaviors; SIM hard finds them by category, DIN over the 4 most recent cannot."""
+    sim_auc = held_out_auc(_model(short_term_length=0), *old_category_recall(SPEC, N_ITEMS))
+    baseline = din_auc(SPEC, _Table(), N_ITEMS)
+    print(f"SIM hard {sim_auc:.3f}, DIN (4 recent) {baseline:.3f}")
+    assert sim_auc > 0.9 and baseline < 0.7, (sim_auc, baseline)

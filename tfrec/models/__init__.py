@@ -3,11 +3,15 @@ from tfrec.models.base import CTRModel
 from tfrec.models.din import DIN
 from tfrec.models.dmgin import DMGIN
 from tfrec.models.dmqn import DMQN
+from tfrec.models.eta import ETA
 from tfrec.models.miss import MISS
 from tfrec.models.muse import MUSE
+from tfrec.models.sdim import SDIM
 from tfrec.models.siren import SIREN
 from tfrec.models.sim import SIM
+from tfrec.models.twin import TWIN
 
-MODELS = {"din": DIN, "dmgin": DMGIN, "dmqn": DMQN, "siren": SIREN, "muse": MUSE, "miss": MISS, "sim": SIM}
+MODELS = {"din": DIN, "dmgin": DMGIN, "dmqn": DMQN, "siren": SIREN, "muse": MUSE, "miss": MISS, "sim": SIM,
+          "eta": ETA, "sdim": SDIM, "twin": TWIN}
 
-__all__ = ["CTRModel", "DIN", "DMGIN", "DMQN", "MISS", "MODELS", "MUSE", "SIM", "SIREN"]
+__all__ = ["CTRModel", "DIN", "DMGIN", "DMQN", "ETA", "MISS", "MODELS", "MUSE", "SDIM", "SIM", "SIREN", "TWIN"]

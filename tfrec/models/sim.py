@@ -5,15 +5,13 @@ import tensorflow as tf
 
 from tfrec.configs import SIMConfig
 from tfrec.layers.mlp import MLP
-from tfrec.layers.multi_head_target_attention import MultiHeadTargetAttention
-from tfrec.layers.retrieval import TopKBehaviors
-from tfrec.models.two_stage import TwoStageModel
+from tfrec.models.two_stage import SearchThenAttendModel
 from tfrec.registry import register
 
 
 @register
-class SIM(TwoStageModel):
-    """SIM on the two-stage contract (``TwoStageModel``): GSU over the N most recent behaviors, then ESU.
+class SIM(SearchThenAttendModel):
+    """SIM on the two-stage contract (``SearchThenAttendModel``): GSU over the N most recent behaviors, then ESU.
 
     User tower (cached per user): the behavior window (``TwoStageModel``). Score, per candidate t:
       hard GSU (sec. 4.1, eq. 1 hard): the behaviors with ``c_i = c_t`` (``category_feature``), the
@@ -36,30 +34,20 @@ class SIM(TwoStageModel):
 
     config_class = SIMConfig
     model_name = "sim"
-    uses_item_content = False
 
     def __init__(self, spec, config: SIMConfig = SIMConfig(), **kwargs):
-        kwargs.pop("item_content", None)
         super().__init__(spec, config, **kwargs)
-        d_item = self.item_embedding.output_dim
-        self.check_heads(d_item, "the item representation")
         if config.gsu == "hard":
             fd = next((f for f in spec.item_features if f.name == config.category_feature), None)
             if fd is None or fd.kind != "categorical":
                 raise ValueError(f"SIMConfig.category_feature={config.category_feature!r} must name a declared "
                                  f"categorical item feature for the hard GSU. Declared: "
                                  f"{[f.name for f in spec.item_features if f.kind == 'categorical']}")
-        self.gsu = TopKBehaviors(config.gsu_k, name="gsu")
-        self.esu = MultiHeadTargetAttention(config.num_heads, config.key_dim, d_item, name="esu")
         self.gsu_query = self.gsu_key = self.gsu_head = None
         if config.gsu == "soft":
             self.gsu_query = tf.keras.layers.Dense(config.key_dim, use_bias=False, name="gsu_query")
             self.gsu_key = tf.keras.layers.Dense(config.key_dim, use_bias=False, name="gsu_key")
             self.gsu_head = MLP(config.gsu_units, output_units=1, name="gsu_head")
-
-    @classmethod
-    def content_needs(cls, config):
-        return False, False
 
     def relevance(self, item_emb, tokens) -> tf.Tensor:
         """Soft GSU relevance ``[B, C, N]``: ``(W_a e_t)·(W_b h_i) / sqrt(key_dim)``."""
@@ -67,26 +55,17 @@ class SIM(TwoStageModel):
         k = self.gsu_key(tokens)  # [B, N, k]
         return tf.einsum("bck,bnk->bcn", q, k) / tf.sqrt(float(self.config.key_dim))
 
-    def retrieve(self, user_state, candidate_item_id, item_emb, tokens):
+    def gsu_scores(self, user_state, candidate_item_id, item_emb, tokens):
         valid = user_state["history_mask"] > 0  # [B, N]
-        if self.config.gsu == "hard":
-            lookup = self.item_embedding.lookup
-            target = lookup.column(candidate_item_id, self.config.category_feature)  # [B, C]
-            behaviors = lookup.column(user_state["history_item_id"], self.config.category_feature)  # [B, N]
-            eligible = valid[:, None, :] & (behaviors[:, None, :] == target[:, :, None]) & (target[:, :, None] >= 0)
-            n = tf.shape(valid)[1]
-            recency = tf.cast(tf.range(n), tf.float32)[None, None, :]  # later position = more recent
-            scores = tf.broadcast_to(recency, tf.shape(eligible))
-        else:
-            eligible = valid[:, None, :]
-            scores = self.relevance(item_emb, tokens)
-        return self.gsu({"scores": scores, "mask": eligible})
-
-    def head_inputs(self, user_state, candidate_item_id, item_emb, training=None):
-        tokens = self.window_tokens(user_state)
-        retrieved = self.retrieve(user_state, tf.cast(candidate_item_id, tf.int64), item_emb, tokens)
-        h = tf.gather(tokens, retrieved["positions"], batch_dims=1)  # [B, C, K, d_item]
-        return [self.esu({"query": item_emb, "keys": h, "values": h, "mask": retrieved["mask"]})]
+        if self.config.gsu == "soft":
+            return self.relevance(item_emb, tokens), valid[:, None, :]
+        lookup = self.item_embedding.lookup
+        target = lookup.column(candidate_item_id, self.config.category_feature)  # [B, C]
+        behaviors = lookup.column(user_state["history_item_id"], self.config.category_feature)  # [B, N]
+        eligible = valid[:, None, :] & (behaviors[:, None, :] == target[:, :, None]) & (target[:, :, None] >= 0)
+        n = tf.shape(valid)[1]
+        recency = tf.cast(tf.range(n), tf.float32)[None, None, :]  # later position = more recent
+        return tf.broadcast_to(recency, tf.shape(eligible)), eligible
 
     def gsu_logit(self, features, training=None) -> tf.Tensor:
         """The soft GSU's auxiliary CTR logit ``[B]`` (training only)."""

@@ -17,7 +17,9 @@ from tfrec.data.item_content import ItemContent, normalize_rows, prefix_table
 from tfrec.data.schema import FeatureDef
 from tfrec.data.spec import HIST_LENGTH
 from tfrec.layers.embedding import ItemFeatureLookup
+from tfrec.layers.multi_head_target_attention import MultiHeadTargetAttention
 from tfrec.layers.recent_behaviors import RecentBehaviors
+from tfrec.layers.retrieval import TopKBehaviors
 from tfrec.models.base import CTRModel
 
 CONTENT, PREFIX, LEVEL1 = "content", "semantic_prefix", "semantic_code_1"
@@ -175,3 +177,46 @@ class TwoStageModel(CTRModel):
         return {**super().get_config(), "content_dim": self.content_dim,
                 "semantic_id_levels": self.semantic_id_levels, "num_prefixes": self.num_prefixes,
                 "codebook_size": self.codebook_size}
+
+
+class SearchThenAttendModel(TwoStageModel):
+    """Base class of the two-stage models whose GSU picks K behaviors by a search rule and whose ESU is a
+    multi-head target attention over them (SIM hard / soft, ETA).
+
+    Subclasses implement ``gsu_scores`` (the rule: scores and eligibility of every behavior of the
+    window, per candidate); ``TopKBehaviors`` keeps the K best (padding and ineligible behaviors never,
+    ties to the more recent), and ``MultiHeadTargetAttention`` (query ``e_t``) attends over the K
+    retrieved behavior tokens. Head input: the ESU output ``[B, C, d_item]``. The config needs
+    ``gsu_k``, ``num_heads`` and ``key_dim``. These models read no item content table.
+    """
+
+    uses_item_content = False
+
+    def __init__(self, spec, config, **kwargs):
+        kwargs.pop("item_content", None)
+        super().__init__(spec, config, **kwargs)
+        d_item = self.item_embedding.output_dim
+        self.check_heads(d_item, "the item representation")
+        self.gsu = TopKBehaviors(config.gsu_k, name="gsu")
+        self.esu = MultiHeadTargetAttention(config.num_heads, config.key_dim, d_item, name="esu")
+
+    @classmethod
+    def content_needs(cls, config):
+        return False, False
+
+    def gsu_scores(self, user_state, candidate_item_id, item_emb, tokens) -> Tuple[tf.Tensor, tf.Tensor]:
+        """``(scores [B, C, N] float32, eligible [B, C, N] or [B, 1, N] bool)`` of the window's
+        behaviors for ``[B, C]`` candidates (``item_emb`` ``[B, C, d_item]``, ``tokens`` the window's
+        behavior tokens ``[B, N, d_item]``). Padding must be ineligible."""
+        raise NotImplementedError
+
+    def retrieve(self, user_state, candidate_item_id, item_emb, tokens):
+        """The GSU: ``TopKBehaviors`` output (``positions`` / ``mask`` / ``scores``, ``[B, C, K]``)."""
+        scores, eligible = self.gsu_scores(user_state, candidate_item_id, item_emb, tokens)
+        return self.gsu({"scores": scores, "mask": eligible})
+
+    def head_inputs(self, user_state, candidate_item_id, item_emb, training=None):
+        tokens = self.window_tokens(user_state)
+        retrieved = self.retrieve(user_state, tf.cast(candidate_item_id, tf.int64), item_emb, tokens)
+        h = tf.gather(tokens, retrieved["positions"], batch_dims=1)  # [B, C, K, d_item]
+        return [self.esu({"query": item_emb, "keys": h, "values": h, "mask": retrieved["mask"]})]
