@@ -10,7 +10,9 @@ MovieLens with the item side-feature schema (bench/side_features.py's `schema` d
 pipeline and its YAML config (`pipelines/configs/`), the overrides below, and is evaluated on the
 test split. Cells are cached in `WORKDIR/<dataset>/cells.json`: an interrupted run resumes, a
 finished cell is never recomputed. Writes bench/results/siren-<dataset>.md (+ .json).
-SIM hard/soft and TWIN (Table 1) join when issue 14 lands them.
+SIM hard / soft and TWIN are Table 1's other rows; ETA and SDIM (the other two-stage baselines, not in
+SIREN's table) are listed below them. `--out NAME` writes bench/results/NAME.md instead (a table of the
+rows cached in this work directory only).
 """
 from __future__ import annotations
 
@@ -37,6 +39,11 @@ ROWS = {
     "miss": ("miss", "miss", {}),
     "muse": ("muse", "muse", {}),
     "siren-semid-gsu": ("siren", "siren-semid-gsu", {}),
+    "sim-hard": ("sim", "sim", {}),
+    "sim-soft": ("sim", "sim-soft", {}),
+    "twin": ("twin", "twin", {}),
+    "eta": ("eta", "eta", {}),
+    "sdim": ("sdim", "sdim", {}),
     "siren-sim-gsu": ("siren", "siren", {}),
     "ta-base": ("siren", "siren", ABLATION),
     "ta+semid": ("siren", "siren", {**ABLATION, "semantic_id": True}),
@@ -48,8 +55,10 @@ ROWS = {
 }
 DIAGNOSTICS = ("muse-no-simtier", "muse-no-sa-ta")
 # SIREN's own numbers (Taobao-MM GAUC): Table 1 and Table 2 ("SIREN" = siren-sim-gsu).
-TABLE1 = {"din": 0.6006, "miss": 0.6087, "muse": 0.6148, "siren-semid-gsu": 0.6148, "siren-sim-gsu": 0.6155}
-TABLE1_OTHERS = {"TWIN": 0.6079, "SIM-Hard": 0.6145, "SIM-Soft": 0.6144}
+TABLE1 = {"din": 0.6006, "twin": 0.6079, "miss": 0.6087, "sim-hard": 0.6145, "sim-soft": 0.6144, "muse": 0.6148,
+          "siren-semid-gsu": 0.6148, "siren-sim-gsu": 0.6155}
+# two-stage baselines outside SIREN's Table 1 (no paper number on Taobao-MM)
+TABLE1_OTHERS = ("eta", "sdim")
 TABLE2 = {"ta-base": 0.6080, "ta+semid": 0.6095, "ta+simbucket": 0.6142, "ta+simbucket+semid": 0.6153,
           "siren-sim-gsu": 0.6155}
 
@@ -85,6 +94,7 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--workdir", default="runs/siren")
+    p.add_argument("--out", default="", help="results name under bench/results/ (default siren-DATASET[-N...])")
     p.add_argument("--history-length", type=int, default=0,
                    help="the two-stage models' window N (0 = their config's 1,024; -1 = the data's longest history)")
     args = p.parse_args(argv)
@@ -124,7 +134,8 @@ def main(argv=None) -> int:
     header = ["| row | AUC | GAUC | logloss | state bytes/user | train s/epoch | paper GAUC (Taobao-MM) |",
               "|---|---|---|---|---|---|---|"]
     lines = [f"# SIREN's tables on `{args.dataset}`", "",
-             f"`.venv/bin/python bench/siren_tables.py --dataset {args.dataset} --epochs {args.epochs} [--rows ...] "
+             f"`.venv/bin/python bench/siren_tables.py --dataset {args.dataset} --epochs {args.epochs} "
+             f"{'--out ' + args.out + ' ' if args.out else ''}[--rows ...] "
              f"[--seeds ...]{' --history-length ' + str(args.history_length) if args.history_length else ''}` (cells "
              f"cached across runs); {args.epochs} epochs, batch {args.batch_size}, test split; "
              f"mean ± std over the seeds shown. GSU depth K = 50 over the {window or 1024:,} most recent behaviors; "
@@ -137,7 +148,11 @@ def main(argv=None) -> int:
         if got:
             lines.append(got[0])
             rows_json[label] = got[1]
-    lines += [f"| {m} (issue 14, not built yet) | | | | | | {g} |" for m, g in TABLE1_OTHERS.items()]
+    for label in TABLE1_OTHERS:
+        got = row(label, "—")
+        if got:
+            lines.append(got[0])
+            rows_json[label] = got[1]
     lines += ["", "## Table 2: ESU ablation (soft GSU)", ""] + header
     for label, paper in TABLE2.items():
         got = row(label, paper)
@@ -150,7 +165,7 @@ def main(argv=None) -> int:
         for got in diagnostics:
             lines.append(got[0])
             rows_json[got[1][0]["label"]] = got[1]
-    out = ROOT / "bench" / "results" / f"siren-{args.dataset}{suffix.replace('/', '-')}.md"
+    out = ROOT / "bench" / "results" / f"{args.out or 'siren-' + args.dataset + suffix.replace('/', '-')}.md"
     out.write_text("\n".join(lines) + "\n")
     out.with_suffix(".json").write_text(json.dumps(rows_json, indent=2, default=str))
     print("\n".join(lines))

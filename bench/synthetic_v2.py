@@ -2,6 +2,8 @@
 
   .venv/bin/python bench/synthetic_v2.py --size medium             # seeds 0 1 2, 2 epochs
   .venv/bin/python bench/synthetic_v2.py --size long --epochs 1
+  .venv/bin/python bench/synthetic_v2.py --size medium --out search-baselines-medium \
+      --models din dmgin sim sim-soft eta sdim twin     # issue 14's table (two-stage baselines)
 
 The data is generated once (data seed 0) with `tfrec synthetic --report` (the oracle, the oracle
 without each planted term, the shortcut ceilings: raw/synthetic_report.json), written with
@@ -31,7 +33,10 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / "pipelines" / "configs"
 MODELS = {"din": ("din", {}), "din-full": ("din", {"recent_length": None}), "dmgin": ("dmgin", {}),
           "dmqn": ("dmqn", {}), "dmqn-simple": ("dmqn", {"use_icim": False}),
-          "dmqn-restart": ("dmqn", {"dead_code_reset": True})}
+          "dmqn-restart": ("dmqn", {"dead_code_reset": True}),
+          # the two-stage lifelong baselines (issue 14), each from its YAML (window N = 1,024, K = 50)
+          "sim": ("sim", {}), "sim-soft": ("sim", {"gsu": "soft"}), "eta": ("eta", {}), "sdim": ("sdim", {}),
+          "twin": ("twin", {})}
 
 
 def prepare(size: str, data: Path) -> dict:
@@ -81,6 +86,8 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--workdir", default="runs/synthetic-v2")
+    p.add_argument("--out", default="", help="results name under bench/results/ (default synthetic-v2-SIZE); "
+                   "the table lists every model of --models with a cached cell")
     args = p.parse_args(argv)
 
     work = Path(args.workdir) / args.size
@@ -105,19 +112,22 @@ def main(argv=None) -> int:
 
     oracle = rep["oracle"]
     lines = [f"# Synthetic v2 `{args.size}`: models next to the oracle and the shortcut ceilings", "",
-             f"`.venv/bin/python bench/synthetic_v2.py --size {args.size} --epochs {args.epochs} [--models M ...] "
+             f"`.venv/bin/python bench/synthetic_v2.py --size {args.size} --epochs {args.epochs} "
+             f"{'--out ' + args.out + ' ' if args.out else ''}[--models M ...] "
              f"[--seeds S ...]` (cells cached across runs); data seed 0, test split "
              f"({rep['n_examples']} examples, CTR {rep['ctr']:.3f}); {args.epochs} epochs, batch {args.batch_size}, "
              f"model seeds 0, 1, 2 where run (mean ± std over the seeds shown); schema = item category + brand; K-means k = {groups_k} "
              f"(silhouette sweep). Ceilings = the planted truth restricted to what a model family reads "
              f"(`tfrec synthetic --report`, tfrec/data/synthetic/report.py).", "",
              "Train s/epoch is indicative only: some cells trained while other jobs shared the 2 cores.", "",
-             "| row | AUC | GAUC | logloss | train s/epoch |", "|---|---|---|---|---|",
-             f"| oracle (true p) | {oracle['auc']:.4f} | {oracle['gauc']:.4f} | | |"]
+             "| row | AUC | GAUC | logloss | train s/epoch | train examples/s | state bytes/user |",
+             "|---|---|---|---|---|---|---|",
+             f"| oracle (true p) | {oracle['auc']:.4f} | {oracle['gauc']:.4f} | | | | |"]
     for s, m in rep["ceilings"].items():
-        lines.append(f"| ceiling: {SHORTCUTS[s]} | {m['auc']:.4f} | {m['gauc']:.4f} | | |")
+        lines.append(f"| ceiling: {SHORTCUTS[s]} | {m['auc']:.4f} | {m['gauc']:.4f} | | | | |")
+    n_train = json.loads((data / "splits.json").read_text())["train"]["examples"]
     rows = []
-    for label in MODELS:  # every cached cell of this epoch budget, whichever run trained it
+    for label in (args.models if args.out else MODELS):  # every cached cell of this epoch budget
         got = [c for key, c in sorted(cells.items()) if key.startswith(f"{label}/") and key.endswith(f"/{args.epochs}")]
         if not got:
             continue
@@ -125,12 +135,14 @@ def main(argv=None) -> int:
         lines.append(f"| **{label}** ({len(got)} seed{'s' if len(got) > 1 else ''}) | "
                      f"{mean_std([c['auc'] for c in got])} | {mean_std([c['gauc'] for c in got])} | "
                      f"{mean_std([c['logloss'] for c in got])} | "
-                     f"{np.mean([c['train_seconds'] for c in got]) / args.epochs:.0f} |")
+                     f"{np.mean([c['train_seconds'] for c in got]) / args.epochs:.0f} | "
+                     f"{n_train * args.epochs / np.mean([c['train_seconds'] for c in got]):.0f} | "
+                     f"{got[0].get('state_bytes', '')} |")
     lines += codebook_lines(work / "runs", [r["model"] for r in rows], args.epochs)
     lines += ["", "Oracle ablation (the oracle's AUC without each planted term):", "",
               "| term | AUC | drop |", "|---|---|---|"]
     lines += [f"| {t} | {m['auc']:.4f} | {m['drop']:+.4f} |" for t, m in rep["ablation"].items()]
-    out = ROOT / "bench" / "results" / f"synthetic-v2-{args.size}.md"
+    out = ROOT / "bench" / "results" / f"{args.out or 'synthetic-v2-' + args.size}.md"
     out.write_text("\n".join(lines) + "\n")
     out.with_suffix(".json").write_text(json.dumps({"report": rep, "models": rows}, indent=2, default=str))
     print("\n".join(lines))

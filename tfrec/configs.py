@@ -511,8 +511,10 @@ class TWINConfig:
       mlp_units, dropout: as ``SIMConfig``.
       num_heads, key_dim: the shared scorer's heads and query / key size per head (TWIN: 4 heads).
       cross_bias: add the behavior-cross-feature term ``(K_c W_beta) beta`` (behavior type and the
-        declared behavior features) to the retrieved behaviors' logits (TWIN eq. 6); False = the
+        declared behavior features, one scalar per behavior) to the logits; False = the
         inherent-feature scores alone (an ablation).
+      cross_in_retrieval: the cross term is part of the CP-GSU's ranking score (the paper: retrieval
+        and attention share one relevance); False = it re-weights the retrieved behaviors only.
     """
 
     embedding_dim: int = 16
@@ -521,6 +523,7 @@ class TWINConfig:
     num_heads: int = 4
     key_dim: int = 16
     cross_bias: bool = True
+    cross_in_retrieval: bool = True
     short_term_length: int = 20
     attention_units: Tuple[int, ...] = (36,)
     mlp_units: Tuple[int, ...] = (64, 32)
@@ -655,8 +658,10 @@ class TWINV2Config:
         paper's "w/o cluster-aware" ablation.
       size_in_retrieval: ``ln n`` also ranks the clusters for the GSU (the paper uses cluster-aware
         attention in both stages); False = added after retrieval only.
-      cross_bias: TWIN's behavior-cross term ``w · c_i`` (behavior type + behavior features of the
-        cluster) added to the retrieved clusters' logits.
+      cross_bias: TWIN's behavior-cross term ``w · c_j`` (behavior type + behavior features of the
+        cluster) in the logits.
+      cross_in_retrieval: the cross term is part of the GSU's ranking too (as ``TWINConfig``: TWIN-V2's
+        ``alpha`` holds it and ranks the clusters); False = it re-weights the retrieved clusters only.
     """
 
     embedding_dim: int = 16
@@ -675,6 +680,7 @@ class TWINV2Config:
     cluster_aware: bool = True
     size_in_retrieval: bool = True
     cross_bias: bool = True
+    cross_in_retrieval: bool = True
     content_feature: str = ""
     short_term_length: int = 20
     attention_units: Tuple[int, ...] = (36,)
@@ -693,7 +699,8 @@ class TWINV2Config:
             raise ValueError("TWINV2Config.branching_exponent must lie in (0, 1] (paper: 0.3). "
                              f"Received: branching_exponent={self.branching_exponent}")
         bounds = list(self.group_boundaries)
-        if any(b >= a for b, a in zip(bounds, bounds[1:])) or not all(-float("inf") < b < float("inf") for b in bounds):
+        if (any(bounds[i] >= bounds[i + 1] for i in range(len(bounds) - 1))
+                or not all(-float("inf") < b < float("inf") for b in bounds)):
             raise ValueError("TWINV2Config.group_boundaries must be finite and strictly increasing. "
                              f"Received: group_boundaries={self.group_boundaries}")
         if not 0.0 <= self.dropout < 1.0:

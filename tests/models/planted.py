@@ -6,11 +6,12 @@ from tfrec.testing import random_features
 
 
 def old_category_recall(spec, n_items: int, n: int = 512, seed: int = 0):
-    """Item i has category ``i % 3``. Each user's 8 oldest behaviors are of category c, the 4 most
-    recent of another, r; the target is of c (label 1) or of the third category (label 0). The recent
-    behaviors never tell: a model must find the old ones by the target's category (or an embedding
-    that learned it); DIN over the 4 most recent cannot. Returns ``(features, labels)`` (12 behaviors
-    per user, all valid)."""
+    """Item i has category ``i % 3``. Each user has 12 behaviors: the 8 oldest are 3 of category c and
+    5 of another, r, in random order; the 4 most recent are of r too. The target is of c (label 1) or
+    of the third category, absent from the history (label 0). The recent behaviors never tell: a
+    model must find the 3 old ones by the target's category (or an embedding that learned it), a
+    quarter of the window; DIN over the 4 most recent cannot. Returns ``(features, labels)`` (all
+    behaviors valid; an item's category is ``item % 3``)."""
     rng = np.random.default_rng(seed)
     features = random_features(spec, n, 12, seed=seed + 5)
     old_cat = rng.integers(0, 3, n)
@@ -22,13 +23,18 @@ def old_category_recall(spec, n_items: int, n: int = 512, seed: int = 0):
     def items_of(cat, size):  # items i with i % 3 == cat
         return cat[:, None] + 3 * rng.integers(0, n_items // 3, (n, size))
 
-    features["hist_item_id"] = np.concatenate([items_of(old_cat, 8), items_of(recent_cat, 4)], axis=1)
+    old = np.concatenate([items_of(old_cat, 3), items_of(recent_cat, 5)], axis=1)
+    old = np.take_along_axis(old, rng.random((n, 8)).argsort(axis=1), axis=1)  # c's 3 anywhere among the 8
+    features["hist_item_id"] = np.concatenate([old, items_of(recent_cat, 4)], axis=1)
     features["hist_length"] = np.full(n, 12, np.int32)
     features["item_id"] = items_of(target_cat, 1)[:, 0]
     return features, label
 
 
-def held_out_auc(model, features, label, n_train: int = 384, epochs: int = 10, lr: float = 1e-2) -> float:
+N_TRAIN = 384
+
+
+def held_out_auc(model, features, label, n_train: int = N_TRAIN, epochs: int = 10, lr: float = 1e-2) -> float:
     """Fits ``model`` on the first ``n_train`` users, returns the AUC on the others (held out:
     memorised ids do not carry over)."""
     from tfrec.metrics import auc

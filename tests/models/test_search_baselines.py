@@ -15,7 +15,7 @@ from tfrec.export.saved_model import non_stock_ops
 from tfrec.models import ETA, MODELS, SDIM, TWIN
 from tfrec.testing import assert_saved_model_matches, random_features
 
-from tests.models.planted import din_auc, held_out_auc, old_category_recall
+from tests.models.planted import N_TRAIN, din_auc, held_out_auc, old_category_recall
 
 N_ITEMS = 30
 CATEGORY = np.arange(N_ITEMS) % 3
@@ -144,24 +144,49 @@ def test_sdim_config_errors():
 
 
 # -- TWIN --------------------------------------------------------------------------------------
-def test_twin_scores_inherent_features_and_biases_cross_features_after_retrieval():
-    model = _model("twin")
-    items = [4, 7, 2, 11, 5, 9]
-    cand = tf.constant([[7, 3]], tf.int64)
-    emb = model.item_embedding(cand)
-    a = model.attend(_state(items, types=[0, 0, 0, 0, 0, 0]), emb)
-    b = model.attend(_state(items, types=[1, 0, 1, 0, 1, 0]), emb)
-    # behavior types are cross features: they move the attention, never the retrieval
-    np.testing.assert_array_equal(a["positions"].numpy(), b["positions"].numpy())
-    assert not np.allclose(a["output"].numpy(), b["output"].numpy())
-    # the retrieval is the shared scorer's top-K per head: check head 0 of candidate 0 by hand
-    layer = model.attention
-    keys = model.item_embedding(_state(items)["history_item_id"]).numpy()[0]
-    q = emb.numpy()[0, 0] @ layer.w_q.kernel.numpy()[:, :4]
-    logits = keys @ layer.w_k.kernel.numpy()[:, :4] @ q / 2.0
-    expected = sorted(range(6, 12), key=lambda p: (-logits[p], -p))[:3]
-    assert list(a["positions"].numpy()[0, 0, 0]) == expected
-    assert a["mask"].numpy().shape == (1, 2, 2, 3)
+def twin_reference(model, items, types, cand):
+    """numpy TWIN: per head, alpha = (W_q e_t)·(W_k e_i)/sqrt(d_h) (+ w_beta·c_i), top-K by it (ties to
+    the later behavior) with or without the cross term, softmax over the K, sum of W_v (e_i + c_i)."""
+    layer, h, dh = model.attention, model.config.num_heads, model.config.key_dim
+    state = _state(items, types)
+    ids, kinds = state["history_item_id"].numpy()[0], state["history_behavior_type"].numpy()[0]
+    keys = model.item_embedding(tf.constant(ids)).numpy()
+    cross = model.type_embedding(tf.constant(kinds)).numpy()
+    bias = cross @ model.cross.kernel.numpy()[:, 0] if model.cross is not None else np.zeros(len(ids))
+    emb = model.item_embedding(tf.constant(cand, tf.int64)).numpy()[0]  # [C, d]
+    q, k, v = emb @ layer.w_q.kernel.numpy(), keys @ layer.w_k.kernel.numpy(), (keys + cross) @ layer.w_v.kernel.numpy()
+    dv = v.shape[1] // h
+    valid = np.flatnonzero(ids >= 0)
+    out, picks = np.zeros((len(emb), v.shape[1])), {}
+    for c in range(len(emb)):
+        for j in range(h):
+            alpha = k[:, j * dh:(j + 1) * dh] @ q[c, j * dh:(j + 1) * dh] / np.sqrt(dh)
+            rank = alpha + bias if model.config.cross_in_retrieval else alpha
+            chosen = sorted(valid, key=lambda p: (-np.float32(rank[p]), -p))[:model.config.gsu_k]
+            picks[c, j] = chosen
+            z = (alpha + bias)[chosen]
+            w = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+            out[c, j * dv:(j + 1) * dv] = w @ v[chosen, j * dv:(j + 1) * dv]
+    return out, picks
+
+
+@pytest.mark.parametrize("cross_in_retrieval", [True, False])
+def test_twin_matches_numpy_reference(cross_in_retrieval):
+    model = _model("twin", cross_in_retrieval=cross_in_retrieval)
+    model.cross.kernel.assign(np.random.default_rng(0).normal(0, 3.0, model.cross.kernel.shape))  # a bias that matters
+    items, cand = [4, 7, 2, 11, 5, 9, 7], np.array([[7, 3, 20]])  # item 7 twice: a tie
+    for types in ([0] * 7, [1, 0, 1, 0, 1, 1, 0]):
+        got = model.attend(_state(items, types), model.item_embedding(tf.constant(cand, tf.int64)))
+        expected, picks = twin_reference(model, items, types, cand)
+        np.testing.assert_allclose(got["output"].numpy()[0], expected, atol=1e-5)
+        for (c, j), chosen in picks.items():
+            assert list(got["positions"].numpy()[0, c, j]) == chosen
+    assert got["mask"].numpy().shape == (1, 3, 2, 3) and got["mask"].numpy().all()
+    # behavior types are cross features: with cross_in_retrieval they can change what is retrieved,
+    # without it they never do
+    a = model.attend(_state(items, [0] * 7), model.item_embedding(tf.constant(cand, tf.int64)))["positions"]
+    b = model.attend(_state(items, [1, 0, 1, 0, 1, 1, 0]), model.item_embedding(tf.constant(cand, tf.int64)))
+    assert np.array_equal(a.numpy(), b["positions"].numpy()) != cross_in_retrieval
     assert _model("twin", cross_bias=False).cross is None
 
 
@@ -188,11 +213,45 @@ def din_baseline():
     return din_auc(SPEC, _Table(), N_ITEMS)
 
 
+def same_category_share(model, features, label):
+    """Among the held-out label-1 users, the share of what the model reads of the window (ETA: the
+    retrieved behaviors, TWIN: every head's retrieved behaviors, SDIM: the colliding (hash, behavior)
+    pairs) that is of the target's category: 3 of the 12 behaviors are."""
+    users = np.flatnonzero(label[N_TRAIN:]) + N_TRAIN
+    state = model.encode_user({k: v[users] for k, v in features.items()})
+    cand = tf.constant(features["item_id"][users][:, None], tf.int64)
+    emb = model.item_embedding(cand)
+    hist = state["history_item_id"].numpy()
+    same = (hist % 3 == (features["item_id"][users] % 3)[:, None]) & (hist >= 0)  # [U, N]
+    if isinstance(model, SDIM):
+        hits = model.collisions(state, emb).numpy()[:, 0]  # [U, m, N]
+        return (hits & same[:, None, :]).sum() / hits.sum()
+    if isinstance(model, TWIN):
+        got = model.attend(state, emb)
+        pos, mask = got["positions"].numpy()[:, 0], got["mask"].numpy()[:, 0]  # [U, H, K]
+        return (np.take_along_axis(same[:, None, :], pos, axis=2) * mask).sum() / mask.sum()
+    got = model.retrieve(state, cand, emb, model.window_tokens(state))
+    pos, mask = got["positions"].numpy()[:, 0], got["mask"].numpy()[:, 0]  # [U, K]
+    return (np.take_along_axis(same, pos, axis=1) * mask).sum() / mask.sum()
+
+
 @pytest.mark.parametrize("name", ["eta", "sdim", "twin"])
 def test_learns_to_recall_old_behaviors(name, din_baseline):
-    """Planted (``planted.old_category_recall``): the target's category recalls the 8 oldest
+    """Planted (``planted.old_category_recall``): the target's category recalls 3 of the 8 oldest
     behaviors. Each model reads them through embeddings that learn the category (ETA / SDIM hash
-    them, TWIN scores them); DIN over the 4 most recent cannot."""
-    got = held_out_auc(_model(name, short_term_length=0), *old_category_recall(SPEC, N_ITEMS))
-    print(f"{name} {got:.3f}, DIN (4 recent) {din_baseline:.3f}")
+    them, TWIN scores them); DIN over the 4 most recent cannot. The retrieval itself is checked: what
+    each model reads is mostly of the target's category (a quarter of the window is), so a model
+    that merely pooled the window, or retrieved regardless of the target, could not pass."""
+    model = _model(name, short_term_length=0)
+    features, label = old_category_recall(SPEC, N_ITEMS)
+    before = same_category_share(model, features, label)
+    got = held_out_auc(model, features, label)
+    share = same_category_share(model, features, label)
+    print(f"{name} {got:.3f} (target-category share read: {before:.2f} untrained, {share:.2f} trained), "
+          f"DIN (4 recent) {din_baseline:.3f}")
     assert got > 0.8 and din_baseline < 0.7, (got, din_baseline)
+    assert share > 0.5, (before, share)  # twice the window's share: the reading is target-aware
+    if name != "sdim":  # ETA's and TWIN's retrieval sharpens as the embeddings / the scorer train
+        assert share > before + 0.2, (before, share)
+    # (SDIM's buckets follow the embeddings, which no loss shapes for hashing: its share stays near
+    # the untrained one, the category embedding every item representation carries)

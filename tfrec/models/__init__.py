@@ -10,8 +10,10 @@ from tfrec.models.sdim import SDIM
 from tfrec.models.siren import SIREN
 from tfrec.models.sim import SIM
 from tfrec.models.twin import TWIN
+from tfrec.models.twin_v2 import TWINV2
 
 MODELS = {"din": DIN, "dmgin": DMGIN, "dmqn": DMQN, "siren": SIREN, "muse": MUSE, "miss": MISS, "sim": SIM,
-          "eta": ETA, "sdim": SDIM, "twin": TWIN}
+          "eta": ETA, "sdim": SDIM, "twin": TWIN, "twinv2": TWINV2}
 
-__all__ = ["CTRModel", "DIN", "DMGIN", "DMQN", "ETA", "MISS", "MODELS", "MUSE", "SDIM", "SIM", "SIREN", "TWIN"]
+__all__ = ["CTRModel", "DIN", "DMGIN", "DMQN", "ETA", "MISS", "MODELS", "MUSE", "SDIM", "SIM", "SIREN", "TWIN",
+           "TWINV2"]

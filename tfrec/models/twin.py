@@ -14,21 +14,24 @@ class TWIN(TwoStageModel):
     """TWIN on the two-stage contract: one scorer retrieves (CP-GSU) and attends (ESU).
 
     User tower (cached per user): the behavior window (``TwoStageModel``). Score, per candidate t,
-    with ``TopKTargetAttention`` (TWIN eqs. 5-7):
+    with ``TopKTargetAttention`` (TWIN sec. 3.3, "behavior feature splitting"):
       keys: the behaviors' inherent features ``e_i`` (item id + declared item features: cacheable and
-        candidate-independent, which is what lets the paper precompute ``K_h W_k`` per item);
-      values: the full behavior tokens (inherent + behavior type + declared behavior features);
-      per head, ``l_i = (W_q e_t)·(W_k e_i) / sqrt(d_h)`` over the whole window, the K best kept
-      (CP-GSU), then ``softmax_K(l_i + b_i)`` with the behavior-cross bias
-      ``b_i = w_beta · c_i`` (``cross_bias``; ``c_i`` = the behavior-type and behavior-feature part
-      of the token), and ``u = Concat_h sum alpha_i W_v x_i``.
-      Head: ``[e_t, short-term DIN, user, context, u]``.
+        candidate-independent, the linear projections the paper precomputes per item);
+      cross features ``c_i``: the behavior-type and declared behavior-feature embeddings, each
+        behavior's compressed to one scalar ``b_i = w_beta · c_i`` (``cross_bias``);
+      values: the full behavior tokens ``e_i + c_i``;
+      per head, ``alpha_i = (W_q e_t)·(W_k e_i) / sqrt(d_h) + b_i`` over the whole window; the K
+      best kept (CP-GSU), ``softmax_K(alpha_i)`` over them and ``u = Concat_h sum alpha_i W_v x_i``
+      (ESU). Head: ``[e_t, short-term DIN, user, context, u]``.
 
-    Choices the paper leaves open, ours: the cross term is one scalar per behavior shared by the
-    heads, added after retrieval only (the paper's point: cross features depend on the user-item
-    pair, so they cannot enter the cached-key retrieval; public code's cross path is broken, see
-    REFERENCES.md); each head retrieves its own K (as public code; the paper's CP-GSU ranks by the
-    ESU's attention score); padding is never retrieved, ties go to the more recent behavior.
+    ``cross_in_retrieval`` (default True, the paper): the cross bias is part of the score the CP-GSU
+    ranks by, so retrieval and attention use the identical relevance (TWIN's point; the abstract:
+    the 1-D bias is what lets target attention "extend from ESU to GSU"). False: the bias re-weights
+    the K retrieved behaviors only (how issue 14 and public code read it; an ablation here).
+
+    Choices the paper leaves open, ours: one cross scalar per behavior shared by the heads; each
+    head retrieves its own K (as public code); padding is never retrieved, ties go to the more
+    recent behavior. Public code's cross path is broken (REFERENCES.md).
     """
 
     config_class = TWINConfig
@@ -51,10 +54,12 @@ class TWIN(TwoStageModel):
         """``TopKTargetAttention``'s output (``output`` ``[B, C, d_item]``, ``positions`` / ``mask``
         ``[B, C, H, K]``) for candidates ``item_emb`` ``[B, C, d_item]``."""
         keys = self.item_embedding(user_state["history_item_id"])  # [B, N, d_item], inherent
-        tokens = self.window_tokens(user_state)  # inherent + cross
-        inputs = {"query": item_emb, "keys": keys, "values": tokens, "mask": user_state["history_mask"]}
+        cross = self.type_embedding(user_state["history_behavior_type"])
+        for emb in self.behavior_feature_embeddings:
+            cross += emb(user_state[f"history_{emb.feature.name}"])
+        inputs = {"query": item_emb, "keys": keys, "values": keys + cross, "mask": user_state["history_mask"]}
         if self.cross is not None:
-            inputs["bias"] = tf.squeeze(self.cross(tokens - keys), -1)  # [B, N]
+            inputs["score_bias" if self.config.cross_in_retrieval else "bias"] = tf.squeeze(self.cross(cross), -1)
         return self.attention(inputs)
 
     def head_inputs(self, user_state, candidate_item_id, item_emb, training=None):

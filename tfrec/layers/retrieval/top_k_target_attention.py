@@ -16,8 +16,8 @@ class TopKTargetAttention(tf.keras.layers.Layer):
       ``R^h_t`` = the K behaviors with the largest ``l^h_i`` (CP-GSU: each head retrieves its own K,
       with the very projections the ESU attends with, so retrieval and attention agree),
       ``alpha^h_i = softmax_{i in R^h_t}(l^h_i + b_i)``  (``b`` = the optional per-behavior
-      ``bias`` added after retrieval: TWIN's behavior-cross-feature term ``(K_c W_beta) beta``, which
-      the paper computes on the K retrieved behaviors only, eq. 6),
+      ``bias`` added after retrieval only: it re-weights the retrieved behaviors but never decides
+      what is retrieved; TWIN's own cross-feature term goes in ``score_bias``, see ``TWIN``),
       ``u^h = sum_{i in R^h_t} alpha^h_i W^h_v v_i``, ``u = Concat_h u^h`` (eq. 7).
 
     Keys are the behaviors' inherent features (cacheable, candidate-independent); values may also
@@ -80,9 +80,10 @@ class TopKTargetAttention(tf.keras.layers.Layer):
         positions = tf.reshape(picked["positions"], [b, c, h, self.k])
         valid = tf.reshape(picked["mask"], [b, c, h, self.k])
         top = tf.gather(logits, positions, batch_dims=3)  # [B, C, H, K]
-        if "bias" in inputs:
-            bias = tf.broadcast_to(self._per_candidate(inputs["bias"], c)[:, :, None, :], tf.shape(logits))
-            top += tf.gather(bias, positions, batch_dims=3)
+        if "bias" in inputs:  # gathered per (candidate, head) from [B, C, N]: no [B, C, H, N] copy
+            bias = self._per_candidate(inputs["bias"], c)
+            top += tf.reshape(tf.gather(bias, tf.reshape(positions, [b, c, h * self.k]), batch_dims=2),
+                              [b, c, h, self.k])
         top = tf.where(valid > 0, top, tf.constant(-1e9, top.dtype))
         alpha = tf.nn.softmax(top, axis=-1) * valid  # all-invalid -> 0
         v = self.w_v(inputs["values"])  # [B, N, out]
