@@ -44,6 +44,9 @@ ROWS = {
     "twin": ("twin", "twin", {}),
     "eta": ("eta", "eta", {}),
     "sdim": ("sdim", "sdim", {}),
+    "twinv2": ("twinv2", "twinv2", {}),
+    # TWIN-V2 clusters its window at every training step: 256 behaviors keep a cell within minutes
+    "twinv2-n256": ("twinv2", "twinv2", {"history_length": 256}),
     "siren-sim-gsu": ("siren", "siren", {}),
     "ta-base": ("siren", "siren", ABLATION),
     "ta+semid": ("siren", "siren", {**ABLATION, "semantic_id": True}),
@@ -58,7 +61,7 @@ DIAGNOSTICS = ("muse-no-simtier", "muse-no-sa-ta")
 TABLE1 = {"din": 0.6006, "twin": 0.6079, "miss": 0.6087, "sim-hard": 0.6145, "sim-soft": 0.6144, "muse": 0.6148,
           "siren-semid-gsu": 0.6148, "siren-sim-gsu": 0.6155}
 # two-stage baselines outside SIREN's Table 1 (no paper number on Taobao-MM)
-TABLE1_OTHERS = ("eta", "sdim")
+TABLE1_OTHERS = ("eta", "sdim", "twinv2", "twinv2-n256")
 TABLE2 = {"ta-base": 0.6080, "ta+semid": 0.6095, "ta+simbucket": 0.6142, "ta+simbucket+semid": 0.6153,
           "siren-sim-gsu": 0.6155}
 

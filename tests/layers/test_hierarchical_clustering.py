@@ -86,6 +86,32 @@ def test_matches_the_numpy_pipeline_path(max_clusters, seed):
     np.testing.assert_array_equal(graph(vectors, groups, mask)["assignment"].numpy(), ref["assignment"])
 
 
+def test_summation_order_never_decides_a_tie():
+    """Two-hot vectors in 32 dimensions: many mathematically equal distances that numpy and
+    TensorFlow compute in different summation orders (last-bit differences). Before the tie
+    tolerance, 26 of 32 such users clustered differently in the two paths."""
+    params = {"num_groups": 1, "cluster_size": 20, "max_clusters": 16, "max_depth": 4, "iterations": 5,
+              "max_branching": 8, "branching_exponent": 0.3}
+    rng = np.random.default_rng(3)
+    b, n, d = 16, 64, 32
+    vectors = np.zeros((b, n, d), np.float32)
+    for axis in (rng.integers(0, 6, (b, n)), rng.integers(0, 6, (b, n))):
+        np.put_along_axis(vectors, axis[..., None], 1.0, -1)
+    vectors /= np.linalg.norm(vectors, axis=-1, keepdims=True)
+    groups, mask = np.zeros((b, n), np.int64), np.ones((b, n), np.float32)
+    out = _run(HierarchicalClustering(**params), vectors, groups, mask)
+    ref = cluster_histories(vectors, groups, mask, **params)
+    for key in ref:
+        np.testing.assert_array_equal(out[key], ref[key], err_msg=key)
+    assert (ref["mask"].sum(1) > 2).all()  # real splits happened
+
+
+def test_empty_batch():
+    out = _run(HierarchicalClustering(**PARAMS, max_clusters=4), np.zeros((0, 8, 2), np.float32),
+               np.zeros((0, 8), np.int64), np.zeros((0, 8), np.float32))
+    assert out["size"].shape == (0, 4) and out["assignment"].shape == (0, 8)
+
+
 def test_adaptive_branching_is_exact_at_powers():
     thresholds = branching_thresholds(8, 0.3)
     assert thresholds == (39, 102, 214, 393, 657, 1024)  # floor(n^0.3) reaches 3..8

@@ -96,36 +96,47 @@ def _gsu_state(items, sizes):
 
 
 def _reference_gsu(model, state, candidates, k):
-    """numpy: per head ``(W_q e_t)·(W_k e_j) / sqrt(d_h) + w·c_j + ln n_j`` over the valid clusters, the K best
-    (ties to the larger slot), best first; fewer valid clusters than K leave masked slots."""
-    att = model.attention
+    """numpy: per head ``alpha' = (W_q e_t)·(W_k e_j) / sqrt(d_h) + w·c_j + ln n_j`` over the valid clusters;
+    the K best by the terms the config puts in retrieval (ties to the larger slot), best first (fewer
+    valid clusters than K leave masked slots); ``softmax_K(alpha')`` over them and ``sum W_v x_j`` per
+    head. Returns ``(positions, valid, output)``."""
+    att, cfg = model.attention, model.config
     h, dh = att.num_heads, att.key_dim
     q = model.item_embedding(candidates).numpy() @ att.w_q.kernel.numpy()  # [B, C, H*dh]
     keys = model.item_embedding(state["cluster_item_id"]).numpy() @ att.w_k.kernel.numpy()  # [B, M, H*dh]
     b, c, m = q.shape[0], q.shape[1], keys.shape[1]
     logits = np.einsum("bchd,bmhd->bchm", q.reshape(b, c, h, dh), keys.reshape(b, m, h, dh)) / np.sqrt(dh)
     sizes = state["cluster_size"].numpy()
-    logits += np.log(np.maximum(sizes, 1.0))[:, None, None, :]
+    size_term = np.log(np.maximum(sizes, 1.0))[:, None, None, :] if cfg.cluster_aware else 0.0
     tokens = model.behavior_tokens({f"hist_{f}": state[f"cluster_{f}"] for f in model.behavior_fields}).numpy()
     cross = (tokens - model.item_embedding(state["cluster_item_id"]).numpy()) @ model.cross.kernel.numpy()
-    logits += cross[:, None, None, :, 0]  # TWIN's cross bias, part of the ranking score (cross_in_retrieval)
+    cross_term = cross[:, None, None, :, 0]  # TWIN's cross bias
+    full = logits + size_term + cross_term
+    rank = logits + (size_term if cfg.size_in_retrieval else 0.0) + (cross_term if cfg.cross_in_retrieval else 0.0)
+    values = tokens @ att.w_v.kernel.numpy()  # [B, M, d]
+    dv = values.shape[-1] // h
     positions = np.zeros((b, c, h, k), np.int64)
     valid = np.zeros((b, c, h, k), np.float32)
+    output = np.zeros((b, c, values.shape[-1]), np.float32)
     for i in range(b):
         slots = np.flatnonzero(sizes[i] > 0)
         for j in range(c):
             for head in range(h):
-                best = sorted(slots, key=lambda s: (-logits[i, j, head, s], -s))[:k]
+                best = sorted(slots, key=lambda s: (-rank[i, j, head, s], -s))[:k]
                 positions[i, j, head, :len(best)] = best
                 valid[i, j, head, :len(best)] = 1.0
-    return positions, valid
+                if best:
+                    z = full[i, j, head, best]
+                    w = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+                    output[i, j, head * dv:(head + 1) * dv] = w @ values[i, best, head * dv:(head + 1) * dv]
+    return positions, valid, output
 
 
 def test_gsu_matches_numpy_with_padding_ties_few_and_no_clusters(model):
-    items = [[0, 5, 9, 5, 12, 7],  # slot 0 empty; slots 1 and 3: same item and size (a tie)
+    items = [[0, 5, 9, 5, 12, 7],  # slot 0 empty; slots 1 and 3: same item, size and type (a tie), the largest
              [0, 0, 0, 0, 4, 8],  # 2 clusters < K
              [0, 0, 0, 0, 0, 0]]  # no cluster at all
-    sizes = [[0, 1, 3, 1, 2, 4], [0, 0, 0, 0, 2, 1], [0, 0, 0, 0, 0, 0]]
+    sizes = [[0, 9, 3, 9, 2, 4], [0, 0, 0, 0, 2, 1], [0, 0, 0, 0, 0, 0]]
     state = _gsu_state(items, sizes)
     state["cluster_behavior_type"] = tf.constant([[0, 2, 1, 2, 4, 3]] * 3, tf.int32)  # varied cross terms
     candidates = tf.constant([[1, 5], [2, 3], [4, 6]], tf.int64)
@@ -133,28 +144,34 @@ def test_gsu_matches_numpy_with_padding_ties_few_and_no_clusters(model):
     d, h = model.item_embedding.output_dim, CONFIG.num_heads
     assert {k: tuple(v.shape) for k, v in out.items()} == {"output": (3, 2, d), "positions": (3, 2, h, K),
                                                            "mask": (3, 2, h, K)}
-    positions, valid = _reference_gsu(model, state, candidates, K)
+    positions, valid, output = _reference_gsu(model, state, candidates, K)
     np.testing.assert_array_equal(out["mask"].numpy(), valid)
     np.testing.assert_array_equal(np.where(valid > 0, out["positions"].numpy(), 0), positions)
-    picked = out["positions"].numpy()[0]
-    for row in picked.reshape(-1, K):  # the tie: slot 3 (more recent) comes before slot 1
-        if 1 in row and 3 in row:
-            assert list(row).index(3) < list(row).index(1)
+    np.testing.assert_allclose(out["output"].numpy(), output, atol=1e-5)  # softmax over alpha + ln n
+    for row in out["positions"].numpy()[0].reshape(-1, K):  # the tie is retrieved: slot 3 (more recent) first
+        assert 1 in row and 3 in row and list(row).index(3) < list(row).index(1), row
     assert valid[1].sum(-1).max() == 2 and valid[2].sum() == 0
     np.testing.assert_array_equal(out["output"].numpy()[2], 0.0)  # no cluster: u = 0
 
 
 def test_cluster_size_drives_retrieval_and_attention():
     """Two clusters of the same item: ln n puts the 5-behavior one first; without the cluster-aware term
-    the tie goes to the more recent slot; ``size_in_retrieval=False`` keeps ln n in the attention only."""
+    the tie goes to the more recent slot; ``size_in_retrieval=False`` keeps ln n in the attention only.
+    With distinct items, each variant's output matches numpy (the ln n term in the softmax or not)."""
     state = _gsu_state([[0, 0, 0, 0, 6, 6]], [[0, 0, 0, 0, 5, 1]])
-    query = tf.constant([[3]], tf.int64)
+    mixed = _gsu_state([[0, 2, 9, 4, 6, 7]], [[0, 7, 1, 3, 5, 1]])
+    query = tf.constant([[3, 8]], tf.int64)
     first = {}
     for name, changes in (("aware", {}), ("plain", {"cluster_aware": False}),
                           ("attention_only", {"size_in_retrieval": False})):
         m = _model(**changes)
+        m.cross.kernel.assign(np.zeros(m.cross.kernel.shape))  # the size term alone
         out = m.attend(state, m.item_embedding(query))
         first[name] = out["positions"].numpy()[0, 0, :, 0]
+        got = m.attend(mixed, m.item_embedding(query))
+        positions, valid, output = _reference_gsu(m, mixed, query, K)
+        np.testing.assert_array_equal(np.where(valid > 0, got["positions"].numpy(), 0), positions)
+        np.testing.assert_allclose(got["output"].numpy(), output, atol=1e-5)
     assert (first["aware"] == 4).all() and (first["plain"] == 5).all() and (first["attention_only"] == 5).all()
 
 
@@ -180,6 +197,8 @@ def test_config_errors_name_the_field():
         TWINV2(SPEC, dataclasses.replace(CONFIG, group_boundaries=(1.0,)), item_content=CONTENT)
     with pytest.raises(ValueError, match="group_boundaries"):
         TWINV2Config(group_feature="duration", group_boundaries=(2.0, 1.0))
+    with pytest.raises(ValueError, match="group_feature='rating' is numeric: give group_boundaries"):
+        TWINV2(SPEC, dataclasses.replace(CONFIG, group_feature="rating"), item_content=CONTENT)
     with pytest.raises(ValueError, match="branching_exponent"):
         TWINV2Config(branching_exponent=1.5)
     with pytest.raises(ValueError, match="cluster_size"):

@@ -24,8 +24,13 @@ fixed shapes; ``tfrec.layers.HierarchicalClustering`` is the same procedure in g
    window: padding on the left, the most recent cluster in slot M-1).
 
 Ties between members (argmax / argmin of a distance) go to the more recent member (the larger
-position). Distances are squared Euclidean in float64 (``sum((x - c) ** 2)``), so duplicate vectors
-give bit-identical distances and float32 rounding never decides an assignment.
+position); ties between seeds go to the lower seed. Distances are squared Euclidean in float64
+(``sum((x - c) ** 2)``), and two distances within ``tie_tolerance`` of each other (relative 1e-9,
+absolute 1e-12) are a tie: numpy and TensorFlow sum the D squares and a centroid's members in
+different orders (and TensorFlow's order may depend on the CPU's vector width), so mathematically
+equal distances (duplicates, symmetric points such as two-hot vectors) can differ in their last
+bits; without the tolerance that rounding, not the rule, would pick the seed, the centroid or the
+representative, and the two paths (or two machines) would cluster differently.
 """
 from __future__ import annotations
 
@@ -57,9 +62,24 @@ def branching(sizes, cluster_size: int, thresholds) -> np.ndarray:
     return np.where(sizes > cluster_size, k, 1)
 
 
+TIE_RTOL, TIE_ATOL = 1e-9, 1e-12
+
+
+def tie_tolerance(best):
+    """How far below a maximum (above a minimum) ``best`` of squared distances a value still ties."""
+    return TIE_RTOL * np.abs(best) + TIE_ATOL
+
+
 def _last_argmax(values: np.ndarray) -> int:
-    """Index of the maximum, ties to the last (most recent) index."""
-    return int(np.flatnonzero(values == values.max())[-1])
+    """Index of the maximum, ties (within ``tie_tolerance``) to the last (most recent) index."""
+    best = values.max()
+    return int(np.flatnonzero(values >= best - tie_tolerance(best))[-1])
+
+
+def _last_argmin(values: np.ndarray) -> int:
+    """Index of the minimum, ties (within ``tie_tolerance``) to the last (most recent) index."""
+    best = values.min()
+    return int(np.flatnonzero(values <= best + tie_tolerance(best))[-1])
 
 
 def _sq_dist(points: np.ndarray, center: np.ndarray) -> np.ndarray:
@@ -80,7 +100,8 @@ def _kmeans(points: np.ndarray, k: int, iterations: int) -> np.ndarray:
     labels = np.zeros(len(points), np.int64)
     for _ in range(iterations):
         dist = np.stack([_sq_dist(points, c) for c in centroids], axis=1)  # [n, k']
-        labels = np.argmin(dist, axis=1)  # first minimum: the lower seed index
+        low = dist.min(axis=1, keepdims=True)
+        labels = np.argmax(dist <= low + tie_tolerance(low), axis=1)  # first (near-)minimum: the lower seed
         for j in range(len(centroids)):
             members = labels == j
             if members.any():
@@ -136,7 +157,7 @@ def cluster_history(vectors, groups, mask, *, num_groups: int, cluster_size: int
         members = np.flatnonzero(cid == c)
         centroid = np.sum(x[members], 0) / len(members)
         dist = _sq_dist(x[members], centroid)
-        rep = int(members[np.flatnonzero(dist == dist.min())[-1]])
+        rep = int(members[_last_argmin(dist)])
         clusters.append((len(members), int(members[-1]), rep, c))
     kept = sorted(clusters, key=lambda t: (t[0], t[1]), reverse=True)[:m]
     kept.sort(key=lambda t: t[1])  # oldest last member first

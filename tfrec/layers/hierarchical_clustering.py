@@ -3,8 +3,13 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tfrec.grouping.hierarchical_clustering import branching_thresholds
+from tfrec.grouping.hierarchical_clustering import TIE_ATOL, TIE_RTOL, branching_thresholds
 from tfrec.registry import register
+
+
+def _tolerance(best):
+    """``tfrec.grouping.hierarchical_clustering.tie_tolerance`` in graph."""
+    return TIE_RTOL * tf.abs(best) + TIE_ATOL
 
 
 @register
@@ -17,7 +22,9 @@ class HierarchicalClustering(tf.keras.layers.Layer):
     ``max_depth`` levels. Deterministic: farthest-point seeds (the member farthest from the cluster
     mean, then the member farthest from the seeds so far; a seed at distance 0 is dropped, so
     duplicates are never split apart), ``iterations`` Lloyd steps (ties to the lower seed; an emptied
-    centroid stays), squared Euclidean distances in float64. Per cluster: size n, representative = the
+    centroid stays), squared Euclidean distances in float64, equal within the numpy path's
+    ``tie_tolerance`` (so summation order, which differs between numpy, TensorFlow and CPUs, never
+    decides a tie). Per cluster: size n, representative = the
     member closest to the cluster mean (ties: the more recent member). At most M = ``max_clusters``
     kept (the largest; ties: the more recent last member), ordered by their most recent member and
     right-aligned. The numpy reference ``tfrec.grouping.hierarchical_clustering.cluster_history``
@@ -70,13 +77,14 @@ class HierarchicalClustering(tf.keras.layers.Layer):
 
     @staticmethod
     def _last_extreme(values, seg, nseg, pos, smallest: bool):
-        """Per segment, the position of the max (min) of ``values``, ties to the larger position;
-        0 for an empty segment."""
+        """Per segment, the position of the max (min) of ``values``, ties (within the numpy path's
+        ``tie_tolerance``) to the larger position; 0 for an empty segment."""
         if smallest:
-            best = tf.math.unsorted_segment_min(values, seg, nseg)
+            best = tf.gather(tf.math.unsorted_segment_min(values, seg, nseg), seg)
+            hit = values <= best + _tolerance(best)
         else:
-            best = tf.math.unsorted_segment_max(values, seg, nseg)
-        hit = tf.equal(values, tf.gather(best, seg))
+            best = tf.gather(tf.math.unsorted_segment_max(values, seg, nseg), seg)
+            hit = values >= best - _tolerance(best)
         return tf.maximum(tf.math.unsorted_segment_max(tf.where(hit, pos, -1), seg, nseg), 0)
 
     @staticmethod
@@ -113,7 +121,8 @@ class HierarchicalClustering(tf.keras.layers.Layer):
         count_seg = tf.math.unsorted_segment_sum(tf.ones_like(x[..., 0]), sseg, snseg)
         mean = tf.math.unsorted_segment_sum(x, sseg, snseg) / tf.maximum(count_seg, 1.0)[:, None]
         flat_x = tf.reshape(x, [-1, tf.shape(x)[2]])
-        seg_row = tf.minimum(tf.range(snseg) // p, b - 1)  # the user of each split slot
+        flat_x = tf.concat([flat_x, tf.zeros([1, tf.shape(x)[2]], x.dtype)], 0)  # a row for an empty batch's dummy slot
+        seg_row = tf.minimum(tf.range(snseg) // p, tf.maximum(b - 1, 0))  # the user of each split slot
 
         def seed_vectors(positions):  # [S'] window positions -> [S', D]
             return tf.gather(flat_x, seg_row * n + positions)
@@ -138,7 +147,7 @@ class HierarchicalClustering(tf.keras.layers.Layer):
             dist = tf.stack([sq_dist(centroids[:, j]) for j in range(kmax)], -1)  # [B, N, kmax]
             dist = tf.where(point_active, dist, tf.constant(float("inf"), tf.float64))
             low = tf.reduce_min(dist, -1, keepdims=True)
-            labels = tf.reduce_min(tf.where(tf.equal(dist, low), choices, kmax), -1)  # ties: lower seed
+            labels = tf.reduce_min(tf.where(dist <= low + _tolerance(low), choices, kmax), -1)  # ties: lower seed
             lseg = sseg * kmax + labels
             sums = tf.reshape(tf.math.unsorted_segment_sum(x, lseg, snseg * kmax), tf.shape(centroids))
             counts = tf.reshape(tf.math.unsorted_segment_sum(tf.ones_like(x[..., 0]), lseg, snseg * kmax), [-1, kmax])

@@ -87,6 +87,9 @@ class TWINV2(TwoStageModel):
         if name == "behavior_type":
             return name, spec.n_behavior_types
         if numeric:
+            if not bounds:
+                raise ValueError(f"TWINV2Config.group_feature={name!r} is numeric: give group_boundaries (the bucket "
+                                 "edges, e.g. [0.3, 0.7] for a completion ratio), or group by behavior_type")
             return name, len(bounds) + 1
         fd = declared.get(name)
         if fd is not None and fd.kind == "categorical" and fd.vocab_size:
