@@ -35,12 +35,20 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / "pipelines" / "configs"
 COMPRESSORS = ("chime", "learn", "chime-no-il", "chime-no-icm", "chime-no-iam")
 DIAGNOSTIC_COMPRESSORS = ("chime-rope",)  # ours, not in the paper: run with --compressors ... chime-rope
-# ranker -> (model, YAML stem). SIREN's soft GSU is the nearest to SimSoft we have until issue 14.
-RANKERS = {"din": ("din", "din"), "siren": ("siren", "siren"), "muse": ("muse", "muse")}
+# ranker -> (model, YAML stem): CHIME's Table 2 rankers (DIN, SimSoft, ETA, SDIM, TWIN) + SIREN and MUSE (ours)
+RANKERS = {"din": ("din", "din"), "simsoft": ("sim", "sim-soft"), "eta": ("eta", "eta"), "sdim": ("sdim", "sdim"),
+           "twin": ("twin", "twin"), "siren": ("siren", "siren"), "muse": ("muse", "muse")}
+LABELS = {"din": "DIN", "simsoft": "SimSoft", "eta": "ETA", "sdim": "SDIM", "twin": "TWIN", "siren": "SIREN",
+          "muse": "MUSE"}
 # CHIME's own numbers (MicroVideo: AUC, GAUC, LogLoss in %).
 PAPER_T2 = {("din", None): (74.19, 69.28, 40.10), ("din", "learn"): (74.22, 69.34, 40.08),
             ("din", "chime"): (74.36, 69.42, 40.02), ("simsoft", None): (74.53, 69.86, 39.87),
-            ("simsoft", "learn"): (74.58, 69.94, 39.87), ("simsoft", "chime"): (74.67, 69.93, 39.81)}
+            ("simsoft", "learn"): (74.58, 69.94, 39.87), ("simsoft", "chime"): (74.67, 69.93, 39.81),
+            ("eta", None): (74.40, 69.69, 39.95), ("eta", "learn"): (74.43, 69.75, 39.92),
+            ("eta", "chime"): (74.56, 69.76, 39.88), ("sdim", None): (74.40, 69.69, 39.86),
+            ("sdim", "learn"): (74.46, 69.80, 39.87), ("sdim", "chime"): (74.56, 69.84, 39.86),
+            ("twin", None): (74.79, 70.26, 39.84), ("twin", "learn"): (74.81, 70.27, 39.81),
+            ("twin", "chime"): (74.91, 70.30, 39.78)}
 PAPER_T3 = {"chime": (74.36, 69.42, 40.02), "chime-no-il": (74.27, 69.39, 40.08),
             "chime-no-icm": (74.32, 69.34, 40.02), "chime-no-iam": (74.32, 69.33, 40.05)}
 PAPER_T5 = [("91.45%", "18.04 / 32"), ("100%", "14.80 / 16"), ("100%", "15.40 / 16")]
@@ -213,16 +221,12 @@ def write_tables(args, data, work, cells, vectors, t1=None) -> None:
     for ranker in args.rankers:
         for plugin in (None, "learn", "chime"):
             rows = got(ranker, plugin)
-            paper_key = ("simsoft" if ranker == "siren" else ranker, plugin)
-            label = ranker.upper() if ranker == "din" else ranker
-            if ranker == "siren":
-                label = "SIREN (soft GSU; stands in for SimSoft)"
-            line = cell_row(label + (f" w/ {plugin.upper()}" if plugin else ""), rows, PAPER_T2.get(paper_key))
+            label = LABELS[ranker]
+            line = cell_row(label + (f" w/ {plugin.upper()}" if plugin else ""), rows, PAPER_T2.get((ranker, plugin)))
             if line:
                 lines.append(line)
                 out_json[f"{ranker}/{plugin or 'none'}"] = rows
-    lines += ["| ETA, SDIM, TWIN (issue 14, not built yet) | | | | | |", "",
-              "## Table 3: ablations (DIN w/ the compressor's vector)", ""] + header
+    lines += ["", "## Table 3: ablations (DIN w/ the compressor's vector)", ""] + header
     for stem in ("chime", "chime-no-il", "chime-no-icm", "chime-no-iam"):
         rows = got("din", stem)
         line = cell_row({"chime": "CHIME", "chime-no-il": "CHIME w/o IL", "chime-no-icm": "CHIME w/o ICM",
