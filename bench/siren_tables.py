@@ -156,12 +156,14 @@ def main(argv=None) -> int:
         if got:
             lines.append(got[0])
             rows_json[label] = got[1]
-    lines += ["", "## Table 2: ESU ablation (soft GSU)", ""] + header
+    table2 = []
     for label, paper in TABLE2.items():
         got = row(label, paper)
         if got:
-            lines.append(got[0].replace("siren-sim-gsu", "SIREN (+SimBucket +SemID +TI)"))
+            table2.append(got[0].replace("siren-sim-gsu", "SIREN (+SimBucket +SemID +TI)"))
             rows_json[label] = got[1]
+    if table2:
+        lines += ["", "## Table 2: ESU ablation (soft GSU)", ""] + header + table2
     diagnostics = [got for got in (row(label, "") for label in DIAGNOSTICS) if got]
     if diagnostics:
         lines += ["", "## Diagnostics (ours): MUSE without SimTier / without SA-TA", ""] + header
