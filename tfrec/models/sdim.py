@@ -39,13 +39,8 @@ class SDIM(TwoStageModel):
     uses_item_content = False
 
     def __init__(self, spec, config: SDIMConfig = SDIMConfig(), **kwargs):
-        kwargs.pop("item_content", None)
         super().__init__(spec, config, **kwargs)
         self.simhash = SimHash(config.num_hashes, config.hash_bits, seed=config.hash_seed, name="simhash")
-
-    @classmethod
-    def content_needs(cls, config):
-        return False, False
 
     def collisions(self, user_state, item_emb) -> tf.Tensor:
         """``[B, C, m, N]`` bool: behavior i is valid and shares candidate c's bucket under hash h."""

@@ -39,16 +39,11 @@ class TWIN(TwoStageModel):
     uses_item_content = False
 
     def __init__(self, spec, config: TWINConfig = TWINConfig(), **kwargs):
-        kwargs.pop("item_content", None)
         super().__init__(spec, config, **kwargs)
         d_item = self.item_embedding.output_dim
         self.check_heads(d_item, "the item representation")
         self.attention = TopKTargetAttention(config.num_heads, config.key_dim, d_item, config.gsu_k, name="twin")
         self.cross = tf.keras.layers.Dense(1, use_bias=False, name="cross_bias") if config.cross_bias else None
-
-    @classmethod
-    def content_needs(cls, config):
-        return False, False
 
     def attend(self, user_state, item_emb) -> dict:
         """``TopKTargetAttention``'s output (``output`` ``[B, C, d_item]``, ``positions`` / ``mask``

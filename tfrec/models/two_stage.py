@@ -51,6 +51,8 @@ class TwoStageModel(CTRModel):
     def __init__(self, spec, config, item_content: Optional[ItemContent] = None, content_dim: int = 0,
                  semantic_id_levels: int = 0, num_prefixes: int = 0, codebook_size: int = 0, **kwargs):
         super().__init__(spec, config, **kwargs)
+        if not self.uses_item_content:  # a model that reads no item content ignores the tables
+            item_content = None
         if any(e.feature.name == "mask" for e in self.behavior_feature_embeddings):
             raise ValueError(f"{type(self).__name__}: a behavior feature named 'mask' would collide with the user "
                              "state's history_mask (the window's validity mask): rename it in the schema")
@@ -124,8 +126,9 @@ class TwoStageModel(CTRModel):
 
     @classmethod
     def content_needs(cls, config) -> Tuple[bool, bool]:
-        """``(content vectors, Semantic IDs)`` this config needs."""
-        return True, False
+        """``(content vectors, Semantic IDs)`` this config needs (default: vectors iff the model
+        ``uses_item_content``)."""
+        return cls.uses_item_content, False
 
     @property
     def recent_length(self) -> int:
@@ -193,16 +196,11 @@ class SearchThenAttendModel(TwoStageModel):
     uses_item_content = False
 
     def __init__(self, spec, config, **kwargs):
-        kwargs.pop("item_content", None)
         super().__init__(spec, config, **kwargs)
         d_item = self.item_embedding.output_dim
         self.check_heads(d_item, "the item representation")
         self.gsu = TopKBehaviors(config.gsu_k, name="gsu")
         self.esu = MultiHeadTargetAttention(config.num_heads, config.key_dim, d_item, name="esu")
-
-    @classmethod
-    def content_needs(cls, config):
-        return False, False
 
     def gsu_scores(self, user_state, candidate_item_id, item_emb, tokens) -> Tuple[tf.Tensor, tf.Tensor]:
         """``(scores [B, C, N] float32, eligible [B, C, N] or [B, 1, N] bool)`` of the window's
