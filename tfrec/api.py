@@ -7,7 +7,7 @@
     tfrec.write_tfrecords("DATA")                       # raw/ Parquet + raw/schema.yaml -> TFRecords
     data = tfrec.open_data("DATA")                      # spec, item table, groups, user histories
     model = tfrec.build_model("din", data, embedding_dim=16)
-    model.fit(data.dataset("train", shuffle=True), epochs=2)
+    model.fit(model.prepare_training_data(data.dataset("train", shuffle=True)), epochs=2)
     print(tfrec.evaluate(model, data, "test"))          # {"auc": ..., "gauc": ..., "logloss": ...}
     tfrec.export_model(model, "saved_models", "din")    # user_tower / score / serving_default
 
@@ -124,17 +124,19 @@ def build_model(name: str, data: DataDir, config: Optional[Dict[str, Any]] = Non
                 seed: int = 0, **overrides):
     """A registered model (``tfrec.models.MODELS``) built for ``data`` and compiled (Adam, binary
     cross-entropy, AUC); ``config`` / ``overrides`` set its config fields (e.g. ``embedding_dim=16``).
-    Models with data-derived constants (SIREN's similarity range) are adapted to the training split.
+    Models with data-derived constants (SIREN's similarity range, DMGIN's ``top_k_groups: 0``) are sized from
+    the training split; fit on ``model.prepare_training_data(data.dataset("train"))`` (DIEN's negatives).
     With ``data.user_vectors`` the model reads them (``user_vector_dim`` = their D)."""
     from tfrec.models import MODELS
     from tfrec.training import build_model as build, compile_model, item_frequency
 
     tf.keras.utils.set_random_seed(seed)
     content = data.item_content if getattr(MODELS.get(name), "uses_item_content", False) else None
+    train = data.dataset("train", shuffle=True, seed=seed)
     model = build(name, data.model_spec, {**(config or {}), **overrides}, groups=data.groups,
                   item_table=data.item_table, item_frequency=item_frequency(data.histories, data.spec.n_items),
-                  item_content=content)
-    model.adapt(data.dataset("train", shuffle=True, seed=seed))
+                  item_content=content, train_data=train)
+    model.adapt(model.prepare_training_data(train))
     return compile_model(model, learning_rate)
 
 

@@ -18,7 +18,7 @@ WEIGHTS = "weights/final"
 
 
 def build_model(model_type: str, spec: FeatureSpec, config: Optional[dict] = None, groups=None, item_table=None,
-                item_frequency=None, item_content=None):
+                item_frequency=None, item_content=None, train_data: Optional[tf.data.Dataset] = None):
     """A model by registry name (``MODELS``) with a config dict (default config when None).
 
     ``groups`` (a ``GroupTable`` from ``tfrec.grouping``) supplies ``num_groups`` and the
@@ -26,14 +26,18 @@ def build_model(model_type: str, spec: FeatureSpec, config: Optional[dict] = Non
     item features (required when the spec declares any); ``item_frequency`` (``[n_items]``, e.g.
     ``item_frequency(histories, spec.n_items)``) the n_j of DIN's mini-batch aware regularization;
     ``item_content`` (an ``ItemContent``: content vectors and Semantic IDs, ``ItemContent.load(DATA,
-    n_items)``) the multimodal tables of models that take them (SIREN, MUSE, MISS).
+    n_items)``) the multimodal tables of models that take them (SIREN, MUSE, MISS); ``train_data``
+    (the training ``(features, label)`` batches) sizes the config fields a model derives from the
+    data (``CTRModel.config_from_data``, e.g. DMGIN's ``top_k_groups: 0``); what it measured is
+    ``model.data_report`` (saved in the run's model.json).
     """
     if model_type not in MODELS:
         raise ValueError(f"Unknown model {model_type!r}; choose one of {sorted(MODELS)}")
     cls = MODELS[model_type]
     cfg = configs_lib.from_dict(cls.config_class, config or {})
+    cfg, report = cls.config_from_data(cfg, spec, train_data, groups)
     kwargs = {}
-    if cls.uses_item_groups:
+    if cls.needs_item_groups(cfg):
         if groups is None:
             raise ValueError(f"{model_type} needs the item->group table: run `tfrec cluster` and pass --groups")
         kwargs = {"num_groups": groups.n_groups, "item_to_group": groups.table}
@@ -47,7 +51,9 @@ def build_model(model_type: str, spec: FeatureSpec, config: Optional[dict] = Non
                          "table (ItemTable.load(DATA/item_features.npz, spec), written by write-tfrecords)")
     if item_frequency is not None:
         kwargs["item_frequency"] = item_frequency
-    return cls(spec, cfg, item_table=item_table, **kwargs)
+    model = cls(spec, cfg, item_table=item_table, **kwargs)
+    model.data_report = report
+    return model
 
 
 def item_frequency(histories, n_items: int) -> np.ndarray:
@@ -86,6 +92,7 @@ def train(model, model_type: str, train_ds: tf.data.Dataset, out_dir: os.PathLik
     out.mkdir(parents=True, exist_ok=True)
     tf.keras.utils.set_random_seed(train_config.seed)
     compile_model(model, train_config.learning_rate)
+    train_ds = model.prepare_training_data(train_ds)
     model.adapt(train_ds)
     callbacks = model.training_callbacks(train_ds, out) + [
         tf.keras.callbacks.TensorBoard(log_dir=str(out / "tensorboard"), update_freq="epoch"),
@@ -103,6 +110,8 @@ def save_trained(model, model_type: str, out_dir: os.PathLike, extra: Optional[d
     out = Path(out_dir)
     model.save_weights(str(out / WEIGHTS))
     info = {"model_type": model_type, "config": model.get_config(), **(extra or {})}
+    if getattr(model, "data_report", None):
+        info["data_report"] = model.data_report
     (out / MODEL_FILE).write_text(json.dumps(info, indent=2))
 
 

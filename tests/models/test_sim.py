@@ -77,7 +77,7 @@ def test_soft_auxiliary_loss_is_in_training_only_and_trains_the_gsu():
     y = tf.constant(np.random.default_rng(0).integers(0, 2, 8), tf.float32)
     compile_model(model, 1e-2)
     with tf.GradientTape() as tape:
-        loss = model.compute_loss(features, y, model(features, training=True))
+        loss = model.compute_loss((features, y), training=True)
     grads = tape.gradient(loss, model.gsu_query.trainable_weights)
     assert all(g is not None and float(tf.reduce_max(tf.abs(g))) > 0 for g in grads)
     # the serving path never reads the auxiliary head
@@ -86,7 +86,7 @@ def test_soft_auxiliary_loss_is_in_training_only_and_trains_the_gsu():
     assert all(g is None for g in tape.gradient(probs, model.gsu_head.trainable_weights))
     plain = _model(gsu="soft", gsu_loss_weight=0.0)
     compile_model(plain, 1e-2)
-    assert float(loss) > float(plain.compute_loss(features, y, plain(features, training=True)))
+    assert float(loss) > float(plain.compute_loss((features, y), training=True))
 
 
 def test_hard_gsu_needs_a_categorical_item_feature():

@@ -30,6 +30,7 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 import tensorflow as tf
+import tensorflow_recommenders as tfrs
 
 from tfrec import configs as configs_lib
 from tfrec.data.spec import HIST_LENGTH, USER_VECTOR, FeatureSpec
@@ -40,7 +41,7 @@ from tfrec.layers.mlp import MLP
 from tfrec.layers.recent_behaviors import RecentBehaviors
 
 
-class CTRModel(tf.keras.Model):
+class CTRModel(tfrs.models.Model):
     """Base class: shared embeddings, the short-term branch, the prediction head, the interface.
 
     Subclasses set ``config_class`` and implement ``encode_user`` and ``head_inputs``.
@@ -144,6 +145,19 @@ class CTRModel(tf.keras.Model):
                           training=training)[:, 0]
 
     # -- training -----------------------------------------------------------------------------
+    @classmethod
+    def config_from_data(cls, config, spec: FeatureSpec, train_data=None, groups=None):
+        """``(config, report)``: the config with its data-sized fields resolved from the training
+        ``(features, label)`` batches (e.g. DMGIN's ``top_k_groups=0``) and a JSON-able report of what
+        was measured (None when nothing was). ``tfrec.training.build_model`` calls it before building
+        the model; the report lands in the run's model.json. Default: unchanged, no report."""
+        return config, None
+
+    @classmethod
+    def needs_item_groups(cls, config) -> bool:
+        """Whether this model, with ``config``, needs the item -> group table (``tfrec cluster``)."""
+        return cls.uses_item_groups
+
     def adapt(self, dataset, batches=None):
         """Sets the model's data-derived constants from training batches before fitting (e.g.
         SIREN's similarity-bucket range). ``tfrec.training.train`` calls it; with ``model.fit`` in a
@@ -155,15 +169,82 @@ class CTRModel(tf.keras.Model):
         report); they run before the TensorBoard callback, so the logs they add are recorded."""
         return []
 
+    # -- the training loss: tensorflow-recommenders' compute_loss pattern ----------------------
+    # ``tfrs.models.Model.train_step`` differentiates ``compute_loss(inputs, training=True)``;
+    # ``test_step`` reports ``compute_loss(inputs, training=False)``. Every auxiliary loss (the
+    # embedding penalty, SIM's GSU loss, DIEN's next-behavior loss) enters here through
+    # ``auxiliary_losses``: never through ``call``, so never into a serving graph.
     # Not converted by autograph: its conditions are Python-level, and converting it would make
     # autograph transpile the whole tf_keras loss machinery it calls (minutes of tracing).
     @tf.autograph.experimental.do_not_convert
-    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None):
-        """The compiled loss + the embedding penalty (kept out of ``call``, so never in a serving graph)."""
-        loss = super().compute_loss(x, y, y_pred, sample_weight)
-        if self.embedding_l2 and isinstance(x, dict):
-            loss += self.embedding_penalty(x)
+    def compute_loss(self, inputs, training: bool = False) -> tf.Tensor:
+        """The compiled CTR loss on ``(features, label[, weight])`` + (training only) the auxiliary losses.
+
+        Updates the compiled metrics (AUC, logloss) and one running-mean tracker per loss term
+        (``ctr_loss`` and each key of ``auxiliary_losses``), which the logs report.
+        """
+        features, labels, weights = tf.keras.utils.unpack_x_y_sample_weight(inputs)
+        if labels is None:
+            raise ValueError("training needs (features, label) batches; the dataset yields features only "
+                             "(make_dataset(..., labels=True) / tfrec.api.DataDir.dataset yield both)")
+        labels = tf.convert_to_tensor(labels)
+        predictions = self(features, training=training)
+        loss = self.compiled_loss(labels, predictions, weights)
+        self.compiled_metrics.update_state(labels, predictions, weights)
+        self._loss_tracker("ctr_loss").update_state(loss)
+        if training:
+            for name, value in self.auxiliary_losses(features, labels).items():
+                self._loss_tracker(name).update_state(value)
+                loss += value
+        self._loss_tracker("loss").update_state(loss)
         return loss
+
+    def auxiliary_losses(self, features, labels) -> Dict[str, tf.Tensor]:
+        """Scalar, already weighted losses added to the CTR loss in training only, by name (each is
+        logged as a running mean). Base: ``embedding_penalty`` when ``embedding_l2`` > 0.
+        Overrides extend ``super().auxiliary_losses(features, labels)``."""
+        if self.embedding_l2:
+            return {"embedding_penalty": self.embedding_penalty(features)}
+        return {}
+
+    def prepare_training_data(self, dataset: tf.data.Dataset) -> tf.data.Dataset:
+        """The training ``(features, label)`` dataset as this model trains on it: e.g. DIEN adds
+        sampled negative behaviors for its auxiliary loss in the input pipeline.
+        ``tfrec.training.train`` applies it; with ``model.fit`` in a notebook, map the training
+        dataset with it first. Default: unchanged."""
+        return dataset
+
+    def train_step(self, inputs):
+        return self._epoch_logs(super().train_step(inputs), training=True)
+
+    def test_step(self, inputs):
+        return self._epoch_logs(super().test_step(inputs), training=False)
+
+    def _epoch_logs(self, logs, training: bool):
+        """tfrs reports the last batch's loss; Keras (progress bar, ``History``, ``EarlyStopping`` on
+        ``val_loss``) expects the running mean over the epoch: report the trackers' means (the
+        auxiliary losses in training only: evaluation's loss is the CTR loss)."""
+        logs = {k: v for k, v in logs.items() if k not in self._loss_trackers
+                and k not in ("regularization_loss", "total_loss")}
+        logs.update({name: tracker.result() for name, tracker in self._loss_trackers.items()
+                     if training or name in ("ctr_loss", "loss")})
+        return logs
+
+    def _loss_tracker(self, name: str) -> tf.keras.metrics.Mean:
+        trackers = self.__dict__.setdefault("_loss_trackers_", {})
+        if name not in trackers:
+            with tf.init_scope():
+                trackers[name] = tf.keras.metrics.Mean(name=name)
+        return trackers[name]
+
+    @property
+    def _loss_trackers(self) -> Dict[str, tf.keras.metrics.Mean]:
+        return self.__dict__.get("_loss_trackers_", {})
+
+    @property
+    def metrics(self):
+        """The compiled metrics + the loss trackers (reset by Keras at every epoch)."""
+        return [m for m in super().metrics if m.name != "loss"] + list(self._loss_trackers.values())
 
     def embedding_penalty(self, features) -> tf.Tensor:
         """``embedding_l2`` x the regularizer of ``regularization`` (see ``DINConfig``).

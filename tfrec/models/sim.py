@@ -22,7 +22,7 @@ class SIM(SearchThenAttendModel):
 
     The soft GSU's auxiliary loss (sec. 4.1: "the GSU is trained with an auxiliary CTR task"):
     ``u = sum_i softmax(r)_i h_i`` over the whole window (padding excluded), ``MLP([u, e_t])`` ->
-    a logit with the example's label; ``compute_loss`` adds ``gsu_loss_weight`` x its binary
+    a logit with the example's label; ``auxiliary_losses`` adds ``gsu_loss_weight`` x its binary
     cross-entropy, so it never enters a serving graph (the soft GSU's ``W_a`` / ``W_b`` are trained by
     it alone: top-K passes no gradient).
 
@@ -78,11 +78,10 @@ class SIM(SearchThenAttendModel):
         pooled = tf.einsum("bn,bnd->bd", weights, tokens)
         return tf.squeeze(self.gsu_head(tf.concat([pooled, item_emb[:, 0]], -1), training=training), -1)
 
-    @tf.autograph.experimental.do_not_convert
-    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None):
-        loss = super().compute_loss(x, y, y_pred, sample_weight)
-        if self.gsu_head is not None and self.config.gsu_loss_weight and isinstance(x, dict) and y is not None:
-            logit = self.gsu_logit(x, training=True)
-            aux = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(tf.cast(y, tf.float32), logit))
-            loss += self.config.gsu_loss_weight * aux
-        return loss
+    def auxiliary_losses(self, features, labels):
+        losses = super().auxiliary_losses(features, labels)
+        if self.gsu_head is not None and self.config.gsu_loss_weight:
+            logit = self.gsu_logit(features, training=True)
+            aux = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(tf.cast(labels, tf.float32), logit))
+            losses["gsu_loss"] = self.config.gsu_loss_weight * aux
+        return losses
