@@ -143,7 +143,10 @@ def build_exports(models, base: Path, history_length: int | None = None, seed: i
     out = {}
     for name in models:
         tf.keras.utils.set_random_seed(seed)
-        model = build_model(name, spec, load_yaml_config(CONFIG_DIR / f"{name}.yaml"), groups)
+        config = load_yaml_config(CONFIG_DIR / f"{name}.yaml")
+        if config.get("top_k_groups") == 0:  # untrained, no data to size k from: the pre-issue-15 default
+            config["top_k_groups"] = 16
+        model = build_model(name, spec, config, groups)
         dummy = {key: tf.zeros([1] + [1] * (len(s.shape) - 1), s.dtype)
                  for key, s in spec.user_input_signature().items()}
         dummy["item_id"] = tf.zeros([1], tf.int64)

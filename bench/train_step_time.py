@@ -62,7 +62,7 @@ def main():
     args = p.parse_args()
     table = np.random.default_rng(1).integers(1, args.groups + 1, args.n_items)
     makers = {
-        "DMGIN": lambda spec, L: DMGIN(spec, DMGINConfig(), num_groups=args.groups + 1, item_to_group=table),
+        "DMGIN": lambda spec, L: DMGIN(spec, DMGINConfig(top_k_groups=16), num_groups=args.groups + 1, item_to_group=table),
         "DMQN": lambda spec, L: DMQN(spec, DMQNConfig()),
         "DMQN-simple": lambda spec, L: DMQN(spec, DMQNConfig(use_icim=False)),
         "DIN-Full": lambda spec, L: DIN(spec, DINConfig(recent_length=L)),

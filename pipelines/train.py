@@ -76,12 +76,14 @@ def train_model(model_type, data_dir, out_dir, model_config=None, epochs=3, batc
         from tfrec.data.item_content import ItemContent
 
         content = ItemContent.load(data_dir, spec.n_items)
-    model = build_model(model_type, model_spec, model_config, groups=groups, item_table=load_item_table(data_dir, spec),
-                        item_frequency=item_frequency(history, spec.n_items), item_content=content)
     cfg = TrainConfig(batch_size=batch_size, epochs=epochs, learning_rate=learning_rate, seed=seed)
     ds = make_split_dataset(data_dir, "train", spec, batch_size, shuffle=True, seed=seed, history=history,
                             skip_corrupt=skip_corrupt, user_vectors=vectors,
                             min_request_timestamp=min_request_timestamp)
+    model = build_model(model_type, model_spec, model_config, groups=groups, item_table=load_item_table(data_dir, spec),
+                        item_frequency=item_frequency(history, spec.n_items), item_content=content, train_data=ds)
+    if model.data_report and verbose:
+        print(model.data_report.get("top_k_line", model.data_report), flush=True)
     extra = {"min_request_timestamp": min_request_timestamp}
     if vectors is not None:
         extra[USER_VECTORS_KEY] = user_vectors_info(vectors, user_vectors)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, Tuple, Type, TypeVar
+from typing import Any, Dict, Optional, Tuple, Type, TypeVar
 
 T = TypeVar("T")
 
@@ -30,7 +30,8 @@ class DINConfig:
 
     Attributes:
       embedding_dim: size of item / behavior-type / profile embeddings.
-      recent_length: number of most recent behaviors attended (50 = "DIN"; L = "DIN-Full").
+      recent_length: number of most recent behaviors attended (50 = "DIN"; 200 = "DIN-Middle";
+        None = the schema's whole history, "DIN-Full").
       attention_units: hidden units of the local activation unit.
       attention_activation: activation of the local activation unit's hidden layers: "sigmoid"
         (ours, the earlier default), "prelu" or "dice" (the paper's, sec. 5.3).
@@ -45,7 +46,7 @@ class DINConfig:
     """
 
     embedding_dim: int = 16
-    recent_length: int = 50
+    recent_length: Optional[int] = 50
     attention_units: Tuple[int, ...] = (36,)
     attention_activation: str = "sigmoid"
     mlp_units: Tuple[int, ...] = (64, 32)
@@ -65,17 +66,39 @@ class DINConfig:
                              f"Received: recent_length={self.recent_length!r}")
 
 
+GROUP_KEYS = ("cluster", "item_id")
+
+
 @dataclasses.dataclass(frozen=True)
 class DMGINConfig:
-    """DMGIN (DMGIN paper, eqs. 1-10; DESIGN.md's reconstruction).
+    """DMGIN (DMGIN paper, eqs. 1-10; DESIGN.md's reconstruction; choices: docs/models.md).
+
+    Every paper ablation is a field: ``hstu_layers=0`` is DMGIN-simple and, on it, ``statistics`` /
+    ``evolution`` off are Table 3's "-Interest Statistical" / "-Behavior Evolution"; ``hstu_layers``
+    1 -> 6 is Table 4; ``group_key="item_id"`` is DGIN (groups by item id, no multimodal K-means:
+    ``dmgin-dgin.yaml``). ``pipelines/configs/dmgin-paper.yaml`` is the paper as written (no
+    match prior, the paper's Amazon short sequence of 10); the defaults are our measured best
+    (docs/models.md, "DMGIN").
 
     Attributes:
       embedding_dim: d, the size of every embedding and group vector.
-      top_k_groups: k, the number of most recent groups kept (eq. 6).
+      top_k_groups: k, the number of most recent groups kept (eq. 6); 0 = sized from the training
+        data (``DMGIN.config_from_data``: the smallest k keeping the target item's group for
+        ``top_k_coverage`` of the examples that have it in their history, at most ``top_k_max``).
+      top_k_coverage: the coverage ``top_k_groups=0`` is sized for.
+      top_k_max: the largest k ``top_k_groups=0`` may choose.
+      coverage_batches: training batches the sizing reads.
       max_per_group: m, behaviors per group fed to intra-group attention (most recent first).
       num_heads: heads of the intra-group multi-head self-attention (eqs. 2-3).
-      hstu_layers: depth of the inter-group HSTU stack (eqs. 7-9; paper: 1 -> 6, monotone gains).
+      hstu_layers: depth of the inter-group HSTU stack (eqs. 7-9; paper: 1 -> 6, monotone gains);
+        0 = DMGIN-simple (the candidate attends to the top-k group vectors directly).
       hstu_heads: heads per HSTU layer.
+      statistics: the interest statistics ``s_i`` (eq. 1) in the group representation (eq. 5).
+      evolution: the intra-group behavior evolution ``e_i`` (eqs. 2-4) in the group representation.
+      match_prior: add a learned bias on the candidate's own group to the candidate-aware attention
+        (ours, not the paper's eq. 10; ``CandidateGroupAttention``).
+      group_key: "cluster" (the multimodal K-means groups, ``tfrec cluster``) or "item_id" (DGIN:
+        every item is its own group; needs no group table).
       short_term_length: recent behaviors in the short-term DIN branch (0 = none).
       attention_units: hidden units of the short-term DIN local activation unit.
       mlp_units: hidden units of the prediction MLP.
@@ -84,11 +107,18 @@ class DMGINConfig:
     """
 
     embedding_dim: int = 16
-    top_k_groups: int = 16
+    top_k_groups: int = 0
+    top_k_coverage: float = 0.95
+    top_k_max: int = 128
+    coverage_batches: int = 20
     max_per_group: int = 16
     num_heads: int = 2
     hstu_layers: int = 2
     hstu_heads: int = 2
+    statistics: bool = True
+    evolution: bool = True
+    match_prior: bool = True
+    group_key: str = "cluster"
     short_term_length: int = 20
     attention_units: Tuple[int, ...] = (36,)
     mlp_units: Tuple[int, ...] = (64, 32)
@@ -96,9 +126,19 @@ class DMGINConfig:
     time_bucket_days: Tuple[float, ...] = TIME_BUCKET_DAYS
 
     def __post_init__(self):
-        if self.short_term_length < 0:
-            raise ValueError("DMGINConfig.short_term_length must be >= 0 (0 = no short-term branch). "
-                             f"Received: short_term_length={self.short_term_length!r}")
+        if self.group_key not in GROUP_KEYS:
+            raise ValueError(f"DMGINConfig.group_key must be one of {list(GROUP_KEYS)}. "
+                             f"Received: group_key={self.group_key!r}")
+        for name in ("top_k_groups", "hstu_layers", "short_term_length"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"DMGINConfig.{name} must be >= 0 (top_k_groups 0 = sized from the data, "
+                                 f"hstu_layers 0 = DMGIN-simple, short_term_length 0 = no short-term branch). "
+                                 f"Received: {name}={getattr(self, name)!r}")
+        _check_positive(self, "embedding_dim", "top_k_max", "coverage_batches", "max_per_group", "num_heads",
+                        "hstu_heads")
+        if not 0.0 < self.top_k_coverage <= 1.0:
+            raise ValueError(f"DMGINConfig.top_k_coverage must lie in (0, 1]. "
+                             f"Received: top_k_coverage={self.top_k_coverage!r}")
 
 
 CODEWORD_ORDERS = ("recency", "codebook")
@@ -705,6 +745,147 @@ class TWINV2Config:
                              f"Received: group_boundaries={self.group_boundaries}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"TWINV2Config.dropout must lie in [0, 1). Received: dropout={self.dropout}")
+
+
+# ---- DIENConfig (issue 15: the DIEN helper's spot) ----
+DIEN_EVOLUTIONS = ("augru", "agru", "aigru")
+
+
+@dataclasses.dataclass(frozen=True)
+class DIENConfig:
+    """DIEN (Zhou et al., AAAI 2019): interest extractor GRU + auxiliary loss, then the interest
+    evolving AUGRU driven by target attention (choices the paper leaves open: docs/models.md).
+
+    Ablations of the paper's tables are fields: ``evolution`` ("augru" = DIEN, "agru", "aigru") and
+    ``aux_loss_weight=0`` (DIEN without the auxiliary loss).
+
+    Attributes:
+      embedding_dim: size of the item / behavior-type / profile embeddings.
+      sequence_length: S, the most recent behaviors the two GRUs read (DIEN's behavior sequence).
+      gru_units: d_h, the hidden size of both GRUs; None = the item representation's width
+        (embedding_dim plus the declared item features' embeddings), so the auxiliary loss's
+        ``h_t · e_{t+1}`` needs no projection.
+      evolution: the interest evolving layer: "augru" (the paper's DIEN, ``ũ_t = a_t · u_t``),
+        "agru" (attention replaces the update gate) or "aigru" (attention scales the GRU's input).
+      aux_loss_weight: α of the auxiliary loss (paper eq. L = L_target + α L_aux; 0 = none, the
+        "DIEN without auxiliary loss" ablation, and no negatives are drawn).
+      negative_seed: seed of the auxiliary loss's negative behaviors (``tfrec.data.negatives``).
+      short_term_length: recent behaviors in the shared short-term DIN branch (ours; 0 = none, the
+        default: DIEN's own sequence already is the recent one).
+      attention_units: hidden units of the short-term DIN local activation unit (unused at 0).
+      mlp_units: hidden units of the prediction MLP.
+      dropout: dropout rate in the prediction MLP.
+    """
+
+    embedding_dim: int = 16
+    sequence_length: int = 50
+    gru_units: int | None = None
+    evolution: str = "augru"
+    aux_loss_weight: float = 1.0
+    negative_seed: int = 0
+    short_term_length: int = 0
+    attention_units: Tuple[int, ...] = (36,)
+    mlp_units: Tuple[int, ...] = (64, 32)
+    dropout: float = 0.0
+
+    def __post_init__(self):
+        _check_positive(self, "embedding_dim", "sequence_length")
+        if self.gru_units is not None and self.gru_units < 1:
+            raise ValueError(f"DIENConfig.gru_units must be >= 1 or None (= the item representation's width). "
+                             f"Received: gru_units={self.gru_units!r}")
+        if self.evolution not in DIEN_EVOLUTIONS:
+            raise ValueError(f"DIENConfig.evolution must be one of {list(DIEN_EVOLUTIONS)}. "
+                             f"Received: evolution={self.evolution!r}")
+        if not self.aux_loss_weight >= 0:
+            raise ValueError(f"DIENConfig.aux_loss_weight must be >= 0. Received: aux_loss_weight={self.aux_loss_weight!r}")
+        if self.short_term_length < 0:
+            raise ValueError("DIENConfig.short_term_length must be >= 0 (0 = no short-term branch). "
+                             f"Received: short_term_length={self.short_term_length!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"DIENConfig.dropout must lie in [0, 1). Received: dropout={self.dropout!r}")
+
+
+# ---- DSINConfig (issue 15: the DSIN helper's spot) ----
+SESSION_ENCODINGS = ("bias", "sinusoidal", "none")
+
+
+@dataclasses.dataclass(frozen=True)
+class DSINConfig:
+    """DSIN (Feng et al., IJCAI 2019, "Deep Session Interest Network for Click-Through Rate
+    Prediction"; choices the paper leaves open: docs/models.md) and DSIN-Full.
+
+    The history before the request is split into sessions at gaps > ``session_gap_seconds``; the
+    ``max_sessions`` most recent sessions (``session_length`` most recent behaviors each) go through
+    the session interest extractor (bias encoding + self-attention within each session + average,
+    sec. 4.2) and the Bi-LSTM interacting layer (sec. 4.3); the target attends over both (sec. 4.4).
+    Ablations are fields (the paper's Table 3): ``encoding="sinusoidal"`` is DSIN-PE,
+    ``interacting=False`` is DSIN-BE-No-SIIL. DSIN-Full: ``history_length=0`` (the whole history)
+    with more sessions (``pipelines/configs/dsin-full.yaml``).
+
+    Attributes:
+      embedding_dim: size of the item / behavior-type / profile embeddings.
+      history_length: N, the most recent behaviors (before the request) that are split into
+        sessions; 0 or None = the whole history (DSIN-Full; None as ``DINConfig.recent_length``).
+      max_sessions: K, the most recent sessions kept (DSIN's code: 5).
+      session_length: T, the most recent behaviors kept per session (DSIN's code: 10).
+      session_gap_seconds: a gap strictly greater than this starts a new session (DSIN: 30 min).
+      min_session_length: sessions with fewer behaviors are dropped (DSIN's code: 3; 1 = keep all).
+      encoding: position encoding of the session tokens: "bias" (BE, eq. 2), "sinusoidal"
+        (DSIN-PE) or "none".
+      num_heads: heads of the self-attention within sessions.
+      key_dim: query / key / value size per head of that self-attention.
+      ffn_dim: hidden units of the self-attention block's FFN.
+      layer_norm: a LayerNorm after each residual sum of that block (Vaswani et al.'s; DSIN's code
+        has none, the default).
+      interacting: the Bi-LSTM session interest interacting layer and the target attention over
+        its outputs (False = DSIN-BE-No-SIIL).
+      lstm_units: h, hidden units per direction of the Bi-LSTM (``H_k`` has 2h).
+      target_heads: heads of the two target attentions (1 = the paper's bilinear eq. 10).
+      target_key_dim: query / key size per head of the target attentions.
+      short_term_length: recent behaviors in the shared short-term DIN branch (0 = none, the
+        default: DSIN's sessions already cover recency).
+      attention_units: hidden units of the short-term DIN local activation unit.
+      mlp_units: hidden units of the prediction MLP (the paper's: 200 x 80).
+      dropout: dropout rate in the prediction MLP and the self-attention block.
+    """
+
+    embedding_dim: int = 16
+    history_length: Optional[int] = 200
+    max_sessions: int = 5
+    session_length: int = 10
+    session_gap_seconds: int = 1800
+    min_session_length: int = 1
+    encoding: str = "bias"
+    num_heads: int = 2
+    key_dim: int = 8
+    ffn_dim: int = 32
+    layer_norm: bool = False
+    interacting: bool = True
+    lstm_units: int = 8
+    target_heads: int = 1
+    target_key_dim: int = 16
+    short_term_length: int = 0
+    attention_units: Tuple[int, ...] = (36,)
+    mlp_units: Tuple[int, ...] = (64, 32)
+    dropout: float = 0.0
+
+    def __post_init__(self):
+        _check_positive(self, "embedding_dim", "max_sessions", "session_length", "min_session_length", "num_heads",
+                        "key_dim", "ffn_dim", "lstm_units", "target_heads", "target_key_dim")
+        if self.history_length is not None and self.history_length < 0:
+            raise ValueError("DSINConfig.history_length must be >= 0 (0 or None = the whole history, DSIN-Full). "
+                             f"Received: history_length={self.history_length!r}")
+        if self.session_gap_seconds < 0:
+            raise ValueError(f"DSINConfig.session_gap_seconds must be >= 0. "
+                             f"Received: session_gap_seconds={self.session_gap_seconds}")
+        if self.encoding not in SESSION_ENCODINGS:
+            raise ValueError(f"DSINConfig.encoding must be one of {list(SESSION_ENCODINGS)}. "
+                             f"Received: encoding={self.encoding!r}")
+        if self.short_term_length < 0:
+            raise ValueError("DSINConfig.short_term_length must be >= 0 (0 = no short-term branch). "
+                             f"Received: short_term_length={self.short_term_length}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"DSINConfig.dropout must lie in [0, 1). Received: dropout={self.dropout}")
 
 
 @dataclasses.dataclass(frozen=True)

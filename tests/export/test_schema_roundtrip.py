@@ -126,7 +126,7 @@ def exported(data, tmp_path_factory):
     extra = {"siren": {"content_feature": "mm", "semantic_id": False, "history_length": 8, "gsu_k": 3}}
     for name in ("din", "dmgin", "dmqn", "siren"):
         model = build_model(name, spec, {"embedding_dim": 4, **extra.get(name, {})}, groups=groups, item_table=items,
-                            item_content=ItemContent())
+                            item_content=ItemContent(), train_data=make_split_dataset(data, "train", spec, batch_size=16))
         model.adapt(make_split_dataset(data, "train", spec, batch_size=16))
         compile_model(model, 1e-2)
         model.fit(make_split_dataset(data, "train", spec, batch_size=16, shuffle=True), epochs=1, verbose=0)

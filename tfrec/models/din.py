@@ -8,8 +8,8 @@ from tfrec.registry import register
 class DIN(CTRModel):
     """DIN: target attention (local activation unit) over the S most recent behaviors.
 
-    ``recent_length=50`` is the papers' "DIN" baseline; ``recent_length=L`` (the whole raw
-    sequence) is "DIN-Full".
+    ``recent_length=50`` is the papers' "DIN" baseline; ~hundreds is "DIN-Middle" (``din-middle.yaml``:
+    200); ``recent_length=None`` (the schema's whole history) is "DIN-Full" (``din-full.yaml``).
 
     User state: ``user_embedding`` ``[B, d]``, ``recent_behaviors`` ``[B, S, d]``,
     ``recent_mask`` ``[B, S]``.
@@ -23,7 +23,8 @@ class DIN(CTRModel):
 
     @property
     def recent_length(self) -> int:
-        return self.config.recent_length
+        """S; ``recent_length: null`` = the schema's whole history (DIN-Full)."""
+        return self.config.recent_length or self.spec.max_history_length
 
     def encode_user(self, features, training=None):
         hist = self.padded_history(features)
