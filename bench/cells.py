@@ -59,4 +59,5 @@ def train_and_evaluate(name: str, data_dir: Path, run_dir: Path, config: dict, e
     result = metrics_of(name, data_dir, "test", predictions(model, data_dir, "test", user_vectors=vectors))
     return {"state_bytes": state_bytes(model), "model": name, "seed": seed, "train_seconds": round(seconds, 1), "total_seconds": round(time.time() - t0, 1),
             "config": config, **{k: result[k] for k in ("auc", "gauc", "logloss", "n_examples")},
-            **({"oracle": result["oracle"]} if "oracle" in result else {})}
+            **({"oracle": result["oracle"]} if "oracle" in result else {}),
+            **({"data_report": model.data_report} if getattr(model, "data_report", None) else {})}

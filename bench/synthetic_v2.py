@@ -31,6 +31,7 @@ from pipelines.common import GROUPS, RAW, SPEC, load_yaml_config, stage_args  # 
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / "pipelines" / "configs"
+# label -> (config file stem under pipelines/configs/, overrides); the model is the stem before its first "-"
 MODELS = {"din": ("din", {}), "din-full": ("din", {"recent_length": None}), "dmgin": ("dmgin", {}),
           "dmqn": ("dmqn", {}), "dmqn-simple": ("dmqn", {"use_icim": False}),
           "dmqn-restart": ("dmqn", {"dead_code_reset": True}),
@@ -39,7 +40,17 @@ MODELS = {"din": ("din", {}), "din-full": ("din", {"recent_length": None}), "dmg
           "twin": ("twin", {}), "twinv2": ("twinv2", {}),
           # TWIN-V2 clusters the window in the user tower at every training step (3.7 s per batch of
           # 256 at N = 1,024 on 2 cores): the 256-behavior window keeps a cell within minutes
-          "twinv2-n256": ("twinv2", {"history_length": 256})}
+          "twinv2-n256": ("twinv2", {"history_length": 256}),
+          # issue 15: the sequence baselines of DMGIN's Table 2 ...
+          "din-middle": ("din-middle", {}), "dien": ("dien", {}), "dsin": ("dsin", {}), "dsin-full": ("dsin-full", {}),
+          "dgin": ("dmgin-dgin", {}), "dmgin-paper": ("dmgin-paper", {}),
+          # ... DMGIN before issue 15 (k = 16 most recent groups), its match prior off, ...
+          "dmgin-k16": ("dmgin", {"top_k_groups": 16}), "dmgin-no-match": ("dmgin", {"match_prior": False}),
+          # ... Table 3 (on DMGIN-simple) and Table 4 (HSTU depth; 2 = "dmgin")
+          "dmgin-simple": ("dmgin", {"hstu_layers": 0}),
+          "dmgin-simple-no-stats": ("dmgin", {"hstu_layers": 0, "statistics": False}),
+          "dmgin-simple-no-evolution": ("dmgin", {"hstu_layers": 0, "evolution": False}),
+          **{f"dmgin-hstu{n}": ("dmgin", {"hstu_layers": n}) for n in (1, 3, 4, 5, 6)}}
 
 
 def prepare(size: str, data: Path) -> dict:
@@ -100,12 +111,13 @@ def main(argv=None) -> int:
     groups_k = int(np.load(data / GROUPS)["centroids"].shape[0])
     cells = CellCache(work / "cells.json")
     for label in args.models:
-        name, extra = MODELS[label]
+        stem, extra = MODELS[label]
+        name = stem.split("-")[0]
         for seed in args.seeds:
             key = f"{label}/{seed}/{args.epochs}"
             if key in cells:
                 continue
-            config = load_yaml_config(CONFIG_DIR / f"{name}.yaml")
+            config = load_yaml_config(CONFIG_DIR / f"{stem}.yaml")
             config.update({k: (max_len if v is None else v) for k, v in extra.items()})
             result = train_and_evaluate(name, data, work / "runs" / key.replace("/", "-"), config, args.epochs,
                                         args.batch_size, seed)

@@ -80,8 +80,14 @@ def train_model(model_type, data_dir, out_dir, model_config=None, epochs=3, batc
     ds = make_split_dataset(data_dir, "train", spec, batch_size, shuffle=True, seed=seed, history=history,
                             skip_corrupt=skip_corrupt, user_vectors=vectors,
                             min_request_timestamp=min_request_timestamp)
+    # Config fields sized from the data read their own copy of the pipeline: iterating `ds` here would
+    # move its reshuffle on, and training would not see the order its seed gives.
+    sizing = make_split_dataset(data_dir, "train", spec, batch_size, shuffle=True, seed=seed, history=history,
+                                skip_corrupt=skip_corrupt, user_vectors=vectors,
+                                min_request_timestamp=min_request_timestamp)
     model = build_model(model_type, model_spec, model_config, groups=groups, item_table=load_item_table(data_dir, spec),
-                        item_frequency=item_frequency(history, spec.n_items), item_content=content, train_data=ds)
+                        item_frequency=item_frequency(history, spec.n_items), item_content=content,
+                        train_data=sizing)
     if model.data_report and verbose:
         print(model.data_report.get("top_k_line", model.data_report), flush=True)
     extra = {"min_request_timestamp": min_request_timestamp}

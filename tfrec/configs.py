@@ -98,7 +98,8 @@ class DMGINConfig:
       match_prior: add a learned bias on the candidate's own group to the candidate-aware attention
         (ours, not the paper's eq. 10; ``CandidateGroupAttention``).
       group_key: "cluster" (the multimodal K-means groups, ``tfrec cluster``) or "item_id" (DGIN:
-        every item is its own group; needs no group table).
+        every item is its own group; needs no group table). The grouping then builds ``[B, n_items + 1]``
+        tensors per step: fine to ~10^5 items (B = 256: 26M entries), not for a 10^7-item catalog.
       short_term_length: recent behaviors in the short-term DIN branch (0 = none).
       attention_units: hidden units of the short-term DIN local activation unit.
       mlp_units: hidden units of the prediction MLP.

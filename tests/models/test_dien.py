@@ -220,3 +220,21 @@ def test_learns_the_order_of_recent_interests():
     bag = held_out_auc(din, features, label, n_train=n_train, epochs=12, lr=2e-2)
     print(f"dien {got:.3f}, DIN over the same 6 (a bag) {bag:.3f}")
     assert got > 0.9 and bag < 0.65, (got, bag)
+
+
+def test_a_training_step_runs_the_interest_extractor_once(monkeypatch):
+    """compute_loss hands auxiliary_losses this step's user state: the auxiliary loss reuses its h_t."""
+    from tfrec.layers import augru
+
+    model = _model()
+    features = _features()
+    compile_model(model, 1e-2)
+    calls = []
+    call = augru.AUGRU.call
+    monkeypatch.setattr(augru.AUGRU, "call", lambda self, inputs: calls.append(self.name) or call(self, inputs))
+    with_state = model.compute_loss((features, tf.ones(len(features["item_id"]))), training=True)
+    assert sorted(calls) == ["interest_evolution", "interest_extractor"]
+    # the same loss as computing the auxiliary term from scratch
+    ctr = model.compute_loss((features, tf.ones(len(features["item_id"]))), training=False)
+    np.testing.assert_allclose(with_state.numpy(), (ctr + CONFIG.aux_loss_weight * model.auxiliary_loss(features)).numpy(),
+                               rtol=1e-5)

@@ -115,32 +115,36 @@ def test_config_validation_names_the_field():
         DMGIN(SPEC, DMGINConfig(), num_groups=NUM_GROUPS, item_to_group=TABLE)
 
 
-def _ranks_by_hand(features, table):
-    """Recency rank of the target's group, one example at a time, in plain Python."""
-    out = []
-    for i in range(len(features["item_id"])):
-        n = int(features["hist_length"][i])
-        newest = {}
-        for item, ts in zip(features["hist_item_id"][i][:n], features["hist_timestamp"][i][:n]):
-            g = int(table[item])
-            newest[g] = max(newest.get(g, -1), int(ts))
-        order = sorted(newest, key=lambda g: (-newest[g], g))
-        target = int(table[features["item_id"][i]])
-        out.append(order.index(target) if target in newest else -1)
-    return out
+def test_target_group_ranks_follow_behavior_groupings_order():
+    """The rank of the target's group = its slot among BehaviorGrouping's groups (the order DMGIN keeps
+    them in), with timestamps in 0..3 so that ties between groups are everywhere."""
+    from tfrec.layers.behavior_grouping import BehaviorGrouping
 
-
-def test_target_group_ranks_and_the_chosen_k():
-    features = {k: np.asarray(v) for k, v in random_features(SPEC, 64, 16, seed=3).items()}
-    features["hist_timestamp"][:, 5] = features["hist_timestamp"][:, 4]  # ties: lower group id first
+    rng = np.random.default_rng(0)
+    b, length = 128, 10
+    features = {"item_id": rng.integers(0, SPEC.n_items, b), "hist_item_id": rng.integers(0, SPEC.n_items, (b, length)),
+                "hist_timestamp": np.sort(rng.integers(0, 4, (b, length)), 1), "hist_length": rng.integers(0, length + 1, b)}
     ranks, counts = target_group_ranks([features], TABLE)
-    np.testing.assert_array_equal(ranks, _ranks_by_hand(features, TABLE))
-    assert (ranks >= 0).any() and (ranks == -1).any() and ranks.max() >= 1
-    choice = choose_top_k(ranks, counts, target=0.9, max_k=128, min_k=1)
-    present = ranks[ranks >= 0]
-    assert np.mean(present < choice.k) >= 0.9 and (choice.k == 1 or np.mean(present < choice.k - 1) < 0.9)
-    np.testing.assert_allclose(choice.coverage, np.mean((ranks >= 0) & (ranks < choice.k)))
-    assert coverage_at(ranks, counts, 1).coverage == np.mean(ranks == 0)
+    grouped = BehaviorGrouping(NUM_GROUPS, NUM_GROUPS, 3)({"group_id": TABLE[features["hist_item_id"]],
+                                                             "timestamp": features["hist_timestamp"],
+                                                             "length": features["hist_length"]})
+    ids, kept = grouped["group_id"].numpy(), grouped["group_mask"].numpy()
+    expected = [next((s for s in range(NUM_GROUPS) if kept[i, s] and ids[i, s] == TABLE[features["item_id"][i]]), -1)
+                for i in range(b)]
+    np.testing.assert_array_equal(ranks, expected)
+    np.testing.assert_array_equal(counts, kept.sum(1))
+    assert (ranks == -1).any() and ranks.max() >= 2
+
+
+def test_choose_top_k_is_the_smallest_k_reaching_the_coverage():
+    ranks = np.array([0, 0, 1, 2, 5, -1, 3, 0, 9, -1])
+    counts = np.full(10, 10)
+    choice = choose_top_k(ranks, counts, target=0.75, max_k=128, min_k=1)
+    present = ranks[ranks >= 0]  # 8 examples have the group; 6 of them (75%) have rank <= 3
+    assert choice.k == 4 and np.mean(present < 4) >= 0.75 > np.mean(present < 3)
+    assert choice.coverage == 0.6 and choice.present == 0.8
+    assert choose_top_k(ranks, counts, target=1.0, max_k=4, min_k=1).k == 4  # capped
+    assert coverage_at(ranks, counts, 1).coverage == 0.3
 
 
 def test_top_k_groups_zero_is_sized_from_the_training_data(tmp_path):

@@ -17,8 +17,9 @@ CONFIG = DINConfig(embedding_dim=4, recent_length=3, attention_units=(4,), mlp_u
 class _Planted(DIN):
     """DIN with a constant auxiliary loss and a training-data transform that flips every label."""
 
-    def auxiliary_losses(self, features, labels):
-        return {**super().auxiliary_losses(features, labels), "constant": tf.constant(2.0)}
+    def auxiliary_losses(self, features, labels, user_state=None):
+        assert user_state is None or "recent_behaviors" in user_state  # compute_loss hands over this step's state
+        return {**super().auxiliary_losses(features, labels, user_state), "constant": tf.constant(2.0)}
 
     def prepare_training_data(self, dataset):
         return dataset.map(lambda f, y: (f, 1.0 - y))
@@ -69,3 +70,54 @@ def test_train_applies_the_models_training_data_transform(tmp_path):
     train(model, "din", ones, tmp_path, TrainConfig(epochs=3, learning_rate=0.05), verbose=0)
     # trained on the flipped labels (all 0): the model predicts clicks as unlikely
     assert float(tf.reduce_mean(model(features))) < 0.4
+
+
+def test_logged_losses_are_per_example_means_with_a_partial_batch_and_sample_weights():
+    tf.keras.utils.set_random_seed(0)
+    model = compile_model(DIN(SPEC, CONFIG), 0.0)
+    features, y = _data(10)  # batches of 4, 4, 2
+    per_example = tf.keras.losses.binary_crossentropy(y[:, None], model(features)[:, None]).numpy()
+    logs = model.evaluate(features, y, batch_size=4, verbose=0, return_dict=True)
+    np.testing.assert_allclose(logs["ctr_loss"], per_example.mean(), rtol=1e-5)
+    weights = np.linspace(0.0, 2.0, 10).astype(np.float32)
+    history = model.fit(features, y, sample_weight=weights, batch_size=10, epochs=1, verbose=0).history
+    np.testing.assert_allclose(history["ctr_loss"][0], (per_example * weights).mean(), rtol=1e-5)
+
+
+_MIRRORED = """
+import numpy as np, tensorflow as tf
+cpus = tf.config.list_physical_devices("CPU")
+tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+from tests.models.test_training_loss import CONFIG, SPEC, _Planted, _data
+from tfrec.training import compile_model
+features, y = _data(16)
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+with strategy.scope():
+    model = compile_model(_Planted(SPEC, CONFIG), 0.0)
+ds = tf.data.Dataset.from_tensor_slices((features, y)).batch(8)
+model.fit(ds, epochs=1, verbose=0)
+per_replica = strategy.run(lambda f, l: model.compute_loss((f, l), training=True), args=next(iter(
+    strategy.experimental_distribute_dataset(ds))))
+summed = float(strategy.reduce("SUM", per_replica, axis=None))
+logs = model.evaluate(ds, verbose=0, return_dict=True)
+bce = float(tf.keras.losses.BinaryCrossentropy()(y[:8], model({k: v[:8] for k, v in features.items()})))
+print("RESULT", summed, bce + float(model.embedding_penalty(features)) + 2.0, logs["ctr_loss"], logs["logloss"])
+"""
+
+
+def test_losses_under_a_mirrored_strategy_count_each_term_once(tmp_path):
+    """Two replicas: the replicas' losses sum to CTR + each auxiliary loss once (Keras divides the compiled
+    loss by the replicas; the auxiliary ones are divided too), and the logs are not halved."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    out = subprocess.run([sys.executable, "-c", "import tfrec\n" + _MIRRORED], cwd=root, env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    summed, expected, ctr_loss, logloss = map(float, out.stdout.split("RESULT")[1].split())
+    np.testing.assert_allclose(summed, expected, rtol=1e-4)
+    np.testing.assert_allclose(ctr_loss, logloss, rtol=1e-4)

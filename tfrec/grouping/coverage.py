@@ -102,6 +102,7 @@ def choose_top_k(ranks: np.ndarray, counts: np.ndarray, target: float = 0.95, ma
     ``target`` of the examples that have it in their history at all (``max_k`` when none does)."""
     present = ranks[ranks >= 0]
     k = min_k
-    if len(present):
-        k = int(np.clip(np.ceil(np.quantile(present + 1, target, method="higher")), min_k, max_k))
+    if len(present):  # the ceil(target * n)-th smallest rank + 1 keeps that many of the n examples
+        needed = int(np.ceil(target * len(present) - 1e-9))
+        k = int(np.clip(np.sort(present)[max(needed, 1) - 1] + 1, min_k, max_k))
     return coverage_at(ranks, counts, k, target)

@@ -19,5 +19,5 @@ MODELS = {"din": DIN, "dmgin": DMGIN, "dmqn": DMQN, "siren": SIREN, "muse": MUSE
           "dien": DIEN,
           "dsin": DSIN}
 
-__all__ = ["CTRModel", "DIN", "DMGIN", "DMQN", "ETA", "MISS", "MODELS", "MUSE", "SDIM", "SIM", "SIREN", "TWIN",
-           "TWINV2"]
+__all__ = ["CTRModel", "DIEN", "DIN", "DMGIN", "DMQN", "DSIN", "ETA", "MISS", "MODELS", "MUSE", "SDIM", "SIM",
+           "SIREN", "TWIN", "TWINV2"]

@@ -138,11 +138,13 @@ class CTRModel(tfrs.models.Model):
         parts += list(self.head_inputs(user_state, candidate_item_id, item_emb, training))
         return tf.squeeze(self.head(tf.concat(parts, axis=-1), training=training), -1)
 
-    def call(self, features, training=None):
+    def call(self, features, training=None, return_state: bool = False):
+        """p(click) ``[B]`` of each example's ``item_id``; with ``return_state`` also the user state
+        (``compute_loss`` hands it to ``auxiliary_losses``, so the user tower runs once per step)."""
         state = self.encode_user(features, training=training)
         context = {f.name: features[f.name] for f in self.spec.context_fields()}
-        return self.score(state, tf.cast(features["item_id"], tf.int64)[:, None], context,
-                          training=training)[:, 0]
+        probs = self.score(state, tf.cast(features["item_id"], tf.int64)[:, None], context, training=training)[:, 0]
+        return (probs, state) if return_state else probs
 
     # -- training -----------------------------------------------------------------------------
     @classmethod
@@ -181,28 +183,37 @@ class CTRModel(tfrs.models.Model):
         """The compiled CTR loss on ``(features, label[, weight])`` + (training only) the auxiliary losses.
 
         Updates the compiled metrics (AUC, logloss) and one running-mean tracker per loss term
-        (``ctr_loss`` and each key of ``auxiliary_losses``), which the logs report.
+        (``ctr_loss``, each key of ``auxiliary_losses``, ``loss`` = their sum), which the logs report.
+        Under a distribution strategy the returned loss is this replica's share (every term divided
+        by the replicas in sync, as Keras scales the compiled loss); the trackers hold the unscaled
+        per-example means, weighted by batch size.
         """
         features, labels, weights = tf.keras.utils.unpack_x_y_sample_weight(inputs)
         if labels is None:
             raise ValueError("training needs (features, label) batches; the dataset yields features only "
                              "(make_dataset(..., labels=True) / tfrec.api.DataDir.dataset yield both)")
-        labels = tf.convert_to_tensor(labels)
-        predictions = self(features, training=training)
-        loss = self.compiled_loss(labels, predictions, weights)
+        labels = tf.reshape(tf.cast(labels, tf.float32), [-1, 1])  # [B, 1]: one loss per example, weightable
+        predictions, state = self(features, training=training, return_state=True)
+        predictions = predictions[:, None]
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        loss = self.compiled_loss(labels, predictions, weights)  # Keras divides it by the replicas
         self.compiled_metrics.update_state(labels, predictions, weights)
-        self._loss_tracker("ctr_loss").update_state(loss)
+        batch = tf.cast(tf.shape(labels)[0], tf.float32)
+        total = loss * replicas
+        self._loss_tracker("ctr_loss").update_state(total, sample_weight=batch)
         if training:
-            for name, value in self.auxiliary_losses(features, labels).items():
-                self._loss_tracker(name).update_state(value)
-                loss += value
-        self._loss_tracker("loss").update_state(loss)
+            for name, value in self.auxiliary_losses(features, labels[:, 0], state).items():
+                self._loss_tracker(name).update_state(value, sample_weight=batch)
+                total += value
+                loss += value / replicas
+        self._loss_tracker("loss").update_state(total, sample_weight=batch)
         return loss
 
-    def auxiliary_losses(self, features, labels) -> Dict[str, tf.Tensor]:
+    def auxiliary_losses(self, features, labels, user_state=None) -> Dict[str, tf.Tensor]:
         """Scalar, already weighted losses added to the CTR loss in training only, by name (each is
-        logged as a running mean). Base: ``embedding_penalty`` when ``embedding_l2`` > 0.
-        Overrides extend ``super().auxiliary_losses(features, labels)``."""
+        logged as a running mean). ``user_state``: this step's ``encode_user(features, training=True)``
+        (reuse it rather than running the user tower again; None = compute it). Base: ``embedding_penalty`` when
+        ``embedding_l2`` > 0. Overrides extend ``super().auxiliary_losses(features, labels, user_state)``."""
         if self.embedding_l2:
             return {"embedding_penalty": self.embedding_penalty(features)}
         return {}

@@ -39,8 +39,8 @@ class DIEN(CTRModel):
     representations (id + item features, no behavior type: a negative has none, and a type
     embedding on one side only would give the positive away); L_aux is averaged over the valid
     pairs (the paper sums over steps and divides by the users; the official code divides by every
-    padded position); negatives are uniform, drawn in tf.data; the loss runs the extractor once more
-    in training (``compute_loss`` calls the model, then ``auxiliary_losses``).
+    padded position); negatives are uniform, drawn in tf.data; the loss reuses the step's interest
+    states (``compute_loss`` hands ``auxiliary_losses`` the user state: the extractor runs once).
 
     User state: ``user_embedding`` ``[B, d]``, ``interest_states`` ``[B, S, d_h]`` (zeros at
     padding), ``interest_mask`` ``[B, S]`` (+ ``recent_behaviors`` / ``recent_mask`` with
@@ -121,14 +121,14 @@ class DIEN(CTRModel):
             return dataset
         return with_negative_behaviors(dataset, self.spec.n_items, seed=self.config.negative_seed)
 
-    def auxiliary_losses(self, features, labels) -> dict[str, tf.Tensor]:
+    def auxiliary_losses(self, features, labels, user_state=None) -> dict[str, tf.Tensor]:
         """The base's losses + ``{"dien_aux_loss": α L_aux}`` (left out when ``aux_loss_weight`` is 0);
         training only (the base's ``compute_loss``).
 
         Raises:
           ValueError: the features lack ``hist_negative_item_id``.
         """
-        losses = dict(super().auxiliary_losses(features, labels))
+        losses = dict(super().auxiliary_losses(features, labels, user_state))
         if not self.config.aux_loss_weight:
             return losses
         if HIST_NEGATIVE_ITEM_ID not in features:
@@ -136,16 +136,22 @@ class DIEN(CTRModel):
                              "behavior): map the dataset with model.prepare_training_data(ds), as "
                              "tfrec.training.train does, or set aux_loss_weight: 0. "
                              f"Received: {sorted(features)}")
-        losses[AUX_LOSS] = self.config.aux_loss_weight * self.auxiliary_loss(features)
+        losses[AUX_LOSS] = self.config.aux_loss_weight * self.auxiliary_loss(features, user_state)
         return losses
 
-    def auxiliary_loss(self, features, training=True) -> tf.Tensor:
+    def auxiliary_loss(self, features, user_state=None) -> tf.Tensor:
         """L_aux (unweighted): the mean over valid consecutive pairs ``(t, t+1)`` of the window of
-        ``softplus(-h_t·e_{t+1}) + softplus(h_t·ê_{t+1})`` (= -log σ(.) - log(1 - σ(.))); 0 without pairs."""
+        ``softplus(-h_t·e_{t+1}) + softplus(h_t·ê_{t+1})`` (= -log σ(.) - log(1 - σ(.))); 0 without pairs.
+        ``user_state``: this training step's (its ``interest_states``; None = run the extractor)."""
         hist = self.padded_history(features)
         negative = features[HIST_NEGATIVE_ITEM_ID]
         negative = tf.pad(negative, [[0, 0], [0, tf.maximum(1 - tf.shape(negative)[1], 0)]])  # as padded_history
-        states, mask, window = self.interest_states(hist, extra={HIST_NEGATIVE_ITEM_ID: negative})
+        if user_state is None:
+            states, mask, window = self.interest_states(hist, extra={HIST_NEGATIVE_ITEM_ID: negative})
+        else:  # the window's ids only (a gather): the extractor already ran in this step's encode_user
+            window = self.behaviors({"length": hist[HIST_LENGTH], "values": {
+                "hist_item_id": hist["hist_item_id"], HIST_NEGATIVE_ITEM_ID: negative}})
+            states, mask = user_state["interest_states"], user_state["interest_mask"]
         positive = self.item_embedding(window["hist_item_id"][:, 1:])  # [B, S-1, d_item]
         sampled = self.item_embedding(window[HIST_NEGATIVE_ITEM_ID][:, 1:])
         if self.aux_projection is not None:

@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from tfrec.configs import DMGINConfig
 from tfrec.data.spec import HIST_LENGTH
+from tfrec.grouping.coverage import choose_top_k, coverage_at, target_group_ranks
 from tfrec.layers.behavior_embedding import BehaviorEmbedding
 from tfrec.layers.behavior_grouping import BehaviorGrouping
 from tfrec.layers.candidate_group_attention import CandidateGroupAttention
@@ -17,7 +18,6 @@ from tfrec.layers.id_embedding import IdEmbedding
 from tfrec.layers.intra_group_attention import IntraGroupAttention, masked_mean
 from tfrec.layers.item_group_lookup import ItemGroupLookup
 from tfrec.layers.top_k_groups import TopKGroups
-from tfrec.grouping.coverage import choose_top_k, coverage_at, target_group_ranks
 from tfrec.models.base import CTRModel
 from tfrec.registry import register
 
@@ -102,13 +102,14 @@ class DMGIN(CTRModel):
         """Sizes ``top_k_groups`` when it is 0: the smallest k (in [4, ``top_k_max``]) whose kept groups
         hold the target item's group for ``top_k_coverage`` of the training examples that have it in
         their history (``tfrec.grouping.coverage``, over the first ``coverage_batches`` batches of
-        ``train_data``). Returns ``(config, report)``; the report gives the coverage of the k used
+        ``train_data``: pass a copy of the training pipeline, since iterating it moves a reshuffle on). Returns ``(config, report)``; the report gives the coverage of the k used
         (also when k was set by hand), None without training data."""
         if train_data is None or (config.group_key == "cluster" and groups is None):
             return config, None
         table = np.arange(1, spec.n_items + 1) if config.group_key == "item_id" else np.asarray(groups.table)
         keys = ("item_id", "hist_item_id", "hist_timestamp", HIST_LENGTH)
-        batches = [{k: features[k].numpy() for k in keys} for features, _ in train_data.take(config.coverage_batches)]
+        batches = [{k: tf.keras.utils.unpack_x_y_sample_weight(element)[0][k].numpy() for k in keys}
+                   for element in train_data.take(config.coverage_batches)]
         ranks, counts = target_group_ranks(batches, table)
         if config.top_k_groups:
             report = coverage_at(ranks, counts, config.top_k_groups)

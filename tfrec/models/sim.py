@@ -67,9 +67,9 @@ class SIM(SearchThenAttendModel):
         recency = tf.cast(tf.range(n), tf.float32)[None, None, :]  # later position = more recent
         return tf.broadcast_to(recency, tf.shape(eligible)), eligible
 
-    def gsu_logit(self, features, training=None) -> tf.Tensor:
-        """The soft GSU's auxiliary CTR logit ``[B]`` (training only)."""
-        state = self.encode_user(features, training=training)
+    def gsu_logit(self, features, training=None, user_state=None) -> tf.Tensor:
+        """The soft GSU's auxiliary CTR logit ``[B]`` (training only; ``user_state``: this step's, if computed)."""
+        state = self.encode_user(features, training=training) if user_state is None else user_state
         item_emb = self.item_embedding(tf.cast(features["item_id"], tf.int64))[:, None, :]  # [B, 1, d]
         tokens = self.window_tokens(state)
         r = self.relevance(item_emb, tokens)[:, 0]  # [B, N]
@@ -78,10 +78,10 @@ class SIM(SearchThenAttendModel):
         pooled = tf.einsum("bn,bnd->bd", weights, tokens)
         return tf.squeeze(self.gsu_head(tf.concat([pooled, item_emb[:, 0]], -1), training=training), -1)
 
-    def auxiliary_losses(self, features, labels):
-        losses = super().auxiliary_losses(features, labels)
+    def auxiliary_losses(self, features, labels, user_state=None):
+        losses = super().auxiliary_losses(features, labels, user_state)
         if self.gsu_head is not None and self.config.gsu_loss_weight:
-            logit = self.gsu_logit(features, training=True)
+            logit = self.gsu_logit(features, training=True, user_state=user_state)
             aux = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(tf.cast(labels, tf.float32), logit))
             losses["gsu_loss"] = self.config.gsu_loss_weight * aux
         return losses
