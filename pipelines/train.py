@@ -62,7 +62,7 @@ def train_model(model_type, data_dir, out_dir, model_config=None, epochs=3, batc
     from tfrec.grouping import load_group_table
     from tfrec.data.dataset import load_user_histories
     from tfrec.data.user_vectors import UserVectors
-    from tfrec.models import MODELS
+    from tfrec.models import MODELS, CTRModel
     from tfrec.training import build_model, item_frequency, train
 
     spec = load_spec(data_dir)
@@ -82,9 +82,11 @@ def train_model(model_type, data_dir, out_dir, model_config=None, epochs=3, batc
                             min_request_timestamp=min_request_timestamp)
     # Config fields sized from the data read their own copy of the pipeline: iterating `ds` here would
     # move its reshuffle on, and training would not see the order its seed gives.
-    sizing = make_split_dataset(data_dir, "train", spec, batch_size, shuffle=True, seed=seed, history=history,
-                                skip_corrupt=skip_corrupt, user_vectors=vectors,
-                                min_request_timestamp=min_request_timestamp)
+    sizing = None
+    if MODELS[model_type].config_from_data.__func__ is not CTRModel.config_from_data.__func__:
+        sizing = make_split_dataset(data_dir, "train", spec, batch_size, shuffle=True, seed=seed, history=history,
+                                    skip_corrupt=skip_corrupt, user_vectors=vectors,
+                                    min_request_timestamp=min_request_timestamp)
     model = build_model(model_type, model_spec, model_config, groups=groups, item_table=load_item_table(data_dir, spec),
                         item_frequency=item_frequency(history, spec.n_items), item_content=content,
                         train_data=sizing)

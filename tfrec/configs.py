@@ -137,6 +137,9 @@ class DMGINConfig:
                                  f"Received: {name}={getattr(self, name)!r}")
         _check_positive(self, "embedding_dim", "top_k_max", "coverage_batches", "max_per_group", "num_heads",
                         "hstu_heads")
+        if self.top_k_max < 4:
+            raise ValueError(f"DMGINConfig.top_k_max must be >= 4 (the smallest k the sizing picks). "
+                             f"Received: top_k_max={self.top_k_max!r}")
         if not 0.0 < self.top_k_coverage <= 1.0:
             raise ValueError(f"DMGINConfig.top_k_coverage must lie in (0, 1]. "
                              f"Received: top_k_coverage={self.top_k_coverage!r}")

@@ -75,7 +75,8 @@ def dummy_features(spec: FeatureSpec) -> Dict[str, tf.Tensor]:
 def compile_model(model, learning_rate: float):
     model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate),
                   loss=tf.keras.losses.BinaryCrossentropy(),
-                  metrics=[tf.keras.metrics.AUC(name="auc"), tf.keras.metrics.BinaryCrossentropy(name="logloss")])
+                  weighted_metrics=[tf.keras.metrics.AUC(name="auc"),
+                                    tf.keras.metrics.BinaryCrossentropy(name="logloss")])  # sample weights apply
     return model
 
 

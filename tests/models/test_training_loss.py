@@ -85,29 +85,52 @@ def test_logged_losses_are_per_example_means_with_a_partial_batch_and_sample_wei
 
 
 _MIRRORED = """
+import dataclasses
 import numpy as np, tensorflow as tf
 cpus = tf.config.list_physical_devices("CPU")
 tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
 from tests.models.test_training_loss import CONFIG, SPEC, _Planted, _data
 from tfrec.training import compile_model
-features, y = _data(16)
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-with strategy.scope():
-    model = compile_model(_Planted(SPEC, CONFIG), 0.0)
+
+
+class _Mean(_Planted):  # + a per-example mean: NaN on an empty batch unless the base guards it
+    def auxiliary_losses(self, features, labels, user_state=None):
+        return {**super().auxiliary_losses(features, labels, user_state), "label_mean": tf.reduce_mean(labels)}
+
+
+def replica_sum(model, ds):
+    per_replica = strategy.run(lambda f, l: model.compute_loss((f, l), training=True),
+                               args=next(iter(strategy.experimental_distribute_dataset(ds))))
+    return float(strategy.reduce("SUM", per_replica, axis=None))
+
+
+features, y = _data(16)
 ds = tf.data.Dataset.from_tensor_slices((features, y)).batch(8)
-model.fit(ds, epochs=1, verbose=0)
-per_replica = strategy.run(lambda f, l: model.compute_loss((f, l), training=True), args=next(iter(
-    strategy.experimental_distribute_dataset(ds))))
-summed = float(strategy.reduce("SUM", per_replica, axis=None))
-logs = model.evaluate(ds, verbose=0, return_dict=True)
-bce = float(tf.keras.losses.BinaryCrossentropy()(y[:8], model({k: v[:8] for k, v in features.items()})))
-print("RESULT", summed, bce + float(model.embedding_penalty(features)) + 2.0, logs["ctr_loss"], logs["logloss"])
+for regularization in ("l2", "mba"):
+    with strategy.scope():
+        model = compile_model(_Planted(SPEC, dataclasses.replace(CONFIG, regularization=regularization)), 0.0)
+    model.fit(ds, epochs=1, verbose=0)
+    half = [{k: v[i:i + 4] for k, v in features.items()} for i in (0, 4)]  # the replicas' halves of batch 1
+    if regularization == "l2":  # one penalty on the whole model
+        penalty = float(model.embedding_penalty(features))
+    else:  # a sum over each replica's batch: the replicas' sum
+        penalty = sum(float(model.embedding_penalty(h)) for h in half)
+    bce = float(tf.keras.losses.BinaryCrossentropy()(y[:8], model({k: v[:8] for k, v in features.items()})))
+    logs = model.evaluate(ds, verbose=0, return_dict=True)
+    print("RESULT", regularization, replica_sum(model, ds), bce + penalty + 2.0, logs["ctr_loss"], logs["logloss"])
+features, y = _data(17)  # the last batch has 1 example: one replica gets none
+with strategy.scope():
+    model = compile_model(_Mean(SPEC, CONFIG), 1e-2)
+history = model.fit(tf.data.Dataset.from_tensor_slices((features, y)).batch(8), epochs=1, verbose=0).history
+print("FINITE", all(np.isfinite(v[0]) for v in history.values()), history)
 """
 
 
 def test_losses_under_a_mirrored_strategy_count_each_term_once(tmp_path):
     """Two replicas: the replicas' losses sum to CTR + each auxiliary loss once (Keras divides the compiled
-    loss by the replicas; the auxiliary ones are divided too), and the logs are not halved."""
+    loss by the replicas; mean auxiliary terms are divided too, the mini-batch aware penalty, a sum over
+    each replica's batch, is not), the logs are not halved, and a replica without examples adds no NaN."""
     import os
     import subprocess
     import sys
@@ -118,6 +141,8 @@ def test_losses_under_a_mirrored_strategy_count_each_term_once(tmp_path):
     out = subprocess.run([sys.executable, "-c", "import tfrec\n" + _MIRRORED], cwd=root, env=env, capture_output=True,
                          text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
-    summed, expected, ctr_loss, logloss = map(float, out.stdout.split("RESULT")[1].split())
-    np.testing.assert_allclose(summed, expected, rtol=1e-4)
-    np.testing.assert_allclose(ctr_loss, logloss, rtol=1e-4)
+    for line in [x for x in out.stdout.splitlines() if x.startswith("RESULT")]:
+        _, regularization, summed, expected, ctr_loss, logloss = line.split()
+        np.testing.assert_allclose(float(summed), float(expected), rtol=1e-4, err_msg=regularization)
+        np.testing.assert_allclose(float(ctr_loss), float(logloss), rtol=1e-4, err_msg=regularization)
+    assert out.stdout.count("RESULT") == 2 and "FINITE True" in out.stdout, out.stdout

@@ -99,7 +99,10 @@ def coverage_at(ranks: np.ndarray, counts: np.ndarray, k: int, target: Optional[
 def choose_top_k(ranks: np.ndarray, counts: np.ndarray, target: float = 0.95, max_k: int = 128,
                  min_k: int = 4) -> TopKCoverage:
     """The smallest k in ``[min_k, max_k]`` whose kept groups hold the target's group for at least
-    ``target`` of the examples that have it in their history at all (``max_k`` when none does)."""
+    ``target`` of the examples that have it in their history at all (``max_k`` when no k up to it
+    does; ``min_k`` when no example has it). Needs ``1 <= min_k <= max_k``."""
+    if not 1 <= min_k <= max_k:
+        raise ValueError(f"choose_top_k needs 1 <= min_k <= max_k. Received: min_k={min_k}, max_k={max_k}")
     present = ranks[ranks >= 0]
     k = min_k
     if len(present):  # the ceil(target * n)-th smallest rank + 1 keeps that many of the n examples

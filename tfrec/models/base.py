@@ -184,9 +184,10 @@ class CTRModel(tfrs.models.Model):
 
         Updates the compiled metrics (AUC, logloss) and one running-mean tracker per loss term
         (``ctr_loss``, each key of ``auxiliary_losses``, ``loss`` = their sum), which the logs report.
-        Under a distribution strategy the returned loss is this replica's share (every term divided
-        by the replicas in sync, as Keras scales the compiled loss); the trackers hold the unscaled
-        per-example means, weighted by batch size.
+        Under a distribution strategy the returned loss is this replica's share (the mean terms
+        divided by the replicas in sync, as Keras scales the compiled loss; ``batch_sum_losses``
+        not); the trackers hold the unscaled values, weighted by batch size. A replica left without
+        examples (a last batch smaller than the replicas) adds 0, not NaN.
         """
         features, labels, weights = tf.keras.utils.unpack_x_y_sample_weight(inputs)
         if labels is None:
@@ -202,10 +203,12 @@ class CTRModel(tfrs.models.Model):
         total = loss * replicas
         self._loss_tracker("ctr_loss").update_state(total, sample_weight=batch)
         if training:
+            sums = self.batch_sum_losses()
             for name, value in self.auxiliary_losses(features, labels[:, 0], state).items():
+                value = tf.where(batch > 0, value, tf.zeros_like(value))  # a replica left without examples
                 self._loss_tracker(name).update_state(value, sample_weight=batch)
                 total += value
-                loss += value / replicas
+                loss += value if name in sums else value / replicas
         self._loss_tracker("loss").update_state(total, sample_weight=batch)
         return loss
 
@@ -217,6 +220,13 @@ class CTRModel(tfrs.models.Model):
         if self.embedding_l2:
             return {"embedding_penalty": self.embedding_penalty(features)}
         return {}
+
+    def batch_sum_losses(self) -> set:
+        """Names of the auxiliary losses that are sums over the batch rather than means or whole-model
+        terms: under a distribution strategy each replica's term counts in full (the global batch's
+        sum is the replicas' sum) instead of being divided by the replicas. Base: the mini-batch
+        aware penalty (``regularization="mba"``, a sum over the batch's ids)."""
+        return {"embedding_penalty"} if self.embedding_l2 and self.regularization == "mba" else set()
 
     def prepare_training_data(self, dataset: tf.data.Dataset) -> tf.data.Dataset:
         """The training ``(features, label)`` dataset as this model trains on it: e.g. DIEN adds
