@@ -58,6 +58,8 @@ def train_model(model_type, data_dir, out_dir, model_config=None, epochs=3, batc
     ``user_vectors``: path of a ``UserVectors`` file; the model gets ``user_vector_dim`` = its D and
     the run's model.json its path. ``min_request_timestamp``: drop the earlier training examples.
     """
+    import tensorflow as tf
+
     from tfrec.configs import TrainConfig
     from tfrec.grouping import load_group_table
     from tfrec.data.dataset import load_user_histories
@@ -84,6 +86,7 @@ def train_model(model_type, data_dir, out_dir, model_config=None, epochs=3, batc
     # move its reshuffle on, and training would not see the order its seed gives.
     sizing = None
     if MODELS[model_type].config_from_data.__func__ is not CTRModel.config_from_data.__func__:
+        tf.keras.utils.set_random_seed(seed)  # the shuffle's order depends on the global seed too
         sizing = make_split_dataset(data_dir, "train", spec, batch_size, shuffle=True, seed=seed, history=history,
                                     skip_corrupt=skip_corrupt, user_vectors=vectors,
                                     min_request_timestamp=min_request_timestamp)
