@@ -105,6 +105,12 @@ class DMGINConfig:
       mlp_units: hidden units of the prediction MLP.
       dropout: dropout rate in the prediction MLP.
       time_bucket_days: boundaries (days) of the behavior-age buckets, E_time.
+      input_grouping: group the history in the input pipeline, not in the train step (the grouping,
+        the statistics and every gather over the L raw behaviors have no trainable parameter):
+        ``tfrec train`` computes each request's grouped tensors once (``tfrec.data.request_states``)
+        and trains on ``k x m`` tensors; ``prepare_training_data`` maps the same function over a
+        notebook's batches. False = group in the train step (the serving ``user_tower`` always groups
+        in-graph from the raw behaviors; both paths give identical tensors, tested).
     """
 
     embedding_dim: int = 16
@@ -125,6 +131,7 @@ class DMGINConfig:
     mlp_units: Tuple[int, ...] = (64, 32)
     dropout: float = 0.0
     time_bucket_days: Tuple[float, ...] = TIME_BUCKET_DAYS
+    input_grouping: bool = True
 
     def __post_init__(self):
         if self.group_key not in GROUP_KEYS:

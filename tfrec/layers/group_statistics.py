@@ -20,8 +20,12 @@ class GroupStatistics(tf.keras.layers.Layer):
       n_categories: coarse behavior categories.
       dim: output size.
 
+    The statistics have no parameter: ``raw_statistics`` computes them alone (DMGIN's input
+    pipeline does, once per request), and ``call`` accepts them precomputed as ``{"raw": ...}``.
+
     Input: dict with ``slot`` int32 ``[B, L]`` (from BehaviorGrouping), ``category`` int
-      ``[B, L]``, ``duration`` ``[B, L]``, ``amount`` ``[B, L]``, ``age_seconds`` ``[B, L]``.
+      ``[B, L]``, ``duration`` ``[B, L]``, ``amount`` ``[B, L]``, ``age_seconds`` ``[B, L]``; or
+      with ``raw`` ``[B, G, n_categories + 5]`` only.
     Output: dict with ``raw`` ``[B, G, n_categories + 5]`` (the statistics) and ``embedding``
       ``[B, G, dim]``.
     """
@@ -37,6 +41,11 @@ class GroupStatistics(tf.keras.layers.Layer):
         super().build(input_shape)
 
     def call(self, inputs):
+        raw = inputs["raw"] if "raw" in inputs else self.raw_statistics(inputs)
+        return {"raw": raw, "embedding": self.project(raw)}
+
+    def raw_statistics(self, inputs):
+        """The parameter-free statistics ``[B, G, n_categories + 5]`` of ``call``'s raw-behavior inputs."""
         slot = tf.cast(inputs["slot"], tf.int32)
         g = self.max_groups
         batch = tf.shape(slot)[0]
@@ -68,7 +77,7 @@ class GroupStatistics(tf.keras.layers.Layer):
             [tf.math.log1p(counts)]
             + [tf.math.log1p(x)[..., None] for x in (total, mean_duration, max_duration, mean_amount, recency)],
             axis=-1)
-        return {"raw": raw, "embedding": self.project(raw)}
+        return raw
 
     def get_config(self):
         return {**super().get_config(), "max_groups": self.max_groups, "n_categories": self.n_categories,

@@ -5,6 +5,15 @@ import tensorflow as tf
 from tfrec.registry import register
 
 
+def lookup_groups(table, item_ids):
+    """``table[item_ids]`` with group 0 for ids outside ``[0, len(table))``: the lookup of
+    ``ItemGroupLookup``, on its weight or on a constant copy of it (an input pipeline's)."""
+    ids = tf.cast(item_ids, tf.int64)
+    known = (ids >= 0) & (ids < tf.shape(table, out_type=tf.int64)[0])
+    groups = tf.gather(table, tf.where(known, ids, tf.zeros_like(ids)))
+    return tf.where(known, groups, tf.zeros_like(groups))
+
+
 @register
 class ItemGroupLookup(tf.keras.layers.Layer):
     """Maps item ids to their K-means group (DMGIN, Interest-Driven Entity Clustering Module).
@@ -45,10 +54,7 @@ class ItemGroupLookup(tf.keras.layers.Layer):
         super().build(input_shape)
 
     def call(self, item_ids):
-        ids = tf.cast(item_ids, tf.int64)
-        known = (ids >= 0) & (ids < self.n_items)
-        groups = tf.gather(self.table, tf.where(known, ids, tf.zeros_like(ids)))
-        return tf.where(known, groups, tf.zeros_like(groups))
+        return lookup_groups(self.table, item_ids)
 
     def get_config(self):
         return {**super().get_config(), "n_items": self.n_items, "num_groups": self.num_groups}

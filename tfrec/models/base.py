@@ -235,6 +235,17 @@ class CTRModel(tfrs.models.Model):
         dataset with it first. Default: unchanged."""
         return dataset
 
+    def request_stage(self):
+        """The parameter-free start of ``encode_user`` that may run once per request in the input
+        pipeline instead of in every train step (``tfrec.data.request_states``), or None (default).
+
+        Returns ``(fn, history_length)``: ``fn(features)`` gives tensors of ``[B, ...]`` that depend
+        only on each example's history before its request, which the train step reads instead of
+        recomputing them (``encode_user`` must accept features that carry them), and the train step
+        still needs the ``history_length`` most recent raw behaviors. ``tfrec train`` computes them
+        once and trains on histories cut to ``history_length``."""
+        return None
+
     def train_step(self, inputs):
         return self._epoch_logs(super().train_step(inputs), training=True)
 

@@ -1,5 +1,6 @@
 """DMGIN: Deep Multimodal Group Interest Network (DMGIN paper; DESIGN.md's reconstruction)."""
 import dataclasses
+from typing import Dict
 
 import numpy as np
 import tensorflow as tf
@@ -16,7 +17,8 @@ from tfrec.layers.group_statistics import GroupStatistics
 from tfrec.layers.hstu import HSTU
 from tfrec.layers.id_embedding import IdEmbedding
 from tfrec.layers.intra_group_attention import IntraGroupAttention, masked_mean
-from tfrec.layers.item_group_lookup import ItemGroupLookup
+from tfrec.layers.recent_behaviors import recent_history
+from tfrec.layers.item_group_lookup import ItemGroupLookup, lookup_groups
 from tfrec.layers.top_k_groups import TopKGroups
 from tfrec.models.base import CTRModel
 from tfrec.registry import register
@@ -122,43 +124,137 @@ class DMGIN(CTRModel):
     def recent_length(self) -> int:
         return self.config.short_term_length
 
-    def encode_user(self, features, training=None):
+    # -- the parameter-free stage: grouping, statistics and every gather over the L raw behaviors ----
+    def grouped_keys(self):
+        """Names of the tensors ``group_history`` returns (the pipeline path's extra features)."""
+        keys = ["grouped_ids", "grouped_mask", "grouped_max_timestamp", "grouped_behavior_mask", "grouped_item_id"]
+        if self.statistics is not None:
+            keys.append("grouped_statistics")
+        if self.intra_group is not None:
+            keys += ["grouped_behavior_type", "grouped_age"]
+            keys += [f"grouped_{emb.feature.name}" for emb in self.group_behavior_features]
+        return keys
+
+    def group_history(self, features, table=None) -> Dict[str, tf.Tensor]:
+        """Everything of the user tower before its first trainable layer, from the raw behaviors.
+
+        ItemGroupLookup -> BehaviorGrouping (k groups x m most recent behaviors) -> the raw group
+        statistics (eq. 1, over the whole history) -> the groups ordered oldest -> newest (TopKGroups,
+        eq. 6; moved ahead of the per-group layers, which act on each group alone) -> the kept
+        behaviors' fields gathered to ``[B, k, m]`` (0 where empty). ``encode_user`` runs it in-graph
+        (the serving ``user_tower``); with ``input_grouping`` the training input pipeline runs it once
+        per request (``prepare_training_data``, ``tfrec.data.request_states``) on ``table``, a constant
+        copy of the item -> group table, and the train step reads its outputs.
+
+        Returns:
+          ``grouped_ids`` int32 ``[B, k]``, ``grouped_mask`` bool ``[B, k]``, ``grouped_max_timestamp``
+          int64 ``[B, k]`` (-1 where empty), ``grouped_behavior_mask`` bool ``[B, k, m]``,
+          ``grouped_item_id`` int64 ``[B, k, m]``; with ``statistics``: ``grouped_statistics``
+          float32 ``[B, k, n_categories + 5]``; with ``evolution``: ``grouped_behavior_type`` int32,
+          ``grouped_age`` float32 (seconds before the request) and ``grouped_<feature>`` per declared
+          behavior feature, each ``[B, k, m]``.
+        """
         hist = self.padded_history(features)
         request_ts = tf.cast(features["request_timestamp"], tf.int64)
-        age = tf.cast(request_ts[:, None] - tf.cast(hist["hist_timestamp"], tf.int64), tf.float32)  # [B, L]
-        groups = self.grouping({"group_id": self.item_group(hist["hist_item_id"]),
-                                "timestamp": hist["hist_timestamp"], "length": hist[HIST_LENGTH]})
+        group_of = self.item_group(hist["hist_item_id"]) if table is None else lookup_groups(table, hist["hist_item_id"])
+        groups = self.grouping({"group_id": group_of, "timestamp": hist["hist_timestamp"], "length": hist[HIST_LENGTH]})
+        values = {"ids": groups["group_id"], "positions": groups["positions"]}
         behavior_type = tf.cast(hist["hist_behavior_type"], tf.int32)
-        positions = tf.maximum(groups["positions"], 0)  # [B, G, m] indices into L
-        bmask = groups["behavior_mask"]
-        items = self.item_embedding(tf.gather(hist["hist_item_id"], positions, batch_dims=1))  # [B, G, m, d]
-        parts = [self.group_embedding(groups["group_id"]), masked_mean(items, bmask, axis=2)]  # eq. 5, in order
-        if self.statistics is not None:  # s_i (eq. 1), over the whole history
+        if self.statistics is not None:  # s_i (eq. 1) over the whole history, before its projection
+            age = tf.cast(request_ts[:, None] - tf.cast(hist["hist_timestamp"], tf.int64), tf.float32)  # [B, L]
             category = tf.gather(self._categories, tf.clip_by_value(behavior_type, 0, self.spec.n_behavior_types - 1))
-            parts.append(self.statistics({"slot": groups["slot"], "category": category,
-                                          "duration": hist["hist_duration"], "amount": hist["hist_amount"],
-                                          "age_seconds": age})["embedding"])
-        if self.intra_group is not None:  # e_i (eqs. 2-4) over the m most recent behaviors of each group
-            tokens = self.behavior_embedding({"behavior_type": tf.gather(behavior_type, positions, batch_dims=1),
-                                              "age_seconds": tf.gather(age, positions, batch_dims=1)})
-            if self.group_behavior_features:  # b_j = [E_time; E_type; E_f(f_j) for each behavior feature]
-                tokens = tf.concat([tokens] + [emb(tf.gather(hist[f"hist_{emb.feature.name}"], positions, batch_dims=1))
-                                               for emb in self.group_behavior_features], axis=-1)
-            parts.append(self.intra_group({"behaviors": tokens, "mask": bmask}))  # [B, G, d]
-        group_vectors = self.group_repr(parts)
+            values["statistics"] = self.statistics.raw_statistics({
+                "slot": groups["slot"], "category": category, "duration": hist["hist_duration"],
+                "amount": hist["hist_amount"], "age_seconds": age})
+        top = self.top_k({"max_timestamp": groups["max_timestamp"], "mask": groups["group_mask"], "values": values})
+        mask = top["positions"] >= 0  # [B, k, m]
+        positions = tf.maximum(top["positions"], 0)
 
-        top = self.top_k({"max_timestamp": groups["max_timestamp"], "mask": groups["group_mask"],
-                          "values": {"group": group_vectors, "group_id": groups["group_id"]}})
-        mask = tf.cast(top["mask"], tf.float32)
+        def gather(seq):  # [B, L] -> [B, k, m], 0 where empty
+            out = tf.gather(seq, positions, batch_dims=1)
+            return tf.where(mask, out, tf.zeros_like(out))
+
+        out = {"grouped_ids": tf.cast(top["ids"], tf.int32), "grouped_mask": top["mask"],
+               "grouped_max_timestamp": top["max_timestamp"], "grouped_behavior_mask": mask,
+               "grouped_item_id": gather(tf.cast(hist["hist_item_id"], tf.int64))}
+        if self.statistics is not None:
+            out["grouped_statistics"] = top["statistics"]
+        if self.intra_group is not None:
+            out["grouped_behavior_type"] = gather(behavior_type)
+            ts = gather(tf.cast(hist["hist_timestamp"], tf.int64))
+            out["grouped_age"] = tf.where(mask, tf.cast(request_ts[:, None, None] - ts, tf.float32), 0.0)
+            for emb in self.group_behavior_features:
+                out[f"grouped_{emb.feature.name}"] = gather(hist[f"hist_{emb.feature.name}"])
+        return out
+
+    def pipeline_features(self, features, table) -> Dict[str, tf.Tensor]:
+        """``features`` as the train step reads them with ``input_grouping``: ``group_history``'s tensors
+        plus the raw sequences cut to the S most recent behaviors (the short-term branch's input)."""
+        out = {k: v for k, v in features.items() if not k.startswith("hist_")}
+        out.update(self.group_history(features, table))
+        out.update(recent_history(self.padded_history(features), self.config.short_term_length))
+        return out
+
+    def prepare_training_data(self, dataset):
+        """With ``input_grouping``: maps ``pipeline_features`` over the batches (on a constant copy of
+        the item -> group table), unless they already carry the grouped tensors (``tfrec train``
+        joins them precomputed, ``tfrec.data.request_states``)."""
+        dataset = super().prepare_training_data(dataset)
+        features_spec = tf.keras.utils.unpack_x_y_sample_weight(dataset.element_spec)[0]
+        if not self.config.input_grouping or "grouped_mask" in features_spec:
+            return dataset
+        table = tf.constant(self.item_group_table())
+
+        def stage(*element):
+            x, y, w = tf.keras.utils.unpack_x_y_sample_weight(element)
+            return tf.keras.utils.pack_x_y_sample_weight(self.pipeline_features(x, table), y, w)
+
+        return dataset.map(stage, num_parallel_calls=tf.data.AUTOTUNE)
+
+    def request_stage(self):
+        """``group_history`` on a constant copy of the item -> group table, and the S most recent raw
+        behaviors (the short-term branch): with ``input_grouping``, ``tfrec train`` groups each request
+        once (``tfrec.data.request_states``)."""
+        if not self.config.input_grouping:
+            return None
+        table = tf.constant(self.item_group_table())
+        return (lambda features: self.group_history(features, table)), self.config.short_term_length
+
+    def item_group_table(self) -> np.ndarray:
+        """The item -> group table as numpy (the model's weight once built, else its initial value)."""
+        if self.item_group.built:
+            return self.item_group.table.numpy()
+        if self.item_group._initial_table is None:
+            return np.zeros([self.spec.n_items], np.int32)
+        return np.asarray(self.item_group._initial_table, np.int32)
+
+    # -- the trainable user tower -------------------------------------------------------------------
+    def encode_user(self, features, training=None):
+        grouped = features if "grouped_mask" in features else self.group_history(features)
+        hist = self.padded_history(features)
+        bmask = grouped["grouped_behavior_mask"]
+        items = self.item_embedding(grouped["grouped_item_id"])  # [B, k, m, d]
+        parts = [self.group_embedding(grouped["grouped_ids"]), masked_mean(items, bmask, axis=2)]  # eq. 5, in order
+        if self.statistics is not None:  # s_i (eq. 1)
+            parts.append(self.statistics({"raw": grouped["grouped_statistics"]})["embedding"])
+        if self.intra_group is not None:  # e_i (eqs. 2-4) over the m most recent behaviors of each group
+            tokens = self.behavior_embedding({"behavior_type": grouped["grouped_behavior_type"],
+                                              "age_seconds": grouped["grouped_age"]})
+            if self.group_behavior_features:  # b_j = [E_time; E_type; E_f(f_j) for each behavior feature]
+                tokens = tf.concat([tokens] + [emb(grouped[f"grouped_{emb.feature.name}"])
+                                               for emb in self.group_behavior_features], axis=-1)
+            parts.append(self.intra_group({"behaviors": tokens, "mask": bmask}))  # [B, k, d]
+        group_vectors = self.group_repr(parts)
+        mask = tf.cast(grouped["grouped_mask"], tf.float32)
         if self.hstu is not None:  # eqs. 7-9
-            states = self.hstu({"x": top["group"], "mask": top["mask"], "timestamp": top["max_timestamp"]},
-                               training=training)
+            states = self.hstu({"x": group_vectors, "mask": grouped["grouped_mask"],
+                                "timestamp": grouped["grouped_max_timestamp"]}, training=training)
         else:  # DMGIN-simple: the top-k group vectors themselves
-            states = top["group"] * mask[..., None]
+            states = group_vectors * mask[..., None]
         state = {"user_embedding": self.encode_profile(features), **self.encode_recent(hist),
                  "group_states": states, "group_mask": mask}
         if self.config.match_prior:
-            state["group_ids"] = top["group_id"]
+            state["group_ids"] = grouped["grouped_ids"]
         return state
 
     def head_inputs(self, user_state, candidate_item_id, item_emb, training=None):
