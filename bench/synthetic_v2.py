@@ -50,7 +50,11 @@ MODELS = {"din": ("din", {}), "din-full": ("din", {"recent_length": None}), "dmg
           "dmgin-simple": ("dmgin", {"hstu_layers": 0}),
           "dmgin-simple-no-stats": ("dmgin", {"hstu_layers": 0, "statistics": False}),
           "dmgin-simple-no-evolution": ("dmgin", {"hstu_layers": 0, "evolution": False}),
-          **{f"dmgin-hstu{n}": ("dmgin", {"hstu_layers": n}) for n in (1, 3, 4, 5, 6)}}
+          **{f"dmgin-hstu{n}": ("dmgin", {"hstu_layers": n}) for n in (1, 3, 4, 5, 6)},
+          # issue 16: the grouping once per request in the input pipeline (the default since) vs in every
+          # train step (the "dmgin" cells trained before issue 16 grouped in the step)
+          "dmgin-input-grouping": ("dmgin", {"input_grouping": True}),
+          "dmgin-in-graph": ("dmgin", {"input_grouping": False})}
 
 
 def prepare(size: str, data: Path) -> dict:
