@@ -107,19 +107,29 @@ class RequestStates:
             values[name] = np.concatenate(chunks)[first]
         return cls(user_id[first], request_ts[first], values, seconds=time.perf_counter() - t0)
 
+    def _tensors(self):
+        """The key table and the rows as non-trainable variables, built once and eagerly: a tf.data
+        function captures a variable by handle, whereas a captured constant of this size is copied into
+        the dataset's graph (and again whenever Keras rewrites it), which cost minutes and gigabytes."""
+        if self._table is None:
+            with tf.init_scope():
+                self._table = tf.lookup.StaticHashTable(
+                    tf.lookup.KeyValueTensorInitializer(_keys(tf.constant(self.user_id),
+                                                              tf.constant(self.request_timestamp)),
+                                                        tf.range(len(self), dtype=tf.int64)), default_value=-1)
+                self._constants = {name: tf.Variable(v, trainable=False, name=f"request_state_{name}")
+                                   for name, v in self.values.items()}
+        return self._table, self._constants
+
     def join(self, features: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
         """``features`` plus every precomputed tensor of each example's ``(user_id, request_timestamp)``.
 
         Raises (when the pipeline runs):
           tf.errors.InvalidArgumentError: an example's request was not computed (the message names it).
         """
-        if self._table is None:
-            self._table = tf.lookup.StaticHashTable(
-                tf.lookup.KeyValueTensorInitializer(_keys(tf.constant(self.user_id), tf.constant(self.request_timestamp)),
-                                                    tf.range(len(self), dtype=tf.int64)), default_value=-1)
-            self._constants = {name: tf.constant(v) for name, v in self.values.items()}
+        table, values = self._tensors()
         user, ts = features[spec_lib.USER_ID.name], features[spec_lib.REQUEST_TIMESTAMP.name]
-        row = self._table.lookup(_keys(user, ts))
+        row = table.lookup(_keys(user, ts))
         user, ts = tf.cast(user, tf.int64), tf.cast(ts, tf.int64)
         # the first missing example, or the sentinel B (-1, -1) when none is missing
         first = tf.concat([tf.where(row < 0)[:, 0], tf.shape(row, out_type=tf.int64)], 0)[0]
@@ -132,11 +142,13 @@ class RequestStates:
         with tf.control_dependencies([check]):
             row = tf.identity(row)
         out = dict(features)
-        out.update({name: tf.gather(value, row) for name, value in self._constants.items()})
+        out.update({name: tf.gather(value, row) for name, value in values.items()})
         return out
 
     def join_dataset(self, dataset: tf.data.Dataset) -> tf.data.Dataset:
         """Maps ``join`` over a ``(features, label[, weight])`` dataset."""
+
+        self._tensors()
 
         def stage(*element):
             x, y, w = tf.keras.utils.unpack_x_y_sample_weight(element)
