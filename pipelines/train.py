@@ -80,35 +80,34 @@ def train_model(model_type, data_dir, out_dir, model_config=None, epochs=3, batc
 
         content = ItemContent.load(data_dir, spec.n_items)
     cfg = TrainConfig(batch_size=batch_size, epochs=epochs, learning_rate=learning_rate, seed=seed)
-    ds = make_split_dataset(data_dir, "train", spec, batch_size, shuffle=True, seed=seed, history=history,
-                            skip_corrupt=skip_corrupt, user_vectors=vectors,
-                            min_request_timestamp=min_request_timestamp)
-    # Config fields sized from the data read their own copy of the pipeline: iterating `ds` here would
-    # move its reshuffle on, and training would not see the order its seed gives.
+
+    def read(read_spec, **shuffle):
+        return make_split_dataset(data_dir, "train", read_spec, batch_size, history=history, skip_corrupt=skip_corrupt,
+                                  user_vectors=vectors, min_request_timestamp=min_request_timestamp, **shuffle)
+
+    # Config fields sized from the data read their own copy of the pipeline: iterating the training
+    # pipeline here would move its reshuffle on, and training would not see the order its seed gives.
     sizing = None
     if MODELS[model_type].config_from_data.__func__ is not CTRModel.config_from_data.__func__:
         tf.keras.utils.set_random_seed(seed)  # the shuffle's order depends on the global seed too
-        sizing = make_split_dataset(data_dir, "train", spec, batch_size, shuffle=True, seed=seed, history=history,
-                                    skip_corrupt=skip_corrupt, user_vectors=vectors,
-                                    min_request_timestamp=min_request_timestamp)
+        sizing = read(spec, shuffle=True, seed=seed)
     model = build_model(model_type, model_spec, model_config, groups=groups, item_table=load_item_table(data_dir, spec),
                         item_frequency=item_frequency(history, spec.n_items), item_content=content,
                         train_data=sizing)
     if model.data_report and verbose:
         print(model.data_report.get("top_k_line", model.data_report), flush=True)
-    t0 = time.time()  # the once-per-request stage counts as training time
     stage = model.request_stage()
-    if stage is not None:  # the parameter-free start of the user tower, once per request (DMGIN's grouping)
+    if stage is None:
+        ds = read(spec, shuffle=True, seed=seed)
+        t0 = time.time()
+    else:  # the parameter-free start of the user tower, once per request (DMGIN's grouping)
+        t0 = time.time()  # the once-per-request stage counts as training time
         fn, history_length = stage
-        raw = make_split_dataset(data_dir, "train", spec, batch_size, history=history, skip_corrupt=skip_corrupt,
-                                 user_vectors=vectors, min_request_timestamp=min_request_timestamp)
-        states = RequestStates.compute(raw, fn)
+        states = RequestStates.compute(read(spec), fn)
         if verbose:
             print(states.line(), flush=True)
         short_spec = dataclasses.replace(spec, max_history_length=max(int(history_length), 1))
-        ds = states.join_dataset(make_split_dataset(
-            data_dir, "train", short_spec, batch_size, shuffle=True, seed=seed, history=history,
-            skip_corrupt=skip_corrupt, user_vectors=vectors, min_request_timestamp=min_request_timestamp))
+        ds = states.join_dataset(read(short_spec, shuffle=True, seed=seed))
     extra = {"min_request_timestamp": min_request_timestamp}
     if vectors is not None:
         extra[USER_VECTORS_KEY] = user_vectors_info(vectors, user_vectors)

@@ -15,8 +15,9 @@ every batch of an unshuffled pass of the training data, keeps one row per distin
 few most recent behaviors a model still needs (``CTRModel.request_stage``). A request that was not
 computed fails the pipeline with an error naming the user, the request time and the fix.
 
-Memory: ``nbytes`` (DMGIN at k = 16, m = 16 with the default schema: ~5.7 KB per request; the raw
-history it replaces is 40 bytes per behavior, 400 KB at L = 10,000).
+Memory: ``nbytes`` (DMGIN at k = 16, m = 16 with the default schema: 5.0 KB per request, measured by
+``bench/train_throughput.py``; the raw history it replaces is 32 bytes per behavior in the reader,
+320 KB at L = 10,000).
 """
 from __future__ import annotations
 
@@ -55,7 +56,7 @@ class RequestStates:
 
     def __post_init__(self):
         self._table = None
-        self._constants = None
+        self._variables = None
 
     def __len__(self) -> int:
         return len(self.user_id)
@@ -117,9 +118,9 @@ class RequestStates:
                     tf.lookup.KeyValueTensorInitializer(_keys(tf.constant(self.user_id),
                                                               tf.constant(self.request_timestamp)),
                                                         tf.range(len(self), dtype=tf.int64)), default_value=-1)
-                self._constants = {name: tf.Variable(v, trainable=False, name=f"request_state_{name}")
+                self._variables = {name: tf.Variable(v, trainable=False, name=f"request_state_{name}")
                                    for name, v in self.values.items()}
-        return self._table, self._constants
+        return self._table, self._variables
 
     def join(self, features: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
         """``features`` plus every precomputed tensor of each example's ``(user_id, request_timestamp)``.
