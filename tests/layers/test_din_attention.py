@@ -129,3 +129,28 @@ def test_config_roundtrip(activation):
 def test_unknown_activation():
     with pytest.raises(ValueError, match=r"`activation` must be .*'prelu', 'dice'.*Received: activation='swishy'"):
         DINAttention(activation="swishy")
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "prelu", "dice"])
+def test_weights_keep_the_concatenated_form_layout(activation):
+    """The decomposed first layer reads the same [4D, H] kernel a concatenated-input Dense would
+    own, under the same names and order, so checkpoints written before it still restore."""
+    layer = DINAttention(units=(6, 3), activation=activation, name="att")
+    tf.function(lambda x: layer(x))(_inputs())  # built inside a trace, as in model.fit / export
+    names = [v.name for v in layer.weights]
+    assert names[:4] == ["att/activation_unit/dense/kernel:0", "att/activation_unit/dense/bias:0",
+                         "att/activation_unit/dense_1/kernel:0", "att/activation_unit/dense_1/bias:0"]
+    assert layer.activation_unit.first_layer.kernel.shape == (16, 6)
+    suffix = {"sigmoid": [], "prelu": ["p_re_lu/alpha", "p_re_lu_1/alpha"], "dice": ["dice/alpha", "dice_1/alpha"]}
+    assert names[4:4 + len(suffix[activation])] == [f"att/activation_unit/{s}:0" for s in suffix[activation]]
+    assert names[4 + len(suffix[activation]):][:2] == ["att/activation_unit/dense_2/kernel:0",
+                                                        "att/activation_unit/dense_2/bias:0"]
+
+
+def test_static_key_width_is_required():
+    layer = DINAttention(units=(6,))
+    fn = tf.function(lambda q, k, m: layer({"query": q, "keys": k, "mask": m}),
+                     input_signature=[tf.TensorSpec([None, None, None]), tf.TensorSpec([None, None, None]),
+                                      tf.TensorSpec([None, None])])
+    with pytest.raises(ValueError, match="`keys` needs a static last axis"):
+        fn.get_concrete_function()

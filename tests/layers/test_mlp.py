@@ -110,3 +110,24 @@ def test_dice_inference_is_deterministic_in_tf_function():
     np.testing.assert_allclose(serve(x[:3]).numpy(), first[:3], atol=1e-6)  # no batch statistics
     for before, after in zip(stats, layer.non_trainable_weights):
         np.testing.assert_array_equal(after.numpy(), before)
+
+
+@pytest.mark.parametrize("activation", ["relu", "prelu", "dice"])
+def test_linear_entry_matches_the_full_call(activation):
+    """``call(z, linear=True)`` on the first layer's pre-activation gives the plain call's output."""
+    mlp = MLP((5, 3), output_units=2, activation=activation)
+    x = tf.random.stateless_normal([2, 4, 6], seed=[1, 2])
+    out = mlp(x, training=False)
+    first = mlp.first_layer
+    z = tf.einsum("bsd,dh->bsh", x, first.kernel) + first.bias
+    np.testing.assert_allclose(mlp(z, training=False, linear=True).numpy(), out.numpy(), atol=1e-6)
+    assert out.shape == (2, 4, 2)
+
+
+def test_first_layer_needs_a_built_mlp_with_hidden_units():
+    with pytest.raises(ValueError, match="first_layer needs a built MLP"):
+        MLP((4,)).first_layer
+    mlp = MLP((), output_units=1)
+    mlp(tf.zeros([2, 3]))
+    with pytest.raises(ValueError, match="first_layer needs a built MLP"):
+        mlp.first_layer

@@ -1,7 +1,13 @@
 """CandidateGroupAttention: candidate-aware attention over group vectors (DMGIN eq. 10)."""
 import tensorflow as tf
 
+from tfrec.layers.mlp import matmul_last_axis
 from tfrec.registry import register
+
+
+def _project(dense: tf.keras.layers.Dense, x: tf.Tensor) -> tf.Tensor:
+    """A bias-free ``Dense`` on the last axis of ``x`` as one 2-D matmul."""
+    return matmul_last_axis(x, dense.kernel)
 
 
 @register
@@ -36,6 +42,9 @@ class CandidateGroupAttention(tf.keras.layers.Layer):
         self.w_q = tf.keras.layers.Dense(self.dim, use_bias=False, name="w_q")
         self.w_k = tf.keras.layers.Dense(self.dim, use_bias=False, name="w_k")
         self.w_v = tf.keras.layers.Dense(self.dim, use_bias=False, name="w_v")
+        for dense, key in ((self.w_q, "query"), (self.w_k, "keys"), (self.w_v, "keys")):
+            with tf.name_scope(dense.name):  # the names a first call would give
+                dense.build(tf.TensorShape(input_shape[key]))
         if self.match_prior:
             self.match_bias = self.add_weight(name="match_bias", shape=[],
                                               initializer=tf.keras.initializers.Constant(2.0))
@@ -43,16 +52,17 @@ class CandidateGroupAttention(tf.keras.layers.Layer):
 
     def call(self, inputs):
         mask = tf.cast(inputs["mask"], tf.bool)[:, None, :]  # [B, 1, G]
-        q = self.w_q(inputs["query"])
-        k = self.w_k(inputs["keys"])
-        logits = tf.einsum("bcd,bgd->bcg", q, k) / tf.sqrt(float(self.dim))
+        q = _project(self.w_q, inputs["query"])  # [B, C, d]
+        keys = inputs["keys"]
+        k = _project(self.w_k, keys)  # [B, G, d]
+        logits = tf.matmul(q, k, transpose_b=True) / tf.sqrt(float(self.dim))  # [B, C, G]
         if "match" in inputs and not self.match_prior:
             raise ValueError(f"{self.name} was built with match_prior=False: it takes no `match` input")
         if "match" in inputs:
             logits += self.match_bias * tf.cast(inputs["match"], logits.dtype)
         logits = tf.where(mask, logits, tf.constant(-1e9, logits.dtype))
         alpha = tf.nn.softmax(logits, axis=-1) * tf.cast(mask, logits.dtype)
-        return tf.einsum("bcg,bgd->bcd", alpha, self.w_v(inputs["keys"]))
+        return tf.matmul(alpha, _project(self.w_v, keys))
 
     def get_config(self):
         return {**super().get_config(), "dim": self.dim, "match_prior": self.match_prior}

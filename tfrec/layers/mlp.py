@@ -57,6 +57,30 @@ def activation_layer(name, rank: int = 2) -> tf.keras.layers.Layer:
     return tf.keras.layers.Activation(name)
 
 
+def matmul_last_axis(x: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
+    """``x @ kernel`` over the last axis of ``x`` ``[..., D]`` (``kernel`` ``[D, H]``) as one 2-D
+    matmul: a rank-3 ``tf.matmul`` against a matrix runs as a broadcasting batch matmul, several times
+    slower than the 2-D one at serving sizes (``bench/op_profile.py``)."""
+    if x.shape.rank is not None and x.shape.rank <= 2:
+        return tf.matmul(x, kernel)
+    units = kernel.shape[-1]
+    y = tf.matmul(tf.reshape(x, [-1, tf.shape(x)[-1]]), kernel)
+    y = tf.reshape(y, tf.concat([tf.shape(x)[:-1], [tf.shape(kernel)[-1]]], 0))
+    y.set_shape(x.shape[:-1].concatenate([units]))
+    return y
+
+
+def _dense(layer: tf.keras.layers.Dense, x: tf.Tensor) -> tf.Tensor:
+    """``layer`` on the last axis of ``x`` as one 2-D matmul: Keras' ``tensordot`` path for rank > 2
+    adds about ten shape ops per layer, which cost more than the matmul at serving sizes."""
+    if x.shape.rank is None or x.shape.rank <= 2 or x.shape[-1] is None:
+        return layer(x)
+    y = layer(tf.reshape(x, [-1, x.shape[-1]]))
+    y = tf.reshape(y, tf.concat([tf.shape(x)[:-1], [layer.units]], 0))
+    y.set_shape(x.shape[:-1].concatenate([layer.units]))
+    return y
+
+
 @register
 class MLP(tf.keras.layers.Layer):
     """Stack of Dense layers with an activation and optional dropout.
@@ -83,26 +107,53 @@ class MLP(tf.keras.layers.Layer):
         self.dropout = dropout
 
     def build(self, input_shape):
+        input_shape = tf.TensorShape(input_shape)
         if self.activation in LAYER_ACTIVATIONS:
-            rank = tf.TensorShape(input_shape).rank
             self._hidden = [tf.keras.layers.Dense(u) for u in self.units]
-            self._activations = [activation_layer(self.activation, rank) for _ in self.units]
+            self._activations = [activation_layer(self.activation, input_shape.rank) for _ in self.units]
         else:
             # Plain activations stay inside Dense: the weight structure existing checkpoints rely on.
             self._hidden = [tf.keras.layers.Dense(u, activation=self.activation) for u in self.units]
             self._activations = []
         self._dropouts = [tf.keras.layers.Dropout(self.dropout) for _ in self.units]
         self._out = tf.keras.layers.Dense(self.output_units) if self.output_units else None
+        # Every weight now, under the names a first call would give them (callers such as DINAttention
+        # read the first kernel before calling the MLP).
+        shape = input_shape
+        for i, dense in enumerate(self._hidden):
+            with tf.name_scope(dense.name):
+                dense.build(shape)
+            shape = shape[:-1].concatenate([dense.units])
+            if self._activations:
+                with tf.name_scope(self._activations[i].name):
+                    self._activations[i].build(shape)
+        if self._out is not None:
+            with tf.name_scope(self._out.name):
+                self._out.build(shape)
         super().build(input_shape)
 
-    def call(self, inputs, training=None):
+    @property
+    def first_layer(self) -> tf.keras.layers.Dense:
+        """The first hidden Dense (built with the MLP): its ``kernel`` / ``bias`` for ``call(linear=True)``."""
+        if not self.built or not self._hidden:
+            raise ValueError(f"{self.name}.first_layer needs a built MLP with hidden units "
+                             f"(units={self.units}, built={self.built})")
+        return self._hidden[0]
+
+    def call(self, inputs, training=None, linear=False):
+        """The MLP on ``inputs`` ``[..., D]``; with ``linear=True``, ``inputs`` is the first hidden
+        layer's pre-activation ``x W_0 + b_0`` ``[..., units[0]]``, computed by the caller in a cheaper
+        equivalent form (``DINAttention``), and the MLP goes on from its activation."""
         x = inputs
         for i, (dense, drop) in enumerate(zip(self._hidden, self._dropouts)):
-            x = dense(x)
+            if i == 0 and linear:
+                x = dense.activation(x)
+            else:
+                x = _dense(dense, x)
             if self._activations:
                 x = self._activations[i](x, training=training)
             x = drop(x, training=training)
-        return self._out(x) if self._out is not None else x
+        return _dense(self._out, x) if self._out is not None else x
 
     def get_config(self):
         return {**super().get_config(), "units": list(self.units), "output_units": self.output_units,
