@@ -125,6 +125,8 @@ def main():
     p.add_argument("--depth", type=int, default=1, help="scope levels per block")
     p.add_argument("--top", type=int, default=15)
     p.add_argument("--n-items", type=int, default=20_000)
+    p.add_argument("--optimizer", choices=["adam", "legacy-adam"], default="adam",
+                   help="train: tfrec's Adam (tf.keras.optimizers.Adam) or the legacy one (fused ResourceApplyAdam)")
     args = p.parse_args()
     spec = FeatureSpec(n_items=args.n_items, max_history_length=args.length)
     config, groups = {}, None
@@ -139,6 +141,9 @@ def main():
     if args.target == "train":
         x, y = grouped_batch(model, spec, args.batch, args.length)
         compile_model(model, 1e-3)
+        if args.optimizer == "legacy-adam":
+            model.compile(optimizer=tf.keras.optimizers.legacy.Adam(1e-3), loss=model.loss,
+                          weighted_metrics=model.compiled_metrics._user_weighted_metrics)
         wall, ops = trace(lambda: model.train_on_batch(x, y), args.steps)
         report(f"{args.model} train step, batch {args.batch}", wall, ops, args.steps, args.depth, args.top)
         return

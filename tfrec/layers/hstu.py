@@ -4,6 +4,7 @@ from typing import Sequence
 import tensorflow as tf
 
 from tfrec.data.spec import SECONDS_PER_DAY
+from tfrec.layers.mlp import dense_last_axis
 from tfrec.registry import register
 
 
@@ -84,24 +85,31 @@ class HSTU(tf.keras.layers.Layer):
         if self.causal:
             pair_mask *= tf.linalg.band_part(tf.ones([n, n], x.dtype), -1, 0)[None]
         n_valid = tf.maximum(tf.reduce_sum(pair_mask, axis=-1, keepdims=True), 1.0)  # [B, n, 1]
-        scale = (pair_mask / n_valid)[:, None]  # [B, 1, n, n]
+        scale = pair_mask / n_valid  # [B, n, n]
 
+        h = self.num_heads
         for blk in self.blocks:
-            uvqk = tf.nn.silu(blk["uvqk"](blk["norm_in"](x)))
+            uvqk = tf.nn.silu(dense_last_axis(blk["uvqk"], blk["norm_in"](x)))
             u, v, q, k = tf.split(uvqk, 4, axis=-1)  # each [B, n, H*dh]
-            q, k, v = (self._heads(t) for t in (q, k, v))  # [B, H, n, dh]
-            rab = tf.transpose(tf.gather(blk["pos_bias"], rel), [2, 0, 1])[None]  # [1, H, n, n]
-            rab += tf.transpose(tf.gather(blk["time_bias"], time_bucket), [0, 3, 1, 2])  # [B, H, n, n]
-            attn = tf.nn.silu(tf.einsum("bhqd,bhkd->bhqk", q, k) + rab) * scale
-            av = tf.einsum("bhqk,bhkd->bhqd", attn, v)
-            av = tf.reshape(tf.transpose(av, [0, 2, 1, 3]), tf.shape(u))  # [B, H, n, dh] -> [B, n, H*dh]
-            x = x + blk["drop"](blk["out"](blk["norm_av"](av) * u), training=training)
+            # Heads unrolled (H is small): per-head [B, n, dh] slices and batched matmuls, no transposes.
+            qs, ks, vs = (self._heads(t) for t in (q, k, v))
+            pos = tf.unstack(tf.gather(blk["pos_bias"], rel), axis=-1)  # H x [n, n]
+            time = tf.unstack(tf.gather(blk["time_bias"], time_bucket), axis=-1)  # H x [B, n, n]
+            av = []
+            for i in range(h):
+                attn = tf.nn.silu(tf.matmul(qs[i], ks[i], transpose_b=True) + pos[i] + time[i]) * scale
+                av.append(tf.matmul(attn, vs[i]))  # [B, n, dh]
+            av = tf.concat(av, axis=-1) if h > 1 else av[0]  # [B, n, H*dh], head-major
+            x = x + blk["drop"](dense_last_axis(blk["out"], blk["norm_av"](av) * u), training=training)
             x = x * mask[..., None]
         return x
 
     def _heads(self, t):
+        """``[B, n, H*dh]`` -> H tensors ``[B, n, dh]``."""
+        if self.num_heads == 1:
+            return [t]
         b, n = tf.shape(t)[0], tf.shape(t)[1]
-        return tf.transpose(tf.reshape(t, [b, n, self.num_heads, self.head_dim]), [0, 2, 1, 3])
+        return tf.unstack(tf.reshape(t, [b, n, self.num_heads, self.head_dim]), axis=2)
 
     def get_config(self):
         return {**super().get_config(), "num_layers": self.num_layers, "num_heads": self.num_heads,

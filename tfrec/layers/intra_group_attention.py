@@ -33,19 +33,54 @@ class IntraGroupAttention(tf.keras.layers.Layer):
         self.output_dim = int(output_dim)
 
     def build(self, input_shape):
+        dim = tf.TensorShape(input_shape["behaviors"])[-1]
+        if dim is None:
+            raise ValueError(f"{self.name}: `behaviors` needs a static last axis (the token size). "
+                             f"Received: behaviors shape {input_shape['behaviors']}")
+        # The weights live in a Keras MultiHeadAttention (query / key / value / attention_output
+        # EinsumDense kernels, [D, H, d_k] and [H, d_k, out]): the names and checkpoint layout of a
+        # plain MHA call. ``call`` computes the same attention with 2-D and batched matmuls.
         self.attention = tf.keras.layers.MultiHeadAttention(
             num_heads=self.num_heads, key_dim=self.key_dim, output_shape=self.output_dim, name="mhsa")
+        tokens = tf.TensorShape([None, None, dim])
+        with tf.name_scope(self.attention.name):
+            self.attention._build_from_signature(query=tokens, value=tokens)
+            for dense in (self.attention._query_dense, self.attention._key_dense, self.attention._value_dense):
+                with tf.name_scope(dense.name):
+                    dense.build(tokens)
+            with tf.name_scope(self.attention._output_dense.name):
+                self.attention._output_dense.build(tf.TensorShape([None, None, self.num_heads, self.key_dim]))
+        self.attention.built = True
         super().build(input_shape)
 
     def call(self, inputs):
+        """Eqs. 2-4 per group, heads unrolled: one ``[B*G*m, D] x [D, 3 H d_k]`` projection, per head
+        ``softmax(Q K^T / sqrt(d_k) + key mask) V`` as batched matmuls over the ``B*G`` groups, then
+        the masked mean over the m behaviors moved ahead of ``W_O`` (both are linear:
+        ``mean(Z) W_O + b_O = mean(Z W_O + b_O)`` when the group has a behavior, 0 when it has none).
+        Same result as ``MultiHeadAttention`` + ``masked_mean`` (tested), no einsum or transpose."""
         x, mask = inputs["behaviors"], tf.cast(inputs["mask"], tf.bool)
         shape = tf.shape(x)
         b, g, m = shape[0], shape[1], shape[2]
-        flat = tf.reshape(x, [b * g, m, x.shape[-1]])  # [B, G, m, D] -> [B*G, m, D]
-        flat_mask = tf.reshape(mask, [b * g, m])
-        attn_mask = flat_mask[:, None, :] & flat_mask[:, :, None]
-        out = self.attention(flat, flat, attention_mask=attn_mask)  # [B*G, m, out]
-        out = masked_mean(out, flat_mask, axis=1)  # [B*G, out]
+        h, dk, dim = self.num_heads, self.key_dim, x.shape[-1]
+        mha = self.attention
+        kernel = tf.concat([tf.reshape(d.kernel, [dim, h * dk]) for d in
+                            (mha._query_dense, mha._key_dense, mha._value_dense)], axis=1)  # [D, 3 H dk]
+        bias = tf.concat([tf.reshape(d.bias, [h * dk]) for d in (mha._query_dense, mha._key_dense, mha._value_dense)], 0)
+        qkv = tf.matmul(tf.reshape(x, [-1, dim]), kernel) + bias  # [B*G*m, 3 H dk]
+        parts = tf.unstack(tf.reshape(qkv, [b * g, m, 3 * h, dk]), axis=2)  # 3H x [B*G, m, dk]
+        valid = tf.cast(tf.reshape(mask, [b * g, 1, m]), x.dtype)  # [B*G, 1, m]
+        key_bias = (1.0 - valid) * -1e9  # MHA's masked softmax
+        count = tf.reduce_sum(valid, axis=-1, keepdims=True)  # [B*G, 1, 1]
+        pool = valid / tf.maximum(count, 1.0)  # masked mean weights over the queries
+        heads = []
+        for i in range(h):
+            q, k, v = parts[i] * (1.0 / float(dk) ** 0.5), parts[h + i], parts[2 * h + i]
+            attn = tf.nn.softmax(tf.matmul(q, k, transpose_b=True) + key_bias, axis=-1)  # [B*G, m, m]
+            heads.append(tf.matmul(tf.matmul(pool, attn), v)[:, 0, :])  # [B*G, dk]
+        pooled = tf.concat(heads, axis=-1) if h > 1 else heads[0]  # [B*G, H dk]
+        out = tf.matmul(pooled, tf.reshape(mha._output_dense.kernel, [h * dk, self.output_dim]))
+        out += mha._output_dense.bias * tf.minimum(count[:, 0], 1.0)  # no bias for an empty group
         return tf.reshape(out, [b, g, self.output_dim])
 
     def get_config(self):

@@ -70,7 +70,7 @@ def matmul_last_axis(x: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
     return y
 
 
-def _dense(layer: tf.keras.layers.Dense, x: tf.Tensor) -> tf.Tensor:
+def dense_last_axis(layer: tf.keras.layers.Dense, x: tf.Tensor) -> tf.Tensor:
     """``layer`` on the last axis of ``x`` as one 2-D matmul: Keras' ``tensordot`` path for rank > 2
     adds about ten shape ops per layer, which cost more than the matmul at serving sizes."""
     if x.shape.rank is None or x.shape.rank <= 2 or x.shape[-1] is None:
@@ -149,11 +149,11 @@ class MLP(tf.keras.layers.Layer):
             if i == 0 and linear:
                 x = dense.activation(x)
             else:
-                x = _dense(dense, x)
+                x = dense_last_axis(dense, x)
             if self._activations:
                 x = self._activations[i](x, training=training)
             x = drop(x, training=training)
-        return _dense(self._out, x) if self._out is not None else x
+        return dense_last_axis(self._out, x) if self._out is not None else x
 
     def get_config(self):
         return {**super().get_config(), "units": list(self.units), "output_units": self.output_units,
