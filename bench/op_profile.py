@@ -3,7 +3,8 @@
 Traces ``--steps`` calls of one of
 
 * ``train``: DMGIN's Keras train step on one batch of ``--batch`` pre-grouped requests (``input_grouping``:
-  the tensors ``tfrec train`` joins), or DIN on the last ``--recent`` behaviors (``--model din``);
+  the tensors ``tfrec train`` joins), DIN on the last ``--recent`` behaviors (``--model din``) or DMQN on
+  all ``--length`` raw behaviors (``--model dmqn``: its quantizer is trainable, nothing is pre-grouped);
 * ``score`` / ``user_tower``: the exported SavedModel's signature, loaded with
   ``tf.saved_model.load`` and called in-process for one user (``--candidates`` candidates),
 
@@ -73,7 +74,7 @@ def block_of(op_name: str, depth: int) -> str:
     path = op_name.split(":")[0]
     grad = path.startswith("gradient_tape/") or "/gradients/" in path
     parts = [p for p in path.split("/") if p not in ("gradient_tape",) and not p.startswith("StatefulPartitionedCall")]
-    parts = parts[1:] if parts and parts[0] in ("dmgin", "din", "model") else parts
+    parts = parts[1:] if parts and parts[0] in ("dmgin", "din", "dmqn", "model") else parts
     parts = [p for p in parts if not re.fullmatch(r"(while|cond)(_\d+)?", p)]
     block = "/".join(parts[:depth]) if len(parts) > 1 else "(top level)"
     return block + (" (grad)" if grad else "")
@@ -83,15 +84,17 @@ def report(title, wall, ops, steps, depth, top):
     total = sum(ops.values()) / steps / 1000
     print(f"\n{title}: wall {wall:.3f} ms/step, op time {total:.3f} ms/step "
           f"({sum(1 for _ in ops)} distinct ops)")
-    by_block, by_type = collections.Counter(), collections.Counter()
+    by_block, by_type, n_ops = collections.Counter(), collections.Counter(), collections.Counter()
     for name, us in ops.items():
         by_block[block_of(name, depth)] += us / steps / 1000
+        n_ops[block_of(name, depth)] += 1
         by_type[name.split(":")[-1]] += us / steps / 1000
     by_op = collections.Counter({name: us / steps / 1000 for name, us in ops.items()})
     for label, table in (("block", by_block), ("op type", by_type), ("op", by_op)):
         print(f"  by {label}:")
         for key, ms in table.most_common(top):
-            print(f"    {ms:8.3f} ms  {100 * ms / total:5.1f}%  {key}")
+            count = f"{n_ops[key]:5d} ops  " if label == "block" else ""
+            print(f"    {ms:8.3f} ms  {100 * ms / total:5.1f}%  {count}{key}")
 
 
 def grouped_batch(model, spec, b, length, seed=0):
@@ -115,7 +118,7 @@ def grouped_batch(model, spec, b, length, seed=0):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--target", choices=["train", "score", "user_tower"], default="train")
-    p.add_argument("--model", choices=["dmgin", "din"], default="dmgin")
+    p.add_argument("--model", choices=["dmgin", "din", "dmqn"], default="dmgin")
     p.add_argument("--k", type=int, default=16)
     p.add_argument("--recent", type=int, default=50, help="DIN's recent_length")
     p.add_argument("--length", type=int, default=10_000)
@@ -134,7 +137,7 @@ def main():
         table = np.random.default_rng(1).integers(1, 101, args.n_items).astype(np.int32)
         groups = GroupTable(table=table, centroids=np.zeros((100, 1), np.float32), n_groups=101, report={})
         config = {"top_k_groups": args.k}
-    else:
+    elif args.model == "din":
         config = {"recent_length": args.recent}
     model = build_model(args.model, spec, config, groups=groups)
     model(dummy_features(spec))

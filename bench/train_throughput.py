@@ -47,11 +47,14 @@ def variants(k_values):
         out[f"DMGIN k={k} (in-graph)"] = ("dmgin", "dmgin", {**base, "input_grouping": False}, "L")
         out[f"DMGIN k={k} (per batch)"] = ("dmgin", "dmgin", base, "L")
         out[f"DMGIN k={k} (once)"] = ("dmgin", "dmgin", base, "once")
+        # DMGIN Table 3's "-Behavior Evolution": no intra-group attention (the step's largest block)
+        out[f"DMGIN k={k} no evolution (once)"] = ("dmgin", "dmgin", {**base, "evolution": False}, "once")
     out.update({
         "DMQN": ("dmqn", "dmqn", {}, "L"),
         "DMQN-simple": ("dmqn", "dmqn-simple", {}, "L"),
         "TWIN (N=L)": ("twin", "twin", {"history_length": "L"}, "L"),
         "ETA (N=L)": ("eta", "eta", {"history_length": "L"}, "L"),
+        "SIM soft (N=L)": ("sim", "sim-soft", {"history_length": "L"}, "L"),
     })
     return out
 
@@ -113,6 +116,9 @@ def run_cell(root: Path, length: int, name: str, args) -> dict:
     tf.keras.utils.set_random_seed(0)
     model = build_model(model_type, spec, config, groups=groups)
     compile_model(model, 1e-3)
+    if args.optimizer == "legacy-adam":  # the fused ResourceApplyAdam: one op per dense variable
+        model.compile(optimizer=tf.keras.optimizers.legacy.Adam(1e-3), loss=model.loss,
+                      weighted_metrics=model.compiled_metrics._user_weighted_metrics)
 
     def reader(length_kept):
         return make_dataset(root / "train.tfrecord", dataclasses.replace(spec, max_history_length=length_kept),
@@ -153,6 +159,8 @@ def main():
     p.add_argument("--per-user", type=int, default=8)
     p.add_argument("--out", default="runs/throughput")
     p.add_argument("--fresh", action="store_true")
+    p.add_argument("--optimizer", choices=["adam", "legacy-adam"], default="adam",
+                   help="tfrec's Adam (tf.keras.optimizers.Adam: ~10 ops per variable) or the legacy fused one")
     p.add_argument("--cell", nargs=2, metavar=("L", "VARIANT"), help=argparse.SUPPRESS)
     args = p.parse_args()
     out = Path(args.out)
@@ -164,10 +172,10 @@ def main():
     cache = out / "cells.json"
     cells = {} if args.fresh or not cache.exists() else json.loads(cache.read_text())
     passthrough = ["--k", *map(str, args.k), "--batch", str(args.batch), "--steps", str(args.steps), "--warmup",
-                   str(args.warmup), "--users", str(args.users), "--per-user", str(args.per_user), "--out", str(out)]
+                   str(args.warmup), "--optimizer", args.optimizer, "--users", str(args.users), "--per-user", str(args.per_user), "--out", str(out)]
     for length in args.lengths:
         for name in names:
-            key = f"{name}|{length}|{args.batch}"
+            key = f"{name}|{length}|{args.batch}" + ("" if args.optimizer == "adam" else f"|{args.optimizer}")
             if key not in cells:
                 proc = subprocess.run([sys.executable, __file__, "--cell", str(length), name, *passthrough],
                                       capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
@@ -187,11 +195,12 @@ def main():
     print("| variant | " + " | ".join(f"L={n:,}" for n in args.lengths) + " | peak RSS at L=" + f"{args.lengths[-1]:,} |")
     print("|---|" + "---:|" * (len(args.lengths) + 1))
     for name in names:
-        row = [cells.get(f"{name}|{n}|{args.batch}") for n in args.lengths]
+        suffix = "" if args.optimizer == "adam" else f"|{args.optimizer}"
+        row = [cells.get(f"{name}|{n}|{args.batch}{suffix}") for n in args.lengths]
         print(f"| {name} | " + " | ".join(f"{c['examples_per_s']:.0f}" if c else "-" for c in row)
               + f" | {row[-1]['peak_rss_mb']:.0f} MB |" if row[-1] else " | - |")
     for n in args.lengths:
-        get = lambda v: cells.get(f"{v}|{n}|{args.batch}", {}).get("examples_per_s")  # noqa: E731
+        get = lambda v: cells.get(f"{v}|{n}|{args.batch}{suffix}", {}).get("examples_per_s")  # noqa: E731
         din50, full = get("DIN (50)"), get("DIN-Full")
         for name in names:
             if name.startswith("DMGIN") and get(name) and din50 and full:

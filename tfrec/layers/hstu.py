@@ -93,11 +93,10 @@ class HSTU(tf.keras.layers.Layer):
             u, v, q, k = tf.split(uvqk, 4, axis=-1)  # each [B, n, H*dh]
             # Heads unrolled (H is small): per-head [B, n, dh] slices and batched matmuls, no transposes.
             qs, ks, vs = (self._heads(t) for t in (q, k, v))
-            pos = tf.unstack(tf.gather(blk["pos_bias"], rel), axis=-1)  # H x [n, n]
-            time = tf.unstack(tf.gather(blk["time_bias"], time_bucket), axis=-1)  # H x [B, n, n]
             av = []
             for i in range(h):
-                attn = tf.nn.silu(tf.matmul(qs[i], ks[i], transpose_b=True) + pos[i] + time[i]) * scale
+                rab = tf.gather(blk["pos_bias"][:, i], rel) + tf.gather(blk["time_bias"][:, i], time_bucket)  # [B, n, n]
+                attn = tf.nn.silu(tf.matmul(qs[i], ks[i], transpose_b=True) + rab) * scale
                 av.append(tf.matmul(attn, vs[i]))  # [B, n, dh]
             av = tf.concat(av, axis=-1) if h > 1 else av[0]  # [B, n, H*dh], head-major
             x = x + blk["drop"](dense_last_axis(blk["out"], blk["norm_av"](av) * u), training=training)

@@ -54,7 +54,7 @@ class IntraGroupAttention(tf.keras.layers.Layer):
         super().build(input_shape)
 
     def call(self, inputs):
-        """Eqs. 2-4 per group, heads unrolled: one ``[B*G*m, D] x [D, 3 H d_k]`` projection, per head
+        """Eqs. 2-4 per group, heads unrolled: per head ``[B*G*m, D] x [D, d_k]`` projections and
         ``softmax(Q K^T / sqrt(d_k) + key mask) V`` as batched matmuls over the ``B*G`` groups, then
         the masked mean over the m behaviors moved ahead of ``W_O`` (both are linear:
         ``mean(Z) W_O + b_O = mean(Z W_O + b_O)`` when the group has a behavior, 0 when it has none).
@@ -64,18 +64,22 @@ class IntraGroupAttention(tf.keras.layers.Layer):
         b, g, m = shape[0], shape[1], shape[2]
         h, dk, dim = self.num_heads, self.key_dim, x.shape[-1]
         mha = self.attention
-        kernel = tf.concat([tf.reshape(d.kernel, [dim, h * dk]) for d in
-                            (mha._query_dense, mha._key_dense, mha._value_dense)], axis=1)  # [D, 3 H dk]
-        bias = tf.concat([tf.reshape(d.bias, [h * dk]) for d in (mha._query_dense, mha._key_dense, mha._value_dense)], 0)
-        qkv = tf.matmul(tf.reshape(x, [-1, dim]), kernel) + bias  # [B*G*m, 3 H dk]
-        parts = tf.unstack(tf.reshape(qkv, [b * g, m, 3 * h, dk]), axis=2)  # 3H x [B*G, m, dk]
+        tokens = tf.reshape(x, [-1, dim])  # [B*G*m, D]
+
+        def project(dense, i, scale=1.0):  # head i of an EinsumDense [D, H, dk] (+ [H, dk]) -> [B*G, m, dk]
+            kernel, bias = dense.kernel[:, i, :], dense.bias[i]
+            if scale != 1.0:  # scaled on the [D, dk] weights, not on the [B*G*m, dk] output
+                kernel, bias = kernel * scale, bias * scale
+            return tf.reshape(tf.matmul(tokens, kernel) + bias, [b * g, m, dk])
+
         valid = tf.cast(tf.reshape(mask, [b * g, 1, m]), x.dtype)  # [B*G, 1, m]
         key_bias = (1.0 - valid) * -1e9  # MHA's masked softmax
         count = tf.reduce_sum(valid, axis=-1, keepdims=True)  # [B*G, 1, 1]
         pool = valid / tf.maximum(count, 1.0)  # masked mean weights over the queries
         heads = []
-        for i in range(h):
-            q, k, v = parts[i] * (1.0 / float(dk) ** 0.5), parts[h + i], parts[2 * h + i]
+        for i in range(h):  # separate per-head matmuls: no copy of a [.., 3H, dk] tensor into pieces
+            q = project(mha._query_dense, i, scale=1.0 / float(dk) ** 0.5)
+            k, v = project(mha._key_dense, i), project(mha._value_dense, i)
             attn = tf.nn.softmax(tf.matmul(q, k, transpose_b=True) + key_bias, axis=-1)  # [B*G, m, m]
             heads.append(tf.matmul(tf.matmul(pool, attn), v)[:, 0, :])  # [B*G, dk]
         pooled = tf.concat(heads, axis=-1) if h > 1 else heads[0]  # [B*G, H dk]
