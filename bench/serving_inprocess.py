@@ -12,14 +12,16 @@ each ``--calls`` times after 20 warm-up calls, and prints p50 / p90 in ms, on tw
   ``Session.make_callable`` on its input / output tensors: ``Session::Run`` on the signature, the path
   TF Serving takes per request (the issue's figure);
 * ``tf2``: ``tf.saved_model.load(...).signatures[...]`` called from Python with keyword tensors. This
-  adds the Python binding's per-call cost: a one-op signature with the same inputs is timed beside it
-  (``floor``), and it grows with the number of inputs (``score`` has 8).
+  adds the Python binding's per-call cost, which grows with the number of inputs (``score`` has 8).
+
+Each runtime's own per-call cost is printed beside (``floor``: a one-op signature with the same inputs).
  The issue's goals on 2 cores:
 ``score`` (100 candidates) p50 <= 0.5 ms, ``user_tower`` at L = 10,000 <= 5 ms. The FLOP floor of
 ``score`` comes from ``bench/score_flops.py --saved-model <printed path>``.
 
     python bench/serving_inprocess.py --length 10000
     python bench/serving_inprocess.py --model din --length 10000
+    python bench/serving_inprocess.py --length 10000 --intra-op-threads 1   # TF Serving's --tensorflow_intra_op_parallelism=1
 """
 import argparse
 import tempfile
@@ -48,12 +50,16 @@ def timed(fn, calls):
     return np.percentile(out, 50), np.percentile(out, 90)
 
 
-def session_callables(path, signatures, feeds):
+def session_callables(path, signatures, feeds, intra=0, inter=0):
     """{name: zero-argument callable running the signature through Session::Run}."""
     graph = tf.Graph()
+    config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=intra, inter_op_parallelism_threads=inter)
     with graph.as_default():
-        session = tf.compat.v1.Session(graph=graph)
+        session = tf.compat.v1.Session(graph=graph, config=config)
+        level = tf.get_logger().level
+        tf.get_logger().setLevel("ERROR")  # the v1 loader's deprecation notice: it is the Session path on purpose
         meta = tf.compat.v1.saved_model.loader.load(session, ["serve"], str(path))
+        tf.get_logger().setLevel(level)
     out = {}
     for name in signatures:
         sig = meta.signature_def[name]
@@ -65,15 +71,15 @@ def session_callables(path, signatures, feeds):
     return out
 
 
-def floor_signature(feeds):
-    """A one-op (identity) signature with the same inputs as ``feeds``: the Python call's own cost."""
+def floor_model(feeds):
+    """A SavedModel with a one-op (identity) signature ``f`` taking the same inputs as ``feeds``."""
     spec = {k: tf.TensorSpec([None] * len(v.shape), v.dtype, name=k) for k, v in feeds.items()}
     first = sorted(feeds)[0]
     module = tf.Module()
     module.f = tf.function(lambda x: {"out": tf.identity(x[first])}, input_signature=[spec])
     path = tempfile.mkdtemp()
     tf.saved_model.save(module, path, signatures={"f": module.f.get_concrete_function()})
-    return tf.saved_model.load(path).signatures["f"]
+    return path
 
 
 def main():
@@ -84,7 +90,13 @@ def main():
     p.add_argument("--candidates", type=int, default=100)
     p.add_argument("--calls", type=int, default=300)
     p.add_argument("--n-items", type=int, default=20_000)
+    p.add_argument("--intra-op-threads", type=int, default=0, help="0 = TF's default (all cores)")
+    p.add_argument("--inter-op-threads", type=int, default=0, help="0 = TF's default (all cores)")
     args = p.parse_args()
+    if args.intra_op_threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.intra_op_threads)
+    if args.inter_op_threads:
+        tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
     spec = FeatureSpec(n_items=args.n_items, max_history_length=args.length)
     config, groups = {}, None
     if args.model == "dmgin":
@@ -103,20 +115,27 @@ def main():
     score_inputs = {k: v for k, v in state.items() if k in score.structured_input_signature[1]}
     ckey = [k for k in score.structured_input_signature[1] if k not in score_inputs]
     extra = {k: candidates for k in ckey}
-    threads = tf.config.threading.get_intra_op_parallelism_threads() or "all"
     print(f"{args.model} (saved at {path}), one user, L = {args.length:,}, {args.candidates} candidates, "
-          f"{args.calls} calls in-process on {threads} threads:")
+          f"{args.calls} calls in-process, intra-op threads {args.intra_op_threads or 'all'}, "
+          f"inter-op threads {args.inter_op_threads or 'all'}:")
     feeds = {"user_tower": features, "score": {**score_inputs, **extra}}
-    calls = session_callables(path, ["user_tower", "score"], feeds)
+    calls = session_callables(path, ["user_tower", "score"], feeds, args.intra_op_threads, args.inter_op_threads)
     results = {
         "session": (timed(calls["user_tower"], args.calls), timed(calls["score"], args.calls)),
         "tf2": (timed(lambda: user_tower(**features), args.calls), timed(lambda: score(**score_inputs, **extra), args.calls)),
     }
-    floors = [timed(lambda f=floor_signature(feeds[n]), x=feeds[n]: f(**x), args.calls)[0] for n in ("user_tower", "score")]
+    floors = {"tf2": [], "session": []}
+    for n in ("user_tower", "score"):  # the runtimes' own per-call cost: a one-op signature, same inputs
+        floor_path = floor_model(feeds[n])
+        signature = tf.saved_model.load(floor_path).signatures["f"]
+        floors["tf2"].append(timed(lambda f=signature, x=feeds[n]: f(**x), args.calls)[0])
+        run = session_callables(floor_path, ["f"], {"f": feeds[n]}, args.intra_op_threads, args.inter_op_threads)["f"]
+        floors["session"].append(timed(run, args.calls)[0])
     for runtime, (ut, sc) in results.items():
         print(f"  {runtime:8s} user_tower p50 {ut[0]:.2f} ms, p90 {ut[1]:.2f} ms   (goal: <= 5 ms at L = 10,000)")
         print(f"  {runtime:8s} score      p50 {sc[0]:.3f} ms, p90 {sc[1]:.3f} ms   (goal: <= 0.5 ms)")
-    print(f"  tf2 floor (one-op signature, same inputs): user_tower {floors[0]:.3f} ms, score {floors[1]:.3f} ms")
+    for runtime, (ut, sc) in floors.items():
+        print(f"  {runtime:8s} floor (one-op signature, same inputs): user_tower {ut:.3f} ms, score {sc:.3f} ms")
 
 if __name__ == "__main__":
     main()

@@ -13,14 +13,17 @@ the ratios the issue asks for:
 * ``DMGIN k=<k> (once)``: grouped once per request (``RequestStates``, what ``tfrec train`` does; its
   one-off cost is printed apart), the step reads k x m tensors and the 20 most recent behaviors;
 * ``DMQN``, ``DMQN-simple``: the quantizer is trainable, so its grouping runs in the step (every L);
-* ``TWIN (N=L)``, ``ETA (N=L)``: two-stage baselines whose GSU searches the whole history (``history_length``
-  = L; their YAMLs search the 1,024 most recent), for the GSU's cost against L.
+* ``DMGIN k=<k> no evolution (once)``: the same without intra-group attention (DMGIN Table 3's
+  "-Behavior Evolution", ``evolution: false``), the grouped step's largest block;
+* ``TWIN (N=L)``, ``ETA (N=L)``, ``SIM soft (N=L)``: two-stage baselines whose GSU searches the whole
+  history (``history_length`` = L; their YAMLs search the 1,024 most recent), for the GSU's cost against L.
 
     python bench/train_throughput.py                       # all variants, L = 1k, 5k, 10k
     python bench/train_throughput.py --lengths 10000 --variants "DIN (50)" "DMGIN k=16 (once)"
 
-Cells are cached in ``--out``/cells.json (delete it, or pass ``--fresh``, after a code change); one run
-per cell, on whatever else the machine is doing: run it alone.
+Cells are cached in ``--out``/cells.json (delete it, or pass ``--fresh``, after a code change). Run it
+alone. On a shared VM the box's speed drifts by tens of percent over minutes (steal time): compare
+variants with ``--repeat 3`` (round-robin rounds; tables give medians, ratios also per round).
 """
 import argparse
 import dataclasses
@@ -159,6 +162,8 @@ def main():
     p.add_argument("--per-user", type=int, default=8)
     p.add_argument("--out", default="runs/throughput")
     p.add_argument("--fresh", action="store_true")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="rounds over all cells (round-robin); the tables give each variant's median")
     p.add_argument("--optimizer", choices=["adam", "legacy-adam"], default="adam",
                    help="tfrec's Adam (tf.keras.optimizers.Adam: ~10 ops per variable) or the legacy fused one")
     p.add_argument("--cell", nargs=2, metavar=("L", "VARIANT"), help=argparse.SUPPRESS)
@@ -173,39 +178,69 @@ def main():
     cells = {} if args.fresh or not cache.exists() else json.loads(cache.read_text())
     passthrough = ["--k", *map(str, args.k), "--batch", str(args.batch), "--steps", str(args.steps), "--warmup",
                    str(args.warmup), "--optimizer", args.optimizer, "--users", str(args.users), "--per-user", str(args.per_user), "--out", str(out)]
-    for length in args.lengths:
-        for name in names:
-            key = f"{name}|{length}|{args.batch}" + ("" if args.optimizer == "adam" else f"|{args.optimizer}")
-            if key not in cells:
-                proc = subprocess.run([sys.executable, __file__, "--cell", str(length), name, *passthrough],
-                                      capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-                line = [x for x in proc.stdout.splitlines() if x.startswith("CELL ")]
-                if proc.returncode or not line:
-                    print(proc.stdout[-2000:], proc.stderr[-4000:], file=sys.stderr)
-                    raise SystemExit(f"cell {name} at L={length} failed")
-                cells[key] = json.loads(line[0][5:])
-                out.mkdir(parents=True, exist_ok=True)
-                cache.write_text(json.dumps(cells, indent=1))
-            c = cells[key]
-            extra = (f"  once: {c['once_seconds']:.1f} s ({c['once_us_per_request']:.0f} us/request, "
-                     f"{c['state_bytes_per_request'] / 1024:.1f} KB/request)" if "once_seconds" in c else "")
-            print(f"L={length:6d} {name:26s} {c['examples_per_s']:8.0f} ex/s {c['ms_per_step']:8.1f} ms/step "
-                  f"{c['peak_rss_mb']:7.0f} MB peak{extra}", flush=True)
-    print(f"\ntraining examples/s through the input pipeline, batch {args.batch}, {args.steps} steps, one run per cell")
-    print("| variant | " + " | ".join(f"L={n:,}" for n in args.lengths) + " | peak RSS at L=" + f"{args.lengths[-1]:,} |")
-    print("|---|" + "---:|" * (len(args.lengths) + 1))
-    for name in names:
-        suffix = "" if args.optimizer == "adam" else f"|{args.optimizer}"
-        row = [cells.get(f"{name}|{n}|{args.batch}{suffix}") for n in args.lengths]
-        print(f"| {name} | " + " | ".join(f"{c['examples_per_s']:.0f}" if c else "-" for c in row)
-              + f" | {row[-1]['peak_rss_mb']:.0f} MB |" if row[-1] else " | - |")
-    for n in args.lengths:
-        get = lambda v: cells.get(f"{v}|{n}|{args.batch}{suffix}", {}).get("examples_per_s")  # noqa: E731
-        din50, full = get("DIN (50)"), get("DIN-Full")
-        for name in names:
-            if name.startswith("DMGIN") and get(name) and din50 and full:
-                print(f"L={n}: {name}: {get(name) / full:.1f}x DIN-Full, {get(name) / din50:.2f}x DIN (50)")
+    suffix = "" if args.optimizer == "adam" else f"|{args.optimizer}"
+    runs = {}  # (name, length) -> [cells], one per round
+    for rep in range(args.repeat):  # round-robin, so a slow spell of the box hits every variant alike
+        for length in args.lengths:
+            for name in names:
+                key = f"{name}|{length}|{args.batch}{suffix}" + (f"|r{rep}" if rep else "")
+                if key not in cells:
+                    proc = subprocess.run([sys.executable, __file__, "--cell", str(length), name, *passthrough],
+                                          capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+                    line = [x for x in proc.stdout.splitlines() if x.startswith("CELL ")]
+                    if proc.returncode or not line:
+                        print(proc.stdout[-2000:], proc.stderr[-4000:], file=sys.stderr)
+                        raise SystemExit(f"cell {name} at L={length} failed")
+                    cells[key] = json.loads(line[0][5:])
+                    out.mkdir(parents=True, exist_ok=True)
+                    cache.write_text(json.dumps(cells, indent=1))
+                c = cells[key]
+                runs.setdefault((name, length), []).append(c)
+                extra = (f"  once: {c['once_seconds']:.1f} s ({c['once_us_per_request']:.0f} us/request, "
+                         f"{c['state_bytes_per_request'] / 1024:.1f} KB/request)" if "once_seconds" in c else "")
+                print(f"L={length:6d} {name:34s} {c['examples_per_s']:8.0f} ex/s {c['ms_per_step']:8.1f} ms/step "
+                      f"{c['peak_rss_mb']:7.0f} MB peak{extra}" + (f"  (round {rep + 1})" if args.repeat > 1 else ""),
+                      flush=True)
 
+    def median(name, n, field="examples_per_s"):
+        values = [c[field] for c in runs.get((name, n), [])]
+        return float(np.median(values)) if values else None
+
+    def best(name, n):
+        values = [c["examples_per_s"] for c in runs.get((name, n), [])]
+        return max(values) if values else None
+
+    rounds = f", median of {args.repeat} rounds" if args.repeat > 1 else ", one run per cell"
+    print(f"\ntraining examples/s through the input pipeline, batch {args.batch}, {args.steps} steps{rounds}")
+    best_col = args.repeat > 1
+    print("| variant | " + " | ".join(f"L={n:,}" for n in args.lengths) + " | peak RSS at L=" + f"{args.lengths[-1]:,} |"
+          + (f" best round at L={args.lengths[-1]:,} |" if best_col else ""))
+    print("|---|" + "---:|" * (len(args.lengths) + 1 + best_col))
+    for name in names:
+        row = [median(name, n) for n in args.lengths]
+        rss = median(name, args.lengths[-1], "peak_rss_mb")
+        top = best(name, args.lengths[-1])
+        print(f"| {name} | " + " | ".join(f"{v:.0f}" if v else "-" for v in row) + (f" | {rss:.0f} MB |" if rss else " | - |")
+              + (f" {top:.0f} |" if best_col and top else (" - |" if best_col else "")))
+    for n in args.lengths:
+        din50, full = median("DIN (50)", n), median("DIN-Full", n)
+        for name in names:
+            if not name.startswith("DMGIN") or not median(name, n):
+                continue
+            parts = []
+            for ref, label in ((full, "DIN-Full"), (din50, "DIN (50)")):
+                if not ref:
+                    continue
+                label_name = "DIN-Full" if label == "DIN-Full" else "DIN (50)"
+                per_round = [a["examples_per_s"] / b["examples_per_s"]
+                             for a, b in zip(runs[(name, n)], runs.get((label_name, n), []))]
+                spread = f" (rounds: {', '.join(f'{r:.2f}' for r in per_round)})" if len(per_round) > 1 else ""
+                parts.append(f"{median(name, n) / ref:.2f}x {label}{spread}")
+            if args.repeat > 1 and din50:
+                parts.append(f"best rounds: {best(name, n) / best('DIN (50)', n):.2f}x DIN (50)"
+                             + (f", {best(name, n) / best('DIN-Full', n):.1f}x DIN-Full" if full else ""))
+            if parts:
+                print(f"L={n}: {name}: " + ", ".join(parts))
 
 if __name__ == "__main__":
     main()

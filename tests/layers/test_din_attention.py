@@ -154,3 +154,8 @@ def test_static_key_width_is_required():
                                       tf.TensorSpec([None, None])])
     with pytest.raises(ValueError, match="`keys` needs a static last axis"):
         fn.get_concrete_function()
+
+
+def test_activation_unit_needs_a_hidden_layer():
+    with pytest.raises(ValueError, match=r"at least one hidden layer .*Received: units=\(\)"):
+        DINAttention(units=())

@@ -29,6 +29,9 @@ class DINAttention(tf.keras.layers.Layer):
     def __init__(self, units: Sequence[int] = (36,), softmax: bool = False, activation="sigmoid", **kwargs):
         super().__init__(**kwargs)
         self.units = tuple(int(u) for u in units)
+        if not self.units or min(self.units) < 1:
+            raise ValueError("DINAttention needs at least one hidden layer of positive width in its activation "
+                             f"unit (e.g. units=(36,)). Received: units={tuple(units)}")
         self.softmax = bool(softmax)
         self.activation = check_activation(activation)
 
