@@ -35,8 +35,8 @@ from tensorflow.tsl.profiler.protobuf import xplane_pb2
 from tfrec.data.spec import FeatureSpec
 from tfrec.export import export_saved_model
 from tfrec.export.saved_model import warmup_features
-from tfrec.grouping import GroupTable
-from tfrec.training import build_model, compile_model, dummy_features
+from tfrec.training import compile_model
+from untrained import untrained_model
 
 _SKIP = {"ExecutorState::Process", "MemoryAllocation", "MemoryDeallocation"}
 
@@ -132,15 +132,7 @@ def main():
                    help="train: tfrec's Adam (tf.keras.optimizers.Adam) or the legacy one (fused ResourceApplyAdam)")
     args = p.parse_args()
     spec = FeatureSpec(n_items=args.n_items, max_history_length=args.length)
-    config, groups = {}, None
-    if args.model == "dmgin":
-        table = np.random.default_rng(1).integers(1, 101, args.n_items).astype(np.int32)
-        groups = GroupTable(table=table, centroids=np.zeros((100, 1), np.float32), n_groups=101, report={})
-        config = {"top_k_groups": args.k}
-    elif args.model == "din":
-        config = {"recent_length": args.recent}
-    model = build_model(args.model, spec, config, groups=groups)
-    model(dummy_features(spec))
+    model = untrained_model(args.model, spec, args.k, {"recent_length": args.recent} if args.model == "din" else None)
     if args.target == "train":
         x, y = grouped_batch(model, spec, args.batch, args.length)
         compile_model(model, 1e-3)

@@ -8,9 +8,10 @@ behaviors), then alternates ``--blocks`` blocks of 50 calls of A and of B for ``
 difference of their outputs (the fingerprint aside, which differs per export): two exports of the same
 weights by different code must agree to float32 rounding.
 
-    # the same seeded, untrained model exported by the old and by the new code:
+    # the same seeded, untrained model exported by the old and by the new code (tfrec comes from
+    # PYTHONPATH, the script and bench/untrained.py from this checkout):
     git worktree add /tmp/old <old-commit>
-    (cd /tmp/old && PYTHONPATH=/tmp/old python $PWD/bench/serving_ab.py --export /tmp/a)
+    PYTHONPATH=/tmp/old python bench/serving_ab.py --export /tmp/a
     python bench/serving_ab.py --export /tmp/b
     python bench/serving_ab.py /tmp/a/dmgin/1 /tmp/b/dmgin/1 [--intra-op-threads 1]
 """
@@ -27,20 +28,11 @@ from tfrec.export.saved_model import warmup_features
 
 
 def export(out, model_name, spec, k):
-    """The seeded untrained model (DMGIN: a fixed random item -> group table, ``top_k_groups`` k)."""
+    """The seeded untrained model (``untrained_model``), exported as version 1 under ``out``."""
     from tfrec.export import export_saved_model
-    from tfrec.grouping import GroupTable
-    from tfrec.training import build_model, dummy_features
+    from untrained import untrained_model
 
-    config, groups = {}, None
-    if model_name == "dmgin":
-        table = np.random.default_rng(1).integers(1, 101, spec.n_items).astype(np.int32)
-        groups = GroupTable(table=table, centroids=np.zeros((100, 1), np.float32), n_groups=101, report={})
-        config = {"top_k_groups": k}
-    tf.keras.utils.set_random_seed(0)
-    model = build_model(model_name, spec, config, groups=groups)
-    model(dummy_features(spec))
-    print(export_saved_model(model, spec, out, model_name, version=1))
+    print(export_saved_model(untrained_model(model_name, spec, k), spec, out, model_name, version=1))
 
 
 def load(path, intra, inter):
@@ -48,6 +40,7 @@ def load(path, intra, inter):
     config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=intra, inter_op_parallelism_threads=inter)
     with graph.as_default():
         session = tf.compat.v1.Session(graph=graph, config=config)
+        tf.get_logger().setLevel("ERROR")  # the v1 loader's deprecation notice: the Session path on purpose
         meta = tf.compat.v1.saved_model.loader.load(session, ["serve"], str(path))
     return graph, session, meta
 

@@ -35,8 +35,7 @@ import tensorflow as tf
 from tfrec.data.spec import FeatureSpec
 from tfrec.export import export_saved_model
 from tfrec.export.saved_model import warmup_features
-from tfrec.grouping import GroupTable
-from tfrec.training import build_model, dummy_features
+from untrained import untrained_model
 
 
 def timed(fn, calls):
@@ -98,13 +97,7 @@ def main():
     if args.inter_op_threads:
         tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
     spec = FeatureSpec(n_items=args.n_items, max_history_length=args.length)
-    config, groups = {}, None
-    if args.model == "dmgin":
-        table = np.random.default_rng(1).integers(1, 101, args.n_items).astype(np.int32)
-        groups = GroupTable(table=table, centroids=np.zeros((100, 1), np.float32), n_groups=101, report={})
-        config = {"top_k_groups": args.k}
-    model = build_model(args.model, spec, config, groups=groups)
-    model(dummy_features(spec))
+    model = untrained_model(args.model, spec, args.k)
     path = export_saved_model(model, spec, tempfile.mkdtemp(), args.model, version=1)
     loaded = tf.saved_model.load(str(path))
     user_tower, score = loaded.signatures["user_tower"], loaded.signatures["score"]
