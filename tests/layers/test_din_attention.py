@@ -159,3 +159,14 @@ def test_static_key_width_is_required():
 def test_activation_unit_needs_a_hidden_layer():
     with pytest.raises(ValueError, match=r"at least one hidden layer .*Received: units=\(\)"):
         DINAttention(units=())
+
+
+def test_built_layer_traces_with_an_unknown_key_width():
+    """Built eagerly, then traced with no static last axis (the kernel knows D)."""
+    inputs = _inputs()
+    layer = DINAttention(units=(6,))
+    eager = layer(inputs).numpy()
+    fn = tf.function(lambda q, k, m: layer({"query": q, "keys": k, "mask": m}),
+                     input_signature=[tf.TensorSpec([None, None, None]), tf.TensorSpec([None, None, None]),
+                                      tf.TensorSpec([None, None])])
+    np.testing.assert_allclose(fn(inputs["query"], inputs["keys"], inputs["mask"]).numpy(), eager, atol=1e-6)

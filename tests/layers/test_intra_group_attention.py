@@ -74,3 +74,19 @@ def test_masked_mean():
 
 def test_config_roundtrip():
     assert_layer_config_roundtrip(IntraGroupAttention(num_heads=2, key_dim=3, output_dim=4), _inputs(), atol=1e-6)
+
+
+def test_mixed_float16_masked_groups_stay_finite():
+    """Masked keys get float16's largest negative, never -inf * 0 = NaN."""
+    import tensorflow as tf
+
+    inputs = _inputs()
+    tf.keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        layer = IntraGroupAttention(num_heads=2, key_dim=3, output_dim=4)
+        out = layer({"behaviors": inputs["behaviors"].astype(np.float16), "mask": inputs["mask"]})
+    finally:
+        tf.keras.mixed_precision.set_global_policy("float32")
+    assert out.dtype == tf.float16
+    assert np.all(np.isfinite(out.numpy()))
+    np.testing.assert_array_equal(out.numpy()[:, 2], 0.0)  # the empty groups

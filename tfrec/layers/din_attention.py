@@ -62,7 +62,8 @@ class DINAttention(tf.keras.layers.Layer):
         second per candidate and only the third per pair: a quarter of the pair FLOPs, no tiles or
         concat. Same weights and checkpoints as the concatenated form (tested against it)."""
         dense = self.activation_unit.first_layer
-        w1, w2, w3, w4 = tf.unstack(tf.reshape(dense.kernel, [4, k.shape[-1], dense.units]))
+        # D from the kernel (built for 4D inputs): a traced call may not know the keys' last axis
+        w1, w2, w3, w4 = tf.unstack(tf.reshape(dense.kernel, [4, dense.kernel.shape[0] // 4, dense.units]))
         per_key = matmul_last_axis(k, w1 + w3)[:, None, :, :]  # [B, 1, S, H]
         per_query = (matmul_last_axis(q, w2 - w3) + dense.bias)[:, :, None, :]  # [B, C, 1, H]
         per_pair = matmul_last_axis(q[:, :, None, :] * k[:, None, :, :], w4)  # [B, C, S, D] -> [B, C, S, H]

@@ -73,7 +73,8 @@ class IntraGroupAttention(tf.keras.layers.Layer):
             return tf.reshape(tf.matmul(tokens, kernel) + bias, [b * g, m, dk])
 
         valid = tf.cast(tf.reshape(mask, [b * g, 1, m]), x.dtype)  # [B*G, 1, m]
-        key_bias = (1.0 - valid) * -1e9  # MHA's masked softmax
+        # MHA's masked softmax: -1e9 on masked keys (float16's largest negative there, as Keras does)
+        key_bias = (1.0 - valid) * (-65504.0 if x.dtype == tf.float16 else -1e9)
         count = tf.reduce_sum(valid, axis=-1, keepdims=True)  # [B*G, 1, 1]
         pool = valid / tf.maximum(count, 1.0)  # masked mean weights over the queries
         heads = []
