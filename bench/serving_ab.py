@@ -25,6 +25,7 @@ import tensorflow as tf
 
 from tfrec.data.spec import FeatureSpec
 from tfrec.export.saved_model import warmup_features
+from serving_inprocess import load_session, signature_runner
 
 
 def export(out, model_name, spec, k):
@@ -35,21 +36,9 @@ def export(out, model_name, spec, k):
     print(export_saved_model(untrained_model(model_name, spec, k), spec, out, model_name, version=1))
 
 
-def load(path, intra, inter):
-    graph = tf.Graph()
-    config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=intra, inter_op_parallelism_threads=inter)
-    with graph.as_default():
-        session = tf.compat.v1.Session(graph=graph, config=config)
-        tf.get_logger().setLevel("ERROR")  # the v1 loader's deprecation notice: the Session path on purpose
-        meta = tf.compat.v1.saved_model.loader.load(session, ["serve"], str(path))
-    return graph, session, meta
-
-
-def runner(graph, session, meta, name):
-    sig = meta.signature_def[name]
-    keys, outs = sorted(sig.inputs), sorted(sig.outputs)
-    run = session.make_callable([graph.get_tensor_by_name(sig.outputs[o].name) for o in outs],
-                                [graph.get_tensor_by_name(sig.inputs[k].name) for k in keys])
+def runner(loaded, name):
+    """``(input keys, run)``: ``run(feeds)`` -> {output: value} through ``Session::Run``."""
+    keys, outs, run = signature_runner(*loaded, name)
     return keys, (lambda feeds: dict(zip(outs, run(*[feeds[k] for k in keys]))))
 
 
@@ -76,9 +65,9 @@ def main():
     candidates = np.random.default_rng(0).integers(0, spec.n_items, (1, args.candidates)).astype(np.int64)
     calls = []
     for path in (args.a, args.b):
-        graph, session, meta = load(path, args.intra_op_threads, args.inter_op_threads)
-        ut_keys, user_tower = runner(graph, session, meta, "user_tower")
-        sc_keys, score = runner(graph, session, meta, "score")
+        loaded = load_session(path, args.intra_op_threads, args.inter_op_threads)
+        ut_keys, user_tower = runner(loaded, "user_tower")
+        sc_keys, score = runner(loaded, "score")
         ut_feeds = {k: features[k] for k in ut_keys}
         state = user_tower(ut_feeds)
         sc_feeds = {k: state[k] if k in state else candidates for k in sc_keys}

@@ -49,8 +49,8 @@ def timed(fn, calls):
     return np.percentile(out, 50), np.percentile(out, 90)
 
 
-def session_callables(path, signatures, feeds, intra=0, inter=0):
-    """{name: zero-argument callable running the signature through Session::Run}."""
+def load_session(path, intra=0, inter=0):
+    """``(graph, session, meta_graph)``: the SavedModel at ``path`` in a ``tf.compat.v1.Session``."""
     graph = tf.Graph()
     config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=intra, inter_op_parallelism_threads=inter)
     with graph.as_default():
@@ -59,12 +59,25 @@ def session_callables(path, signatures, feeds, intra=0, inter=0):
         tf.get_logger().setLevel("ERROR")  # the v1 loader's deprecation notice: it is the Session path on purpose
         meta = tf.compat.v1.saved_model.loader.load(session, ["serve"], str(path))
         tf.get_logger().setLevel(level)
+    return graph, session, meta
+
+
+def signature_runner(graph, session, meta, name):
+    """``(input keys, output keys, run)``: ``run(*inputs in key order)`` -> outputs in key order, one
+    ``Session::Run`` of signature ``name`` (``Session.make_callable``)."""
+    sig = meta.signature_def[name]
+    keys, outs = sorted(sig.inputs), sorted(sig.outputs)
+    run = session.make_callable([graph.get_tensor_by_name(sig.outputs[o].name) for o in outs],
+                                [graph.get_tensor_by_name(sig.inputs[k].name) for k in keys])
+    return keys, outs, run
+
+
+def session_callables(path, signatures, feeds, intra=0, inter=0):
+    """{name: zero-argument callable running the signature on ``feeds[name]`` through Session::Run}."""
+    loaded = load_session(path, intra, inter)
     out = {}
     for name in signatures:
-        sig = meta.signature_def[name]
-        keys = sorted(feeds[name])
-        fetches = [graph.get_tensor_by_name(t.name) for t in sig.outputs.values()]
-        run = session.make_callable(fetches, [graph.get_tensor_by_name(sig.inputs[k].name) for k in keys])
+        keys, _, run = signature_runner(*loaded, name)
         values = [np.asarray(feeds[name][k]) for k in keys]
         out[name] = (lambda run=run, values=values: run(*values))
     return out

@@ -231,9 +231,8 @@ def main():
             for ref, label in ((full, "DIN-Full"), (din50, "DIN (50)")):
                 if not ref:
                     continue
-                label_name = "DIN-Full" if label == "DIN-Full" else "DIN (50)"
                 per_round = [a["examples_per_s"] / b["examples_per_s"]
-                             for a, b in zip(runs[(name, n)], runs.get((label_name, n), []))]
+                             for a, b in zip(runs[(name, n)], runs.get((label, n), []))]
                 spread = f" (rounds: {', '.join(f'{r:.2f}' for r in per_round)})" if len(per_round) > 1 else ""
                 parts.append(f"{median(name, n) / ref:.2f}x {label}{spread}")
             if args.repeat > 1 and din50:
@@ -241,6 +240,7 @@ def main():
                              + (f", {best(name, n) / best('DIN-Full', n):.1f}x DIN-Full" if full else ""))
             if parts:
                 print(f"L={n}: {name}: " + ", ".join(parts))
+
 
 if __name__ == "__main__":
     main()

@@ -97,11 +97,10 @@ def train_model(model_type, data_dir, out_dir, model_config=None, epochs=3, batc
     if model.data_report and verbose:
         print(model.data_report.get("top_k_line", model.data_report), flush=True)
     stage = model.request_stage()
+    t0 = time.time()  # the once-per-request stage counts as training time
     if stage is None:
         ds = read(spec, shuffle=True, seed=seed)
-        t0 = time.time()
     else:  # the parameter-free start of the user tower, once per request (DMGIN's grouping)
-        t0 = time.time()  # the once-per-request stage counts as training time
         fn, history_length = stage
         states = RequestStates.compute(read(spec), fn)
         if verbose:

@@ -1,13 +1,8 @@
 """CandidateGroupAttention: candidate-aware attention over group vectors (DMGIN eq. 10)."""
 import tensorflow as tf
 
-from tfrec.layers.mlp import matmul_last_axis
+from tfrec.layers.mlp import build_sublayer, matmul_last_axis
 from tfrec.registry import register
-
-
-def _project(dense: tf.keras.layers.Dense, x: tf.Tensor) -> tf.Tensor:
-    """A bias-free ``Dense`` on the last axis of ``x`` as one 2-D matmul."""
-    return matmul_last_axis(x, dense.kernel)
 
 
 @register
@@ -43,8 +38,7 @@ class CandidateGroupAttention(tf.keras.layers.Layer):
         self.w_k = tf.keras.layers.Dense(self.dim, use_bias=False, name="w_k")
         self.w_v = tf.keras.layers.Dense(self.dim, use_bias=False, name="w_v")
         for dense, key in ((self.w_q, "query"), (self.w_k, "keys"), (self.w_v, "keys")):
-            with tf.name_scope(dense.name):  # the names a first call would give
-                dense.build(tf.TensorShape(input_shape[key]))
+            build_sublayer(dense, input_shape[key])  # call reads their kernels (bias-free 2-D matmuls)
         if self.match_prior:
             self.match_bias = self.add_weight(name="match_bias", shape=[],
                                               initializer=tf.keras.initializers.Constant(2.0))
@@ -52,9 +46,9 @@ class CandidateGroupAttention(tf.keras.layers.Layer):
 
     def call(self, inputs):
         mask = tf.cast(inputs["mask"], tf.bool)[:, None, :]  # [B, 1, G]
-        q = _project(self.w_q, inputs["query"])  # [B, C, d]
+        q = matmul_last_axis(inputs["query"], self.w_q.kernel)  # [B, C, d]
         keys = inputs["keys"]
-        k = _project(self.w_k, keys)  # [B, G, d]
+        k = matmul_last_axis(keys, self.w_k.kernel)  # [B, G, d]
         logits = tf.matmul(q, k, transpose_b=True) / tf.sqrt(float(self.dim))  # [B, C, G]
         if "match" in inputs and not self.match_prior:
             raise ValueError(f"{self.name} was built with match_prior=False: it takes no `match` input")
@@ -62,7 +56,7 @@ class CandidateGroupAttention(tf.keras.layers.Layer):
             logits += self.match_bias * tf.cast(inputs["match"], logits.dtype)
         logits = tf.where(mask, logits, tf.constant(-1e9, logits.dtype))
         alpha = tf.nn.softmax(logits, axis=-1) * tf.cast(mask, logits.dtype)
-        return tf.matmul(alpha, _project(self.w_v, keys))
+        return tf.matmul(alpha, matmul_last_axis(keys, self.w_v.kernel))
 
     def get_config(self):
         return {**super().get_config(), "dim": self.dim, "match_prior": self.match_prior}

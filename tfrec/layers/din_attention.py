@@ -3,7 +3,7 @@ from typing import Sequence
 
 import tensorflow as tf
 
-from tfrec.layers.mlp import MLP, check_activation, matmul_last_axis
+from tfrec.layers.mlp import MLP, build_sublayer, check_activation, matmul_last_axis
 from tfrec.registry import register
 
 
@@ -42,8 +42,7 @@ class DINAttention(tf.keras.layers.Layer):
                              f"Received: keys shape {input_shape['keys']}")
         self.activation_unit = MLP(self.units, output_units=1, activation=self.activation,
                                   name="activation_unit")
-        with tf.name_scope(self.activation_unit.name):
-            self.activation_unit.build(tf.TensorShape([None, None, None, 4 * dim]))
+        build_sublayer(self.activation_unit, [None, None, None, 4 * dim])
         super().build(input_shape)
 
     def call(self, inputs, training=None):

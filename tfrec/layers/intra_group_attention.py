@@ -1,6 +1,7 @@
 """IntraGroupAttention: multi-head self-attention inside each group + masked mean (DMGIN eqs. 2-4)."""
 import tensorflow as tf
 
+from tfrec.layers.mlp import build_sublayer
 from tfrec.registry import register
 
 
@@ -46,10 +47,8 @@ class IntraGroupAttention(tf.keras.layers.Layer):
         with tf.name_scope(self.attention.name):
             self.attention._build_from_signature(query=tokens, value=tokens)
             for dense in (self.attention._query_dense, self.attention._key_dense, self.attention._value_dense):
-                with tf.name_scope(dense.name):
-                    dense.build(tokens)
-            with tf.name_scope(self.attention._output_dense.name):
-                self.attention._output_dense.build(tf.TensorShape([None, None, self.num_heads, self.key_dim]))
+                build_sublayer(dense, tokens)
+            build_sublayer(self.attention._output_dense, [None, None, self.num_heads, self.key_dim])
         self.attention.built = True
         super().build(input_shape)
 

@@ -57,17 +57,28 @@ def activation_layer(name, rank: int = 2) -> tf.keras.layers.Layer:
     return tf.keras.layers.Activation(name)
 
 
+def build_sublayer(layer: tf.keras.layers.Layer, input_shape) -> None:
+    """Builds ``layer`` now, from a parent's ``build``, with the variable names its first call would
+    give (``<parent>/<layer>/kernel``): for parents that read a sublayer's weights instead of calling it."""
+    with tf.name_scope(layer.name):
+        layer.build(tf.TensorShape(input_shape))
+
+
+def _on_last_axis(fn, x: tf.Tensor, units: int) -> tf.Tensor:
+    """``fn`` (a map ``[N, D] -> [N, units]``) over the last axis of ``x`` ``[..., D]`` as one 2-D call."""
+    y = fn(tf.reshape(x, [-1, tf.shape(x)[-1]]))
+    y = tf.reshape(y, tf.concat([tf.shape(x)[:-1], [units]], 0))
+    y.set_shape(x.shape[:-1].concatenate([units]))
+    return y
+
+
 def matmul_last_axis(x: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
     """``x @ kernel`` over the last axis of ``x`` ``[..., D]`` (``kernel`` ``[D, H]``) as one 2-D
     matmul: a rank-3 ``tf.matmul`` against a matrix runs as a broadcasting batch matmul, several times
     slower than the 2-D one at serving sizes (``bench/op_profile.py``)."""
     if x.shape.rank is not None and x.shape.rank <= 2:
         return tf.matmul(x, kernel)
-    units = kernel.shape[-1]
-    y = tf.matmul(tf.reshape(x, [-1, tf.shape(x)[-1]]), kernel)
-    y = tf.reshape(y, tf.concat([tf.shape(x)[:-1], [tf.shape(kernel)[-1]]], 0))
-    y.set_shape(x.shape[:-1].concatenate([units]))
-    return y
+    return _on_last_axis(lambda flat: tf.matmul(flat, kernel), x, kernel.shape[-1])
 
 
 def dense_last_axis(layer: tf.keras.layers.Dense, x: tf.Tensor) -> tf.Tensor:
@@ -75,10 +86,7 @@ def dense_last_axis(layer: tf.keras.layers.Dense, x: tf.Tensor) -> tf.Tensor:
     adds about ten shape ops per layer, which cost more than the matmul at serving sizes."""
     if x.shape.rank is None or x.shape.rank <= 2 or x.shape[-1] is None:
         return layer(x)
-    y = layer(tf.reshape(x, [-1, x.shape[-1]]))
-    y = tf.reshape(y, tf.concat([tf.shape(x)[:-1], [layer.units]], 0))
-    y.set_shape(x.shape[:-1].concatenate([layer.units]))
-    return y
+    return _on_last_axis(layer, x, layer.units)
 
 
 @register
@@ -121,15 +129,12 @@ class MLP(tf.keras.layers.Layer):
         # read the first kernel before calling the MLP).
         shape = input_shape
         for i, dense in enumerate(self._hidden):
-            with tf.name_scope(dense.name):
-                dense.build(shape)
+            build_sublayer(dense, shape)
             shape = shape[:-1].concatenate([dense.units])
             if self._activations:
-                with tf.name_scope(self._activations[i].name):
-                    self._activations[i].build(shape)
+                build_sublayer(self._activations[i], shape)
         if self._out is not None:
-            with tf.name_scope(self._out.name):
-                self._out.build(shape)
+            build_sublayer(self._out, shape)
         super().build(input_shape)
 
     @property
