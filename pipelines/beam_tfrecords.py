@@ -10,8 +10,10 @@ validated in the launching process, like the standardize statistics (see docs/be
 DirectRunner by default. Beam pipeline options go after `--`, e.g.
   tfrec beam-tfrecords --data gs://bucket/data -- --runner=DataflowRunner --project=P \\
       --region=us-central1 --temp_location=gs://bucket/tmp
-With --deterministic (the default on DirectRunner) every file is globally sorted and, with one
-shard, byte-identical to `write-tfrecords`. See docs/beam.md.
+With --deterministic (the default on DirectRunner) every file is globally sorted and byte-identical
+to `write-tfrecords` with the same --num-shards: with N > 1, examples and histories are sharded by a
+hash of user_id into the same shards (tfrec/data/sharding.py) and splits.json records the sharding.
+See docs/beam.md.
 """
 from __future__ import annotations
 
@@ -59,7 +61,8 @@ def add_arguments(p):
                         "otherwise); --no-deterministic writes with beam.io.WriteToTFRecord in runner order")
     p.add_argument("--num-shards", type=int, default=None,
                    help="files per output (default: 1 with --deterministic, runner-chosen without); with "
-                        "more than one, files are NAME-SSSSS-of-NNNNN.tfrecord")
+                        "more than one, files are NAME-SSSSS-of-NNNNN.tfrecord, with --deterministic sharded by a "
+                        "hash of user_id as in write-tfrecords --num-shards (examples and histories co-partitioned)")
     add_semantic_id_arguments(p)
     p.add_argument("beam_args", nargs="*", metavar="-- BEAM_OPTION",
                    help="Beam pipeline options after `--` (e.g. -- --runner=FlinkRunner --flink_master=HOST:8081)")
@@ -127,8 +130,8 @@ def build_pipeline(pipeline, args, spec_dict: dict, files: dict, out: str, deter
             return records | f"Write{name}" >> tb.WriteOrderedTFRecords(prefix, num_shards or 1)
         return records | f"Write{name}" >> tb.WriteUnorderedTFRecords(prefix, num_shards or 0)
 
-    def prefix(filename):
-        return FileSystems.join(out, filename[: -len(".tfrecord")])
+    def prefix(stem):
+        return FileSystems.join(out, stem)
 
     # Histories: behaviors keyed by user_id, co-grouped with users.
     b_fmt, b_paths = files["behaviors"]
@@ -150,7 +153,9 @@ def build_pipeline(pipeline, args, spec_dict: dict, files: dict, out: str, deter
     histories = ({"behaviors": behaviors, "users": users}
                  | "JoinUsers" >> beam.CoGroupByKey()
                  | "EncodeHistories" >> beam.ParDo(history_fn))
-    written = [write("Histories", histories, prefix(HISTORIES)) | "TagUsers" >> beam.Map(lambda t: ("users",) + t)]
+    history_stem = HISTORIES[: -len(".tfrecord")]
+    written = [write("Histories", histories, prefix(history_stem))
+               | "TagUsers" >> beam.Map(lambda t: (history_stem,) + t)]
 
     with_prob = {}
     for split in ("train", "test"):
@@ -164,7 +169,7 @@ def build_pipeline(pipeline, args, spec_dict: dict, files: dict, out: str, deter
                     | f"Read{split}" >> tb.ReadRows(paths, columns, fmt, types)
                     | f"Encode{split}" >> beam.ParDo(tb.ExampleRecordFn(spec_dict, columns, dtypes, paths,
                                                                          semantic_ids)))
-        files_written = write(split, examples, prefix(f"{split}.tfrecord"))
+        files_written = write(split, examples, prefix(split))
         written.append(files_written | f"Tag{split}" >> beam.Map(lambda t, s=split: (s,) + t))
 
     written = written | "AllFiles" >> beam.Flatten()
@@ -172,7 +177,9 @@ def build_pipeline(pipeline, args, spec_dict: dict, files: dict, out: str, deter
             | "Once" >> beam.Create([None])
             | "WriteMetadata" >> beam.ParDo(
                 tb.WriteMetadataFn(FileSystems.join(out, SPEC), FileSystems.join(out, SPLITS), spec_dict, with_prob,
-                                   item_table, FileSystems.join(out, ITEM_FEATURES)),
+                                   item_table, FileSystems.join(out, ITEM_FEATURES),
+                                   prefixes={stem: prefix(stem) for stem in (history_stem, "train", "test")},
+                                   num_shards=(num_shards or 1) if deterministic else None),
                 written=beam.pvalue.AsList(written)))
 
 

@@ -12,7 +12,10 @@ A data directory holds:
                   default schema) and dataset.json (n_items, n_user_segments, max_history_length).
   spec.json       the FeatureSpec (written by write-tfrecords; the schema + measured statistics)
   item_features.npz  the item table (written by write-tfrecords when the schema declares item features)
-  user_histories.tfrecord, train.tfrecord, test.tfrecord
+  user_histories.tfrecord, train.tfrecord, test.tfrecord (or, written with --num-shards N > 1, their
+                  shards NAME-SSSSS-of-NNNNN.tfrecord: examples and histories co-partitioned by a hash
+                  of user_id, tfrec/data/sharding.py)
+  splits.json     per split: examples, true_prob; when user-sharded, "sharding" (``data_sharding``)
   groups.npz      the item -> group table (written by cluster) + groups.balance.json
   semantic_ids.npz  the item -> Semantic ID table (written by semantic-ids) + semantic_ids.json;
                   write-tfrecords / beam-tfrecords copy the codes into the records when it exists
@@ -32,7 +35,8 @@ SPEC = "spec.json"
 HISTORIES = "user_histories.tfrecord"
 GROUPS = "groups.npz"
 SEMANTIC_IDS = "semantic_ids.npz"  # the item -> Semantic ID table (written by semantic-ids)
-SPLITS = "splits.json"  # per split: number of examples and whether they carry true_prob
+SPLITS = "splits.json"  # per split: number of examples and whether they carry true_prob (+ "sharding")
+SHARDING = "sharding"  # splits.json's entry for user-sharded data (tfrec.data.sharding.sharding_entry)
 SCHEMA = "schema.yaml"  # in raw/: the declared feature schema
 ITEM_FEATURES = "item_features.npz"  # the validated item table (write-tfrecords)
 ITEM_FEATURES_SOURCE = "item_features.parquet"  # in raw/
@@ -46,12 +50,72 @@ def split_file(data_dir, split: str) -> Path:
 
 def tfrecord_files(data_dir, stem: str):
     """``<stem>.tfrecord``, or its shards ``<stem>-SSSSS-of-NNNNN.tfrecord`` when only those exist
-    (``tfrec beam-tfrecords --num-shards N``); what the readers take."""
+    (``--num-shards N`` of ``write-tfrecords`` / ``beam-tfrecords``); what the readers take.
+
+    Raises:
+      ValueError: the shards are not one complete set (several shard counts, or missing shards).
+    """
     single = Path(data_dir) / f"{stem}.tfrecord"
     shards = sorted(Path(data_dir).glob(f"{stem}-[0-9][0-9][0-9][0-9][0-9]-of-[0-9][0-9][0-9][0-9][0-9].tfrecord"))
     if single.exists() or not shards:
         return single
+    totals = sorted({p.name[-len("NNNNN.tfrecord"):-len(".tfrecord")] for p in shards})
+    if len(totals) > 1 or len(shards) != int(totals[0]):
+        raise ValueError(f"{data_dir}: the {stem} shards are not one complete set ({len(shards)} files, "
+                         f"-of-{'/-of-'.join(totals)}): rewrite the data with one --num-shards")
     return [str(p) for p in shards]
+
+
+def data_sharding(data_dir) -> dict | None:
+    """The ``"sharding"`` entry of ``splits.json``: ``{"key": "user_id", "hash": "splitmix64",
+    "num_shards": N, "shard_counts": {"user_histories": [...], "train": [...], "test": [...]}}`` when
+    the examples and histories are co-partitioned by user (``--num-shards N > 1``,
+    ``tfrec.data.sharding``), else None (single files, or runner-ordered Beam shards, which are not
+    co-partitioned).
+
+    Raises:
+      ValueError: the entry names a key or hash this version does not compute.
+    """
+    from tfrec.data import sharding
+
+    path = Path(data_dir) / SPLITS
+    if not path.exists():
+        return None
+    entry = json.loads(path.read_text()).get(SHARDING)
+    if entry is None:
+        return None
+    if entry.get("key") != sharding.SHARD_KEY or entry.get("hash") != sharding.SHARD_HASH:
+        raise ValueError(f"{path}: sharded by {entry.get('key')!r} / {entry.get('hash')!r}, but this version "
+                         f"shards by {sharding.SHARD_KEY!r} / {sharding.SHARD_HASH!r}: {sharding.REWRITE_FIX}")
+    return entry
+
+
+def shard_files(data_dir, stem: str, shards) -> list[str]:
+    """The files of shards ``shards`` (indices) of output ``stem`` (``user_histories``, ``train``,
+    ``test``): ``<stem>-SSSSS-of-NNNNN.tfrecord`` with N from ``data_sharding``, or, for data that is
+    not user-sharded, ``<stem>.tfrecord`` as the one shard 0.
+
+    Raises:
+      ValueError: a shard index outside ``[0, N)``.
+      FileNotFoundError: a shard's file is missing (named).
+    """
+    from tfrec.data.sharding import REWRITE_FIX, shard_paths
+
+    sharding = data_sharding(data_dir)
+    n = sharding["num_shards"] if sharding else 1
+    paths = shard_paths(str(Path(data_dir) / stem), n)
+    out = []
+    for s in shards:
+        if not 0 <= int(s) < n:
+            raise ValueError(f"{data_dir}: shard {s} of {stem} does not exist: the data has {n} user shard(s) "
+                             f"(splits.json); {REWRITE_FIX}")
+        path = paths[int(s)]
+        if not Path(path).exists():
+            written = f"user-sharded into {n}" if sharding else "not user-sharded"
+            raise FileNotFoundError(f"{path} not found: {data_dir} is {written} (splits.json); re-run "
+                                    f"`tfrec write-tfrecords --data {data_dir}` with the --num-shards it was written with")
+        out.append(path)
+    return out
 
 
 def history_files(data_dir):
@@ -108,9 +172,11 @@ def load_item_table(data_dir, spec: "FeatureSpec"):
 
 def make_split_dataset(data_dir, split: str, spec: "FeatureSpec", batch_size: int, shuffle: bool = False,
                        seed: int = 0, history=None, skip_corrupt: bool = False, user_vectors=None,
-                       min_request_timestamp=None):
+                       min_request_timestamp=None, files=None, **options):
     """The tf.data pipeline over one split, joined with the user-history file (and ``user_vectors``, a
-    ``UserVectors``, when given; ``min_request_timestamp`` drops the earlier examples)."""
+    ``UserVectors``, when given; ``min_request_timestamp`` drops the earlier examples). ``files``: the
+    split's example files to read (default: all of them); ``options``: more ``make_dataset`` arguments
+    (``repeat``, ``drop_remainder``, ``input_shard``)."""
     from tfrec.data.dataset import load_user_histories, make_dataset
 
     if history is None:
@@ -118,9 +184,10 @@ def make_split_dataset(data_dir, split: str, spec: "FeatureSpec", batch_size: in
     splits_path = Path(data_dir) / SPLITS
     splits = json.loads(splits_path.read_text()) if splits_path.exists() else {}
     with_prob = bool(splits.get(split, {}).get("true_prob", False))
-    return make_dataset(tfrecord_files(data_dir, split), spec, history=history, batch_size=batch_size,
-                        shuffle=shuffle, seed=seed, include_true_prob=with_prob, skip_corrupt=skip_corrupt,
-                        user_vectors=user_vectors, min_request_timestamp=min_request_timestamp)
+    return make_dataset(tfrecord_files(data_dir, split) if files is None else files, spec, history=history,
+                        batch_size=batch_size, shuffle=shuffle, seed=seed, include_true_prob=with_prob,
+                        skip_corrupt=skip_corrupt, user_vectors=user_vectors,
+                        min_request_timestamp=min_request_timestamp, **options)
 
 
 def file_sha256(path) -> str:

@@ -11,6 +11,13 @@ writer validates every record and stops with the record number and field on bad 
 When DATA/semantic_ids.npz exists (written by `tfrec semantic-ids`; or --semantic-ids PATH), every
 record also carries the items' Semantic ID codes (target: item_semantic_id_1..M, history:
 hist_semantic_id_1..M) and spec.json declares them; --no-semantic-ids leaves them out.
+
+--num-shards N (default 1: the single files) writes NAME-SSSSS-of-NNNNN.tfrecord instead, every
+example and every user history in shard tfrec.data.sharding.user_shard(user_id, N), so shard i of
+the examples and shard i of the histories hold the same users (a distributed-training worker joins
+only its own users' histories); splits.json then records the sharding and the records per shard.
+Earlier outputs of another shard count (or the single files) are deleted, so readers never mix two
+writes.
 """
 from __future__ import annotations
 
@@ -22,7 +29,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from pipelines.common import (HISTORIES, ITEM_FEATURES, ITEM_FEATURES_SOURCE, RAW, SEMANTIC_IDS, SPEC, SPLITS,
-                              declared_spec, split_file)
+                              declared_spec)
 
 
 def add_arguments(p):
@@ -32,6 +39,10 @@ def add_arguments(p):
     p.add_argument("--schema", default=None,
                    help="feature schema YAML (default: DATA/raw/schema.yaml if it exists, else the default schema: "
                         "user_segment only; see docs/data.md)")
+    p.add_argument("--num-shards", type=int, default=1, metavar="N",
+                   help="files per output (default 1: user_histories.tfrecord, train.tfrecord, test.tfrecord); with "
+                        "N > 1, NAME-SSSSS-of-NNNNN.tfrecord, examples and histories sharded by a hash of user_id "
+                        "into the same shards (docs/data.md)")
     add_semantic_id_arguments(p)
 
 
@@ -146,12 +157,34 @@ def measure_statistics(spec, behaviors, users, train, items):
     return stats
 
 
+def write_user_sharded(data, stem, num_shards, spec, features, records, **progress):
+    """Validates and writes ``records`` as ``DATA/stem.tfrecord`` (one shard) or
+    ``DATA/stem-SSSSS-of-NNNNN.tfrecord``, each record in shard ``user_shard(user_id, num_shards)``
+    (relative order kept), then deletes ``stem``'s earlier outputs of another shard count.
+    Returns the records per shard."""
+    import functools
+
+    from tfrec.data.sharding import record_shard, shard_paths, stale_outputs
+    from tfrec.data.tfrecord import write_sharded_records
+
+    data = Path(data)
+    counts = write_sharded_records(shard_paths(str(data / stem), num_shards), records, features, spec,
+                                   shard_of=functools.partial(record_shard, num_shards=num_shards), **progress)
+    for name in stale_outputs((p.name for p in data.iterdir()), stem, num_shards):
+        (data / name).unlink()
+    return counts
+
+
 def run(args):
     from tfrec.data.item_table import ItemTable
+    from tfrec.data.sharding import sharding_entry
     from tfrec.data.spec import ITEM_SEMANTIC_ID
-    from tfrec.data.tfrecord import write_examples, write_user_histories
 
     t0 = time.time()
+    num_shards = getattr(args, "num_shards", None)  # callers may build the Namespace by hand
+    num_shards = 1 if num_shards is None else num_shards
+    if num_shards < 1:
+        raise ValueError(f"--num-shards must be >= 1; got {num_shards}")
     data = Path(args.data)
     raw = data / RAW
     meta = json.loads((raw / "dataset.json").read_text())
@@ -169,9 +202,12 @@ def run(args):
     if spec.item_features:
         items = ItemTable.from_parquet(raw / ITEM_FEATURES_SOURCE, spec)
     spec = spec.with_statistics(measure_statistics(spec, behaviors, users, examples["train"], items))
-    n_users = write_user_histories(data / HISTORIES, spec, history_records(behaviors, users, spec, semantic_ids),
-                                   progress="user histories",
-                                   total=len(np.union1d(behaviors["user_id"], users["user_id"])))
+    counts = {}
+    counts["user_histories"] = write_user_sharded(
+        data, HISTORIES[: -len(".tfrecord")], num_shards, spec, spec.history_record_features(),
+        history_records(behaviors, users, spec, semantic_ids), progress="user histories",
+        total=len(np.union1d(behaviors["user_id"], users["user_id"])))
+    n_users = sum(counts["user_histories"])
     splits = {}
     for split, cols in examples.items():
         with_prob = "true_prob" in cols
@@ -182,9 +218,12 @@ def run(args):
             cols.update(codes)
             keys += list(codes)
         records = ({k: cols[k][i] for k in keys} for i in range(len(cols["user_id"])))
-        n = write_examples(split_file(data, split), spec, records, with_true_prob=with_prob,
-                           progress=f"{split} examples", total=len(cols["user_id"]))
-        splits[split] = {"examples": n, "true_prob": with_prob}
+        counts[split] = write_user_sharded(data, split, num_shards, spec,
+                                           spec.example_record_features(with_true_prob=with_prob), records,
+                                           progress=f"{split} examples", total=len(cols["user_id"]))
+        splits[split] = {"examples": sum(counts[split]), "true_prob": with_prob}
+    if num_shards > 1:
+        splits["sharding"] = sharding_entry(num_shards, counts)
     if items is not None:
         items.save(data / ITEM_FEATURES)
     (data / SPEC).write_text(json.dumps(spec.to_dict(), indent=2))

@@ -27,8 +27,8 @@ def _beam(data, out, *extra):
     beam_tfrecords.run(_args(beam_tfrecords, ["--data", str(data), "--out", str(out), *extra]))
 
 
-def _same_outputs(a, b):
-    for name in TFRECORDS:
+def _same_outputs(a, b, tfrecords=TFRECORDS):
+    for name in tfrecords:
         assert filecmp.cmp(a / name, b / name, shallow=False), name
     # spec.json to the byte: same statistics, same key order
     assert (a / "spec.json").read_text() == (b / "spec.json").read_text()
@@ -275,6 +275,17 @@ def test_declared_schema_is_byte_identical(declared, tmp_path):
     assert sorted(measured) == ["dwell", "income", "load", "price"] and all(std > 0 for _, std in measured.values())
     _beam(declared, tmp_path / "out")
     _same_outputs(declared, tmp_path / "out")
+
+
+def test_declared_schema_user_shards_are_byte_identical(declared, tmp_path):
+    """--num-shards 3: both writers shard examples and histories by user into the same bytes."""
+    data = _copy_raw(declared, tmp_path / "data")
+    write_tfrecords.run(_args(write_tfrecords, ["--data", str(data), "--num-shards", "3"]))
+    _beam(data, tmp_path / "out", "--num-shards", "3")
+    shards = [f"{name[:-len('.tfrecord')]}-{s:05d}-of-00003.tfrecord" for name in TFRECORDS for s in range(3)]
+    _same_outputs(data, tmp_path / "out", shards)
+    assert (data / "splits.json").read_text() == (tmp_path / "out" / "splits.json").read_text()
+    assert json.loads((data / "splits.json").read_text())["sharding"]["num_shards"] == 3
 
 
 def test_declared_schema_csv_input_with_id_lists(declared, tmp_path):

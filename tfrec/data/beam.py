@@ -9,9 +9,11 @@ The pieces here are runner-independent (DirectRunner, Dataflow, Flink, Spark):
 * ``HistoryRecordFn`` / ``ExampleRecordFn``: build the same record dicts as
   ``pipelines/write_tfrecords.py``, validate them with ``tfrec.data.tfrecord.validate_record``
   and serialize them with the same ``encode_record`` encoder, so the bytes are identical.
-* ``WriteOrderedTFRecords``: deterministic output: records are hashed to ``num_shards`` shards,
-  each shard is sorted by its key and written with Beam's TFRecord framing by one DoFn. With
-  one shard the file equals the in-process file byte for byte.
+* ``WriteOrderedTFRecords``: deterministic output: records go to shard
+  ``tfrec.data.sharding.user_shard(user_id, num_shards)`` (histories and examples alike, so the
+  shards are co-partitioned by user), each shard is sorted by its key and written with Beam's
+  TFRecord framing by one DoFn. Every file equals the in-process writer's of the same
+  ``--num-shards`` byte for byte.
 
 The declared feature schema (``tfrec.data.schema``) decides the columns read: the user features
 from ``users`` (list columns for multi_categorical ones; in CSV ``|``-separated ids), the extra
@@ -34,6 +36,13 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
+from tfrec.data.sharding import (
+    SHARDED_STEMS,
+    shard_paths,
+    sharding_entry,
+    stale_outputs,
+    user_shard,
+)
 from tfrec.data.spec import HIST_SEMANTIC_ID, ITEM_SEMANTIC_ID
 
 # The built-in columns of each raw table (the declared features add theirs: ``table_columns``);
@@ -422,7 +431,11 @@ def _sort_value(v):
 
 
 class ExampleRecordFn(beam.DoFn):
-    """(file_index, row, values) -> ((file_index, row), serialized Example)."""
+    """(file_index, row, values) -> ((file_index, row, user_id), serialized Example).
+
+    The key sorts like (file_index, row) (the in-process order) and carries the user id last,
+    which ``WriteOrderedTFRecords`` shards by.
+    """
 
     def __init__(self, spec_dict: dict, columns: Sequence[str], dtypes: dict[str, np.dtype],
                  paths: Sequence[str], semantic_ids=None):
@@ -454,19 +467,12 @@ class ExampleRecordFn(beam.DoFn):
             raise BeamRecordError(f"{where} (record {row})", err.field, _problem(err)) from None
         except ValueError as err:  # an item without a Semantic ID
             raise BeamRecordError(f"{where} (record {row})", "item_id", str(err)) from None
-        yield (file_index, row), encode_record(arrays, self.features)
+        yield (file_index, row, int(arrays["user_id"])), encode_record(arrays, self.features)
 
 
 # --------------------------------------------------------------------------------------------
 # Writing
 # --------------------------------------------------------------------------------------------
-def shard_paths(prefix: str, num_shards: int, suffix: str = ".tfrecord") -> list[str]:
-    """``prefix.tfrecord`` for one shard, else ``prefix-SSSSS-of-NNNNN.tfrecord``."""
-    if num_shards == 1:
-        return [prefix + suffix]
-    return [f"{prefix}-{s:05d}-of-{num_shards:05d}{suffix}" for s in range(num_shards)]
-
-
 class _WriteShardFn(beam.DoFn):
     """(shard, [(key, bytes), ...]) -> sorted by key, written to a temp file next to the shard's file.
 
@@ -491,17 +497,20 @@ class _WriteShardFn(beam.DoFn):
 
 
 def _shard_of(key, num_shards: int) -> int:
-    """Stable shard of a sort key (its user_id or (file, row)); no Python hash() randomization."""
-    first = key if isinstance(key, int) else key[-1]
-    return int(first) % num_shards
+    """The shard of a sort key: ``user_shard`` of its user id (a history's key, or the last element
+    of an example's (file, row, user_id)), so examples and histories are co-partitioned by user."""
+    user_id = key if isinstance(key, int) else key[-1]
+    return user_shard(int(user_id), num_shards)
 
 
 class WriteOrderedTFRecords(beam.PTransform):
     """(sort_key, bytes) -> ``num_shards`` temp files, each sorted by key; emits (temp, final, count).
 
-    Histories are keyed by user_id (shard = user_id % N), examples by (file, row)
-    (shard = row % N). With ``num_shards=1`` the file is the global sort, i.e. the in-process
-    writer's file; one worker then holds the whole file's records (see docs/beam.md).
+    Histories are keyed by user_id, examples by (file, row, user_id); both go to shard
+    ``user_shard(user_id, N)`` (``tfrec.data.sharding``), so shard i of the examples and shard i
+    of the histories hold the same users, and each file equals the in-process writer's
+    (``write-tfrecords --num-shards N``). With ``num_shards=1`` the file is the global sort; one
+    worker then holds the whole file's records (see docs/beam.md).
     """
 
     def __init__(self, prefix: str, num_shards: int = 1):
@@ -520,7 +529,12 @@ class WriteOrderedTFRecords(beam.PTransform):
 
 
 class WriteUnorderedTFRecords(beam.PTransform):
-    """(sort_key, bytes) -> ``beam.io.WriteToTFRecord`` shards in runner order; emits (None, None, count)."""
+    """(sort_key, bytes) -> ``beam.io.WriteToTFRecord`` shards in runner order; emits (None, None, count).
+
+    The runner decides which record lands in which shard, so these shards are *not* co-partitioned
+    by user (shard i of the examples needs histories from every history shard): splits.json gets
+    no ``"sharding"`` entry, and distributed training reads them as unsharded data.
+    """
 
     def __init__(self, prefix: str, num_shards: int = 0):
         super().__init__()
@@ -537,36 +551,65 @@ class WriteUnorderedTFRecords(beam.PTransform):
 
 
 class WriteMetadataFn(beam.DoFn):
-    """The last step: moves the temp TFRecord files into place, writes the item table (when the
-    schema declares item features), then spec.json + splits.json.
+    """The last step: moves the temp TFRecord files into place, deletes the outputs' earlier files
+    of another shard count, writes the item table (when the schema declares item features), then
+    spec.json + splits.json.
 
-    Side input ``written``: ``(output, temp_path, final_path, count)`` for every file written.
+    Side input ``written``: ``(output, temp_path, final_path, count)`` for every file written;
+    ``output`` is a file stem (``user_histories``, ``train``, ``test``).
     ``item_table``: the ``ItemTable`` built in the launching process (small: n_items rows), saved
     to ``item_path``; None without item features.
+    ``prefixes``: output stem -> its path prefix (``OUT/train``), whose stale files are deleted.
+    ``num_shards``: the shard count of ``WriteOrderedTFRecords`` (user-sharded: with N > 1
+    splits.json gets the ``"sharding"`` entry, ``tfrec.data.sharding.sharding_entry``, with the
+    records per shard); None for ``WriteUnorderedTFRecords`` (runner-placed records: no entry).
     """
 
     def __init__(self, spec_path: str, splits_path: str, spec_dict: dict, with_prob: dict[str, bool],
-                 item_table=None, item_path: str | None = None):
+                 item_table=None, item_path: str | None = None, prefixes: Mapping[str, str] | None = None,
+                 num_shards: int | None = 1):
         self.spec_path, self.splits_path = spec_path, splits_path
         self.spec_dict, self.with_prob = spec_dict, dict(with_prob)
         self.item_table, self.item_path = item_table, item_path
+        self.prefixes, self.num_shards = dict(prefixes or {}), num_shards
 
     def process(self, _, written):
         counts: dict[str, int] = {}
+        per_file: dict[str, dict[str, int]] = {}
         renames = []
         for output, tmp, path, n in written:
             counts[output] = counts.get(output, 0) + int(n)
             if tmp is not None:
                 renames.append((tmp, path))
+                per_file.setdefault(output, {})[path] = int(n)
         for tmp, path in sorted(renames, key=lambda r: r[1]):
             if not FileSystems.exists(tmp) and FileSystems.exists(path):
                 continue  # a retried bundle: already moved
             if FileSystems.exists(path):
                 FileSystems.delete([path])
             FileSystems.rename([tmp], [path])
+        for prefix in sorted(self.prefixes.values()):
+            self._delete_stale(prefix, self.num_shards or 0)
         splits = {s: {"examples": int(counts[s]), "true_prob": self.with_prob[s]} for s in ("train", "test")}
+        if self.num_shards is not None and self.num_shards > 1:
+            shard_counts = {stem: [per_file[stem][p] for p in shard_paths(self.prefixes[stem], self.num_shards)]
+                            for stem in SHARDED_STEMS}
+            splits["sharding"] = sharding_entry(self.num_shards, shard_counts)
         if self.item_table is not None:
             save_item_table(self.item_table, self.item_path)
         write_text(self.spec_path, json.dumps(self.spec_dict, indent=2))
         write_text(self.splits_path, json.dumps(splits, indent=2))
         yield splits
+
+    @staticmethod
+    def _delete_stale(prefix: str, num_shards: int) -> None:
+        """Deletes ``prefix``'s earlier outputs a write of ``num_shards`` files leaves stale."""
+        try:
+            found = FileSystems.match([f"{prefix}*.tfrecord"])[0].metadata_list
+        except Exception:  # noqa: BLE001 - a pattern matching nothing raises on some filesystems
+            return
+        by_name = {m.path.rstrip("/").rsplit("/", 1)[-1]: m.path for m in found}
+        stem = prefix.rstrip("/").rsplit("/", 1)[-1]
+        stale = [by_name[name] for name in stale_outputs(by_name, stem, num_shards)]
+        if stale:
+            FileSystems.delete(stale)

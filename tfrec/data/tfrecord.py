@@ -11,6 +11,7 @@ and ``TFRecordDataset`` silently ends a file at a truncated trailing record. So
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import glob as _glob
 import logging
@@ -346,25 +347,71 @@ def write_records(
     Raises:
       RecordValidationError: a record breaks the spec (nothing is written).
     """
+    return write_sharded_records([path], records, features, spec, progress=progress, total=total)[0]
+
+
+def write_sharded_records(
+    paths: Sequence[PathLike],
+    records: Iterable[Mapping[str, Any]],
+    features: Sequence[Feature],
+    spec: FeatureSpec,
+    shard_of: Callable[[Mapping[str, np.ndarray]], int] | None = None,
+    progress: str | None = None,
+    total: int | None = None,
+) -> list[int]:
+    """``write_records`` into several files: each record goes to ``paths[shard_of(record)]``.
+
+    Records keep their relative order within a file; error messages number records in the
+    order of ``records`` (as ``write_records``). Atomic over all files: every file is replaced
+    only after every record passed validation.
+
+    Args:
+      paths: destination TFRecord files, one per shard (all in existence afterwards, empty ones too).
+      records: as in ``write_records``.
+      features: the record layout.
+      spec: vocabulary sizes bounding the id fields.
+      shard_of: record (its validated numpy arrays) -> shard index in ``[0, len(paths))``, e.g.
+        ``functools.partial(tfrec.data.sharding.record_shard, num_shards=len(paths))``; may be
+        None with one path.
+      progress: a description to show a progress bar with (stderr), or None for none.
+      total: the number of records, for the bar (optional).
+
+    Returns:
+      The number of records written to each file, in ``paths`` order.
+
+    Raises:
+      RecordValidationError: a record breaks the spec (nothing is written).
+      ValueError: several paths and no ``shard_of``.
+    """
     from tqdm.auto import tqdm
 
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    tmp_path = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
-    count = 0
+    paths = [os.fspath(p) for p in paths]
+    if len(paths) > 1 and shard_of is None:
+        raise ValueError(f"{len(paths)} output files need a shard_of function; Received: shard_of=None")
+    tmp_paths = []
+    for path in paths:
+        directory = os.path.dirname(os.path.abspath(path))
+        os.makedirs(directory, exist_ok=True)
+        tmp_paths.append(os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp"))
+    counts = [0] * len(paths)
     try:
         bar = tqdm(records, desc=progress, total=total, unit="rec", disable=not progress, mininterval=0.5)
-        with tf.io.TFRecordWriter(tmp_path) as writer, bar:
-            for count, values in enumerate(bar, start=1):
-                arrays = validate_record(count - 1, values, features, spec)
-                writer.write(encode_record(arrays, features))
-        os.replace(tmp_path, path)
+        with contextlib.ExitStack() as stack:
+            writers = [stack.enter_context(tf.io.TFRecordWriter(t)) for t in tmp_paths]
+            stack.enter_context(bar)
+            for n, values in enumerate(bar):
+                arrays = validate_record(n, values, features, spec)
+                shard = 0 if len(paths) == 1 else shard_of(arrays)
+                writers[shard].write(encode_record(arrays, features))
+                counts[shard] += 1
+        for tmp_path, path in zip(tmp_paths, paths):
+            os.replace(tmp_path, path)
     except BaseException:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
+        for tmp_path in tmp_paths:
+            if os.path.exists(tmp_path):
+                os.remove(tmp_path)
         raise
-    return count
+    return counts
 
 
 def write_user_histories(path: PathLike, spec: FeatureSpec, records: Iterable[Mapping[str, Any]],
