@@ -12,13 +12,17 @@ the compressor learned from the logs before ``t1``, the ranker trains on ``[t1, 
 from __future__ import annotations
 
 import dataclasses
+import json
+import shutil
 import time
 from pathlib import Path
 
 import yaml
 
-from pipelines.common import (GROUPS, USER_VECTORS_KEY, history_files, load_item_table, load_spec,
+from pipelines.common import (GROUPS, HISTORIES, USER_VECTORS_KEY, history_files, load_item_table, load_spec,
                               load_yaml_config, make_split_dataset, user_vectors_info)
+
+HISTORIES_STEM = HISTORIES[: -len(".tfrecord")]
 
 
 def add_arguments(p):
@@ -39,6 +43,19 @@ def add_arguments(p):
                         "as the feature user_vector; remembered by the run")
     p.add_argument("--min-request-timestamp", type=int, metavar="T",
                    help="train only on examples with request_timestamp >= T (e.g. CHIME's t1)")
+    p.add_argument("--strategy", default="default", choices=["default", "mirrored", "multi-worker", "parameter-server"],
+                   help="tf.distribute strategy; multi-worker / parameter-server read TF_CONFIG (`tfrec launch` sets "
+                        "it for a local cluster; docs/distributed.md). --batch-size is the global batch")
+    p.add_argument("--replicas", type=int, default=0,
+                   help="mirrored: devices to use (default: every GPU, or 2 logical CPU devices without GPU)")
+    p.add_argument("--steps-per-epoch", type=int, default=None,
+                   help="steps per epoch (default: the training examples / --batch-size, rounded up)")
+    p.add_argument("--backup-every", type=int, default=None, metavar="STEPS",
+                   help="write the BackupAndRestore backup (<out>/backup) every STEPS steps (default: every epoch); "
+                        "rerunning the same command after a failure resumes from it")
+    p.add_argument("--ps-min-shard-bytes", type=int, default=None,
+                   help="parameter-server: split variables of at least this many bytes across the parameter servers "
+                        "(default 256 KiB)")
 
 
 def parse_overrides(pairs) -> dict:
@@ -51,13 +68,96 @@ def parse_overrides(pairs) -> dict:
     return out
 
 
+def _fingerprint(args: dict) -> str:
+    return json.dumps(args, sort_keys=True, default=str)
+
+
+def _check_backup(out_dir, fingerprint: str, is_chief: bool) -> None:
+    """A backup left by an interrupted run resumes only the same training: another config or data
+    would fail to restore (or silently mix two runs), so such a backup is removed, saying so."""
+    from tfrec.training import BACKUP
+
+    backup, stamp = Path(out_dir) / BACKUP, Path(out_dir) / f"{BACKUP}.json"
+    if backup.exists() and (not stamp.exists() or stamp.read_text() != fingerprint):
+        if is_chief:
+            print(f"{backup}: a backup of a different training (other model, config, data or strategy): "
+                  "removing it and starting from scratch", flush=True)
+            shutil.rmtree(backup, ignore_errors=True)
+    elif backup.exists():
+        print(f"{backup}: resuming the interrupted training from its backup", flush=True)
+    if is_chief:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        stamp.write_text(fingerprint)
+
+
+def input_files(data_dir, split: str, dist):
+    """The example and user-history files this process reads, and the record-level shard.
+
+    Returns ``(example_files, history_files, input_shard, line)``: with data sharded by user
+    (``write-tfrecords --num-shards``) a multi-worker process reads only its shards of both (its
+    users' examples and histories: ``input_shard`` None); otherwise every file, and the examples are
+    split by record across the input pipelines (``input_shard`` = (count, index)), every process
+    holding every history.
+    """
+    from pipelines.common import data_sharding, shard_files, tfrecord_files
+    from tfrec.data.sharding import worker_shards
+
+    count, index = dist.input_count, dist.input_index
+    sharding = data_sharding(data_dir)
+    if count > 1 and sharding is not None:
+        shards = worker_shards(sharding["num_shards"], index, count)
+        line = (f"input: user shards {shards} of {sharding['num_shards']} (examples and histories of this "
+                f"worker's users only)")
+        return (shard_files(data_dir, split, shards), shard_files(data_dir, HISTORIES_STEM, shards), None, line)
+    line = "input: every file"
+    if count > 1:
+        line += (f", every {count}-th example record (input pipeline {index}); every history (the data is not "
+                 "sharded by user: `tfrec write-tfrecords --num-shards N` co-partitions it)")
+    return tfrecord_files(data_dir, split), history_files(data_dir), ((count, index) if count > 1 else None), line
+
+
+def count_examples(data_dir, split: str, min_request_timestamp=None) -> int:
+    """Examples in a split (``splits.json``; with ``min_request_timestamp`` counted in the files)."""
+    from pipelines.common import SPLITS, tfrecord_files
+
+    splits_path = Path(data_dir) / SPLITS
+    if min_request_timestamp is None and splits_path.exists():
+        count = json.loads(splits_path.read_text()).get(split, {}).get("examples")
+        if count is not None:
+            return int(count)
+    import tensorflow as tf
+
+    files = tfrecord_files(data_dir, split)
+    ds = tf.data.TFRecordDataset(files if isinstance(files, list) else [str(files)])
+    if min_request_timestamp is not None:
+        feature = {"request_timestamp": tf.io.FixedLenFeature([], tf.int64)}
+        ds = ds.map(lambda r: tf.io.parse_single_example(r, feature)["request_timestamp"])
+        ds = ds.filter(lambda t: t >= int(min_request_timestamp))
+    return int(ds.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
+
+
 def train_model(model_type, data_dir, out_dir, model_config=None, epochs=3, batch_size=256, learning_rate=2e-3,
-                seed=0, verbose=1, skip_corrupt=False, user_vectors=None, min_request_timestamp=None):
-    """Builds and trains one model; returns ``(model, seconds)``.
+                seed=0, verbose=1, skip_corrupt=False, user_vectors=None, min_request_timestamp=None,
+                strategy="default", replicas=0, steps_per_epoch=None, backup_every=None,
+                ps_min_shard_bytes=None):
+    """Builds and trains one model; returns ``(model, seconds)`` (``(None, 0)`` on a
+    parameter-server worker / ps task, which only serves until stopped).
 
     ``user_vectors``: path of a ``UserVectors`` file; the model gets ``user_vector_dim`` = its D and
     the run's model.json its path. ``min_request_timestamp``: drop the earlier training examples.
+    ``strategy`` (``tfrec.distribute.STRATEGIES``) + ``TF_CONFIG``: where and how it trains
+    (``replicas``: mirrored's device count; ``ps_min_shard_bytes``: the parameter-server
+    partitioner's smallest shard); ``batch_size`` is the global batch (split across the replicas),
+    an epoch is ``steps_per_epoch`` steps (default: the split's examples / batch_size, rounded up).
+    ``backup_every``: BackupAndRestore every that many steps (default: every epoch).
     """
+    from tfrec.distribute import PS_MIN_SHARD_BYTES, configure, placement_lines, variable_placement
+
+    dist = configure(strategy, replicas, ps_min_shard_bytes or PS_MIN_SHARD_BYTES)  # before any op runs
+    if dist.serves:
+        dist.serve()
+        return None, 0.0
+
     import tensorflow as tf
 
     from tfrec.configs import TrainConfig
@@ -66,14 +166,25 @@ def train_model(model_type, data_dir, out_dir, model_config=None, epochs=3, batc
     from tfrec.data.request_states import RequestStates
     from tfrec.data.user_vectors import UserVectors
     from tfrec.models import MODELS, CTRModel
-    from tfrec.training import build_model, item_frequency, train
+    from tfrec.training import build_model, dummy_features, item_frequency, train
 
+    distributed = dist.name != "default"
+    if verbose and distributed:
+        print(dist.describe(), flush=True)
+    _check_backup(out_dir, _fingerprint({"model": model_type, "data": str(Path(data_dir).resolve()),
+                                         "config": model_config, "batch_size": batch_size, "seed": seed,
+                                         "learning_rate": learning_rate, "strategy": strategy,
+                                         "workers": dist.task.cluster, "user_vectors": user_vectors,
+                                         "min_request_timestamp": min_request_timestamp}), dist.is_chief)
     spec = load_spec(data_dir)
     vectors = UserVectors.load(user_vectors) if user_vectors else None
     model_spec = dataclasses.replace(spec, user_vector_dim=vectors.dim) if vectors is not None else spec
     groups_path = Path(data_dir) / GROUPS
     groups = load_group_table(groups_path) if groups_path.exists() else None
-    history = load_user_histories(history_files(data_dir), spec, skip_corrupt=skip_corrupt)
+    examples, histories, input_shard, input_line = input_files(data_dir, "train", dist)
+    if verbose and distributed:
+        print(input_line, flush=True)
+    history = load_user_histories(histories, spec, skip_corrupt=skip_corrupt)
     content = None
     if getattr(MODELS.get(model_type), "uses_item_content", False):
         from tfrec.data.item_content import ItemContent
@@ -81,42 +192,104 @@ def train_model(model_type, data_dir, out_dir, model_config=None, epochs=3, batc
         content = ItemContent.load(data_dir, spec.n_items)
     cfg = TrainConfig(batch_size=batch_size, epochs=epochs, learning_rate=learning_rate, seed=seed)
 
-    def read(read_spec, **shuffle):
-        return make_split_dataset(data_dir, "train", read_spec, batch_size, history=history, skip_corrupt=skip_corrupt,
-                                  user_vectors=vectors, min_request_timestamp=min_request_timestamp, **shuffle)
+    def read(read_spec, history=history, files=examples, batch=batch_size, shard=input_shard, **options):
+        return make_split_dataset(data_dir, "train", read_spec, batch, history=history, skip_corrupt=skip_corrupt,
+                                  user_vectors=vectors, min_request_timestamp=min_request_timestamp, files=files,
+                                  input_shard=shard, **options)
 
     # Config fields sized from the data read their own copy of the pipeline: iterating the training
     # pipeline here would move its reshuffle on, and training would not see the order its seed gives.
+    # Every worker must build the same variables, so they are sized on the first input pipeline's
+    # data (its shards, read by every worker: a worker of another shard loads them for this only).
     sizing = None
     if MODELS[model_type].config_from_data.__func__ is not CTRModel.config_from_data.__func__:
         tf.keras.utils.set_random_seed(seed)  # the shuffle's order depends on the global seed too
-        sizing = read(spec, shuffle=True, seed=seed)
-    model = build_model(model_type, model_spec, model_config, groups=groups, item_table=load_item_table(data_dir, spec),
-                        item_frequency=item_frequency(history, spec.n_items), item_content=content,
-                        train_data=sizing)
+        if dist.input_index == 0 or input_shard is not None:
+            sizing = read(spec, shuffle=True, seed=seed, shard=None)
+        else:
+            first = dataclasses.replace(dist, input_index=0)
+            files0, histories0, _, _ = input_files(data_dir, "train", first)
+            sizing = read(spec, history=load_user_histories(histories0, spec, skip_corrupt=skip_corrupt),
+                          files=files0, shuffle=True, seed=seed, shard=None)
+    with dist.scope():
+        model = build_model(model_type, model_spec, model_config, groups=groups,
+                            item_table=load_item_table(data_dir, spec),
+                            item_frequency=item_frequency(history, spec.n_items), item_content=content,
+                            train_data=sizing)
+        if distributed:  # create the variables now, to log where they live before training
+            model(dummy_features(model_spec))
+    del sizing
     if model.data_report and verbose:
         print(model.data_report.get("top_k_line", model.data_report), flush=True)
     stage = model.request_stage()
+    if stage is not None and dist.name == "parameter-server":
+        # the workers run the coordinator's input function: per-request states held by this process
+        # cannot be read there, so the grouping runs in the train step (same model, same result)
+        stage = None
+        if verbose:
+            print("parameter-server: the once-per-request stage runs in the train step on the workers", flush=True)
     t0 = time.time()  # the once-per-request stage counts as training time
-    if stage is None:
-        ds = read(spec, shuffle=True, seed=seed)
-    else:  # the parameter-free start of the user tower, once per request (DMGIN's grouping)
+    train_spec, join = spec, None
+    if stage is not None:  # the parameter-free start of the user tower, once per request (DMGIN's grouping)
         fn, history_length = stage
         states = RequestStates.compute(read(spec), fn)
         if verbose:
             print(states.line(), flush=True)
-        short_spec = dataclasses.replace(spec, max_history_length=max(int(history_length), 1))
-        ds = states.join_dataset(read(short_spec, shuffle=True, seed=seed))
+        train_spec = dataclasses.replace(spec, max_history_length=max(int(history_length), 1))
+        join = states.join_dataset
+    local = read(train_spec, shuffle=True, seed=seed)
+    ds = join(local) if join is not None else local
+    dataset_fn = None
+    if distributed:
+        steps_per_epoch = steps_per_epoch or -(-count_examples(data_dir, "train", min_request_timestamp) // batch_size)
+        per_worker_seed = dist.name == "parameter-server"
+
+        def dataset_fn(context):
+            # Every parameter-server worker runs this one function (traced by the coordinator): its
+            # tables are built in the function, and each worker shuffles with its own seed (a clock
+            # read when the worker creates the dataset), or they would all read the same order.
+            own_seed = seed
+            if per_worker_seed:
+                # (this function's own graph seed: with a global seed of 0, TensorFlow compares the op
+                # seed with 0 in Python, which a tensor seed cannot answer)
+                tf.random.set_seed(seed + 1)
+                own_seed = tf.cast(tf.timestamp() * 1e6, tf.int64) % (2**31 - 1)
+            own_history = dataclasses.replace(history) if per_worker_seed else history
+            per_replica = context.get_per_replica_batch_size(batch_size)
+            batches = read(train_spec, history=own_history, batch=per_replica, shuffle=True, seed=own_seed,
+                           repeat=True, drop_remainder=True)
+            return join(batches) if join is not None else batches
+
+    elif steps_per_epoch:
+        ds = ds.repeat()
     extra = {"min_request_timestamp": min_request_timestamp}
     if vectors is not None:
         extra[USER_VECTORS_KEY] = user_vectors_info(vectors, user_vectors)
-    train(model, model_type, ds, out_dir, cfg, verbose=verbose, extra=extra)
+    if distributed:
+        placement = variable_placement(model)
+        extra["distribution"] = {"strategy": dist.name, "replicas": dist.replicas, "cluster": dist.task.cluster,
+                                 "input": input_line, "steps_per_epoch": steps_per_epoch,
+                                 "bytes_per_device": placement["bytes_per_device"]}
+        if verbose and dist.name == "parameter-server":
+            print("variables on the parameter servers (largest first):", flush=True)
+            print("\n".join(placement_lines(placement)), flush=True)
+    train(model, model_type, ds, out_dir, cfg, verbose=verbose, extra=extra, distribution=dist if distributed else None,
+          dataset_fn=dataset_fn, steps_per_epoch=steps_per_epoch, backup_every=backup_every)
+    if dist.is_chief:  # finished: BackupAndRestore emptied its backup; nothing is left to resume
+        from tfrec.training import BACKUP
+
+        shutil.rmtree(Path(out_dir) / BACKUP, ignore_errors=True)
+        (Path(out_dir) / f"{BACKUP}.json").unlink(missing_ok=True)
     return model, time.time() - t0
 
 
 def run(args):
     config = {**load_yaml_config(args.config), **parse_overrides(args.set)}
-    _, seconds = train_model(args.model, args.data, args.out, config, args.epochs, args.batch_size,
-                             args.learning_rate, args.seed, args.verbose, args.skip_corrupt, args.user_vectors,
-                             args.min_request_timestamp)
-    print(f"trained {args.model} in {seconds:.1f}s -> {args.out}")
+    model, seconds = train_model(args.model, args.data, args.out, config, args.epochs, args.batch_size,
+                                 args.learning_rate, args.seed, args.verbose, args.skip_corrupt, args.user_vectors,
+                                 args.min_request_timestamp, args.strategy, args.replicas, args.steps_per_epoch,
+                                 args.backup_every, args.ps_min_shard_bytes)
+    if model is not None:
+        rate = getattr(model, "throughput", {}).get("examples_per_second")
+        print(f"trained {args.model} in {seconds:.1f}s ({rate:,.0f} examples/s in fit) -> {args.out}"
+              if rate else f"trained {args.model} in {seconds:.1f}s -> {args.out}")

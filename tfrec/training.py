@@ -1,10 +1,13 @@
 """Build, train, save, reload and run any tfrec model (one code path for every model)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import tempfile
+import time
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -15,6 +18,7 @@ from tfrec.models import MODELS
 
 MODEL_FILE = "model.json"
 WEIGHTS = "weights/final"
+BACKUP = "backup"  # BackupAndRestore's directory in a run
 
 
 def build_model(model_type: str, spec: FeatureSpec, config: Optional[dict] = None, groups=None, item_table=None,
@@ -80,30 +84,76 @@ def compile_model(model, learning_rate: float):
     return model
 
 
+class _FitClock(tf.keras.callbacks.Callback):
+    """Times ``fit`` from the first step it runs (after ``BackupAndRestore`` restored a resumed run)
+    and counts the steps it ran (from the optimizer; no per-batch hook, which would slow every step)."""
+
+    def on_train_begin(self, logs=None):
+        self.start_step = int(self.model.optimizer.iterations.numpy())
+        self.t0 = time.perf_counter()
+
+    def result(self, batch_size: int) -> dict:
+        seconds = time.perf_counter() - self.t0
+        steps = int(self.model.optimizer.iterations.numpy()) - self.start_step
+        return {"fit_seconds": round(seconds, 2), "steps": steps, "batch_size": batch_size,
+                "examples_per_second": round(steps * batch_size / max(seconds, 1e-9), 1)}
+
+
 def train(model, model_type: str, train_ds: tf.data.Dataset, out_dir: os.PathLike,
           train_config: configs_lib.TrainConfig, val_ds: Optional[tf.data.Dataset] = None, verbose: int = 1,
-          extra: Optional[dict] = None):
-    """``model.fit`` with a progress bar, TensorBoard logs and per-epoch checkpoints under ``out_dir``.
+          extra: Optional[dict] = None, distribution=None, dataset_fn: Optional[Callable] = None,
+          steps_per_epoch: Optional[int] = None, backup_every: Optional[int] = None):
+    """``model.fit`` with a progress bar, TensorBoard logs, per-epoch checkpoints and a
+    ``BackupAndRestore`` backup under ``out_dir``.
 
-    Writes ``out_dir/model.json`` (type + config + ``extra``, e.g. the user-vector file the run read)
-    and ``out_dir/weights/final`` so that ``load_trained(out_dir)`` rebuilds the model. Returns the
-    Keras History.
+    Writes ``out_dir/model.json`` (type + config + ``extra``, e.g. the user-vector file the run read,
+    + ``throughput``: fit seconds, steps, examples/s) and ``out_dir/weights/final`` so that
+    ``load_trained(out_dir)`` rebuilds the model. Returns the Keras History.
+
+    Fault tolerance: ``out_dir/backup`` holds the latest training state (weights, optimizer, epoch
+    and step), written every ``backup_every`` steps (None: every epoch) and deleted when ``fit``
+    finishes; running the same training again after a crash resumes from it (Keras
+    ``BackupAndRestore``).
+
+    Distributed training (``distribution``, a ``tfrec.distribute.Distribution``; the model must have
+    been built under ``distribution.scope()``): the model compiles under the strategy, and ``fit``
+    reads ``dataset_fn(input_context)`` -- this input pipeline's batches of the per-replica size,
+    repeated -- through ``DatasetCreator``, ``steps_per_epoch`` steps per epoch. ``train_ds`` (a local
+    pipeline) then only serves ``adapt`` and the models' own callbacks. Only the chief writes the
+    run; the other workers save their copy to a temporary directory (every worker must take part).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tf.keras.utils.set_random_seed(train_config.seed)
-    compile_model(model, train_config.learning_rate)
+    scope = distribution.scope() if distribution is not None else contextlib.nullcontext()
+    with scope:
+        compile_model(model, train_config.learning_rate)
     train_ds = model.prepare_training_data(train_ds)
     model.adapt(train_ds)
+    clock = _FitClock()  # after BackupAndRestore: it starts once a resumed run is restored
     callbacks = model.training_callbacks(train_ds, out) + [
         tf.keras.callbacks.TensorBoard(log_dir=str(out / "tensorboard"), update_freq="epoch"),
         tf.keras.callbacks.ModelCheckpoint(str(out / "checkpoints" / "epoch-{epoch:02d}"), save_weights_only=True),
+        tf.keras.callbacks.BackupAndRestore(str(out / BACKUP), save_freq=backup_every or "epoch"),
+        clock,
     ]
-    history = model.fit(train_ds, validation_data=val_ds, epochs=train_config.epochs, callbacks=callbacks,
-                        verbose=verbose)
-    save_trained(model, model_type, out, extra={**(extra or {}), "train_config": configs_lib.to_dict(train_config),
-                                                "history": {k: [float(x) for x in v]
-                                                            for k, v in history.history.items()}})
+    fit_data = train_ds
+    if dataset_fn is not None:
+        if not steps_per_epoch:
+            raise ValueError("train(dataset_fn=...) needs steps_per_epoch (the per-worker datasets repeat)")
+        fit_data = tf.keras.utils.experimental.DatasetCreator(
+            lambda context: model.prepare_training_data(dataset_fn(context)))
+    history = model.fit(fit_data, validation_data=val_ds, epochs=train_config.epochs, callbacks=callbacks,
+                        steps_per_epoch=steps_per_epoch, verbose=verbose)
+    throughput = clock.result(train_config.batch_size)
+    model.throughput = throughput
+    info = {**(extra or {}), "train_config": configs_lib.to_dict(train_config), "throughput": throughput,
+            "history": {k: [float(x) for x in v] for k, v in history.history.items()}}
+    if distribution is None or distribution.is_chief:
+        save_trained(model, model_type, out, extra=info)
+    else:  # a non-chief multi-worker replica: its save is part of the collective, its files are not kept
+        with tempfile.TemporaryDirectory(prefix="tfrec-worker-") as tmp:
+            model.save_weights(str(Path(tmp) / WEIGHTS))
     return history
 
 

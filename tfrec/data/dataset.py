@@ -497,6 +497,7 @@ def make_dataset(
     drop_remainder: bool = False,
     user_vectors: UserVectors | None = None,
     min_request_timestamp: int | None = None,
+    input_shard: Tuple[int, int] | None = None,
 ) -> tf.data.Dataset:
     """Batches of ``(features, label)`` with each example's history cut at its request time.
 
@@ -531,6 +532,9 @@ def make_dataset(
         ``request_timestamp >= min_request_timestamp`` (a ``tf.data`` filter on each record's
         parsed ``request_timestamp``, before shuffling and batching, so batches stay full); the
         cold-start count above still counts every example.
+      input_shard: ``(count, index)`` or None, default None. Keep every ``count``-th example record
+        from the ``index``-th on (``tf.data.Dataset.shard``, before shuffling): one input pipeline of
+        several reading the same files (data not sharded by user).
 
     Returns:
       A ``tf.data.Dataset`` of ``(features, label)``; see the module docstring for shapes.
@@ -547,15 +551,22 @@ def make_dataset(
             f"shuffle_buffer={shuffle_buffer}"
         )
     _check_user_vectors(spec, user_vectors)
+    # The file scans read eagerly, also when the pipeline is built inside a traced function (a
+    # parameter-server input function, traced once by the coordinator); the history's tables are
+    # built where the pipeline is, so a function traced for remote workers carries its own.
     if inline_history:
         tensors = None
-        files, _ = _scan_examples(example_paths, spec, skip_corrupt, include_true_prob, True)
+        with tf.init_scope():
+            files, _ = _scan_examples(example_paths, spec, skip_corrupt, include_true_prob, True)
     else:
-        history = _resolve_history(history, spec, skip_corrupt)
-        files, users = _scan_examples(example_paths, spec, skip_corrupt, include_true_prob, False)
-        _report_cold_start(users, history)
+        with tf.init_scope():
+            history = _resolve_history(history, spec, skip_corrupt)
+            files, users = _scan_examples(example_paths, spec, skip_corrupt, include_true_prob, False)
+            _report_cold_start(users, history)
         tensors = history.tensors
     dataset = _records(files, shuffle, seed)
+    if input_shard is not None and input_shard[0] > 1:
+        dataset = dataset.shard(int(input_shard[0]), int(input_shard[1]))
     if min_request_timestamp is not None:
         dataset = dataset.filter(_requested_since(int(min_request_timestamp)))
     if shuffle:

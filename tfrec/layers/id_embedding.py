@@ -33,7 +33,7 @@ class IdEmbedding(tf.keras.layers.Layer):
     def call(self, ids):
         ids = tf.cast(ids, tf.int64)
         ids = tf.where((ids >= 0) & (ids < self.vocab_size), ids, tf.cast(self.vocab_size, tf.int64))
-        return tf.gather(self.embeddings, ids)
+        return tf.nn.embedding_lookup(self.embeddings, ids)  # shard-aware under a variable partitioner
 
     def get_config(self):
         return {**super().get_config(), "vocab_size": self.vocab_size, "dim": self.dim}

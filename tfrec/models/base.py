@@ -285,13 +285,14 @@ class CTRModel(tfrs.models.Model):
         j among the batch's targets and valid behaviors, ``||w_j||² / n_j`` on the item id table.
         """
         if self.regularization == "l2":
-            tables = [w for w in self.trainable_weights if w.name.split("/")[-1].startswith("embeddings")]
+            tables = [w for w in self.trainable_weights  # (a table sharded across parameter servers: .../embeddings/part_i)
+                      if any(part.startswith("embeddings") for part in w.name.split("/")[-2:])]
             return self.embedding_l2 * tf.add_n([tf.reduce_sum(tf.square(t)) for t in tables])
         items = tf.cast(features["hist_item_id"], tf.int64)
         valid = tf.range(tf.shape(items)[1])[None, :] < tf.cast(features[HIST_LENGTH], tf.int32)[:, None]
         ids = tf.concat([tf.cast(features["item_id"], tf.int64), tf.boolean_mask(items, valid)], 0)
         ids = tf.unique(tf.boolean_mask(ids, (ids >= 0) & (ids < self.spec.n_items))).y
-        rows = tf.gather(self.item_embedding.id_embedding.embeddings, ids)
+        rows = tf.nn.embedding_lookup(self.item_embedding.id_embedding.embeddings, ids)
         return self.embedding_l2 * tf.reduce_sum(tf.reduce_sum(tf.square(rows), -1) / tf.gather(self.item_frequency, ids))
 
     # -- shared pieces -----------------------------------------------------------------------

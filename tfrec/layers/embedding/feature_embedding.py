@@ -81,17 +81,17 @@ class FeatureEmbedding(tf.keras.layers.Layer):
     def call(self, inputs):
         fd = self.feature
         if fd.kind == "categorical":
-            return tf.gather(self.embeddings, self._ids(inputs))
+            return tf.nn.embedding_lookup(self.embeddings, self._ids(inputs))
         if fd.kind == "multi_categorical":
             ids = tf.cast(inputs, tf.int64)
             is_valid = ids != -1 if fd.hash_buckets else ids >= 0
             valid = tf.cast(is_valid, tf.float32)[..., None]  # [..., max_len, 1]
-            rows = tf.gather(self.embeddings, self._ids(tf.where(is_valid, ids, 0))) * valid  # [..., max_len, dim]
+            rows = tf.nn.embedding_lookup(self.embeddings, self._ids(tf.where(is_valid, ids, 0))) * valid  # [..., max_len, dim]
             return tf.reduce_sum(rows, axis=-2) / tf.maximum(tf.reduce_sum(valid, axis=-2), 1.0)
         if fd.kind == "numeric":
             x = self._numeric(inputs)
             if fd.boundaries:
-                return tf.gather(self.embeddings, tf.raw_ops.Bucketize(input=x, boundaries=list(fd.boundaries)))
+                return tf.nn.embedding_lookup(self.embeddings, tf.raw_ops.Bucketize(input=x, boundaries=list(fd.boundaries)))
             return x[..., None] * self.kernel[0] + self.bias
         x = tf.cast(inputs, tf.float32)
         x = tf.where(tf.math.is_finite(x), x, tf.zeros_like(x))

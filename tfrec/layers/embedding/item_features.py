@@ -64,14 +64,14 @@ class ItemFeatureLookup(tf.keras.layers.Layer):
 
     def call(self, item_ids):
         rows = self._rows(item_ids)
-        return {fd.name: tf.gather(self.tables[fd.name], rows) for fd in self.features}
+        return {fd.name: tf.nn.embedding_lookup(self.tables[fd.name], rows) for fd in self.features}
 
     def column(self, item_ids, name: str):
         """One feature's values for ``item_ids`` (``call`` gathers every column: wasted work when a
         caller needs one, e.g. wide content vectors next to a code)."""
         if not self.built:
             self(item_ids)  # creates the tables under this layer's name
-        return tf.gather(self.tables[name], self._rows(item_ids))
+        return tf.nn.embedding_lookup(self.tables[name], self._rows(item_ids))
 
     def get_config(self):
         return {**super().get_config(), "n_items": self.n_items, "features": [f.to_dict() for f in self.features]}
