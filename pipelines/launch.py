@@ -22,6 +22,8 @@ def add_arguments(p):
     p.add_argument("--ps", type=int, default=0, help="parameter servers (0 = multi-worker mirrored, the default)")
     p.add_argument("--max-restarts", type=int, default=0, help="restarts allowed after a task fails (default 0)")
     p.add_argument("--log-dir", help="task logs + tasks.json (default <out>/launch, <out> = the command's --out)")
+    p.add_argument("--pin-cpus", action="store_true",
+                   help="pin worker i to CPU core i (mod the cores): one core per worker, to measure scaling on one box")
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- then the tfrec command of every task")
 
 
@@ -40,7 +42,8 @@ def run(args):
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     out = _out_of(command)
     log_dir = args.log_dir or (str(Path(out) / "launch") if out else "launch-logs")
-    code = LocalCluster(command, args.workers, args.ps, log_dir, max_restarts=args.max_restarts).run()
+    code = LocalCluster(command, args.workers, args.ps, log_dir, max_restarts=args.max_restarts,
+                         pin_cpus=args.pin_cpus).run()
     if code:
         print(f"tfrec launch: error: the job failed (exit code {code}); task logs in {log_dir}", file=sys.stderr)
         raise SystemExit(code)

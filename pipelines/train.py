@@ -90,6 +90,12 @@ def _check_backup(out_dir, fingerprint: str, is_chief: bool) -> None:
         stamp.write_text(fingerprint)
 
 
+def history_bytes(history) -> int:
+    """Bytes of the users' histories held in memory (the reader's CSR arrays and the profiles)."""
+    return int(sum(v.nbytes for v in history.sequences.values()) + history.row_splits.nbytes
+               + history.user_ids.nbytes + sum(v.nbytes for v in history.profile.values()))
+
+
 def input_files(data_dir, split: str, dist):
     """The example and user-history files this process reads, and the record-level shard.
 
@@ -174,7 +180,7 @@ def train_model(model_type, data_dir, out_dir, model_config=None, epochs=3, batc
     _check_backup(out_dir, _fingerprint({"model": model_type, "data": str(Path(data_dir).resolve()),
                                          "config": model_config, "batch_size": batch_size, "seed": seed,
                                          "learning_rate": learning_rate, "strategy": strategy,
-                                         "workers": dist.task.cluster, "user_vectors": user_vectors,
+                                         "tasks": {job: len(addresses) for job, addresses in dist.task.cluster.items()}, "user_vectors": user_vectors,
                                          "min_request_timestamp": min_request_timestamp}), dist.is_chief)
     spec = load_spec(data_dir)
     vectors = UserVectors.load(user_vectors) if user_vectors else None
@@ -185,6 +191,9 @@ def train_model(model_type, data_dir, out_dir, model_config=None, epochs=3, batc
     if verbose and distributed:
         print(input_line, flush=True)
     history = load_user_histories(histories, spec, skip_corrupt=skip_corrupt)
+    if verbose:
+        print(f"histories: {len(history):,} users, {history.n_behaviors:,} behaviors, "
+              f"{history_bytes(history) / 2**20:.1f} MB in memory", flush=True)
     content = None
     if getattr(MODELS.get(model_type), "uses_item_content", False):
         from tfrec.data.item_content import ItemContent
@@ -224,10 +233,11 @@ def train_model(model_type, data_dir, out_dir, model_config=None, epochs=3, batc
     stage = model.request_stage()
     if stage is not None and dist.name == "parameter-server":
         # the workers run the coordinator's input function: per-request states held by this process
-        # cannot be read there, so the grouping runs in the train step (same model, same result)
+        # cannot be read there, so the stage runs in that function, on each batch (``prepare_training_data``)
         stage = None
         if verbose:
-            print("parameter-server: the once-per-request stage runs in the train step on the workers", flush=True)
+            print("parameter-server: the once-per-request stage runs in the workers' input pipelines, every epoch",
+                  flush=True)
     t0 = time.time()  # the once-per-request stage counts as training time
     train_spec, join = spec, None
     if stage is not None:  # the parameter-free start of the user tower, once per request (DMGIN's grouping)
@@ -290,6 +300,9 @@ def run(args):
                                  args.min_request_timestamp, args.strategy, args.replicas, args.steps_per_epoch,
                                  args.backup_every, args.ps_min_shard_bytes)
     if model is not None:
+        import resource
+
         rate = getattr(model, "throughput", {}).get("examples_per_second")
-        print(f"trained {args.model} in {seconds:.1f}s ({rate:,.0f} examples/s in fit) -> {args.out}"
-              if rate else f"trained {args.model} in {seconds:.1f}s -> {args.out}")
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KB on Linux
+        print(f"trained {args.model} in {seconds:.1f}s ({rate:,.0f} examples/s in fit; peak RSS {peak:,.0f} MB) "
+              f"-> {args.out}" if rate else f"trained {args.model} in {seconds:.1f}s -> {args.out}")

@@ -91,12 +91,28 @@ class _FitClock(tf.keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self.start_step = int(self.model.optimizer.iterations.numpy())
         self.t0 = time.perf_counter()
+        self.epochs = []  # (seconds, steps) per epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = (time.perf_counter(), int(self.model.optimizer.iterations.numpy()))
+
+    def on_epoch_end(self, epoch, logs=None):
+        t, step = self._epoch
+        self.epochs.append((time.perf_counter() - t, int(self.model.optimizer.iterations.numpy()) - step))
 
     def result(self, batch_size: int) -> dict:
+        """fit's seconds, steps and examples/s (``batch_size`` examples per step), and the same
+        after the first epoch (which includes tracing) when there are several."""
         seconds = time.perf_counter() - self.t0
         steps = int(self.model.optimizer.iterations.numpy()) - self.start_step
-        return {"fit_seconds": round(seconds, 2), "steps": steps, "batch_size": batch_size,
-                "examples_per_second": round(steps * batch_size / max(seconds, 1e-9), 1)}
+        out = {"fit_seconds": round(seconds, 2), "steps": steps, "batch_size": batch_size,
+               "examples_per_second": round(steps * batch_size / max(seconds, 1e-9), 1),
+               "epoch_seconds": [round(t, 2) for t, _ in self.epochs]}
+        if len(self.epochs) > 1:
+            later_seconds = sum(t for t, _ in self.epochs[1:])
+            later_steps = sum(n for _, n in self.epochs[1:])
+            out["examples_per_second_after_first_epoch"] = round(later_steps * batch_size / max(later_seconds, 1e-9), 1)
+        return out
 
 
 def train(model, model_type: str, train_ds: tf.data.Dataset, out_dir: os.PathLike,

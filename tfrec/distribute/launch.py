@@ -79,11 +79,13 @@ class LocalCluster:
       max_restarts: restarts allowed (of the whole job, or of single parameter-server workers).
       python: the interpreter that runs ``-m tfrec.cli`` (default: this one).
       echo_chief: copy the chief's output to this process's stdout.
+      pin_cpus: pin worker i to CPU core i mod (cores) (``sched_setaffinity``), to measure scaling on
+        one machine with one core per worker; the coordinator and parameter servers stay unpinned.
     """
 
     def __init__(self, command: Sequence[str], workers: int, ps: int = 0, log_dir: os.PathLike = "launch-logs",
                  max_restarts: int = 0, python: Optional[str] = None, echo_chief: bool = True,
-                 env: Optional[Dict[str, str]] = None):
+                 env: Optional[Dict[str, str]] = None, pin_cpus: bool = False):
         if workers < 1 or ps < 0:
             raise ValueError(f"--workers must be >= 1 and --ps >= 0. Received: workers={workers}, ps={ps}")
         if ps and workers < 1:
@@ -102,6 +104,7 @@ class LocalCluster:
         self.python = python or sys.executable
         self.echo_chief = echo_chief
         self.env = dict(os.environ if env is None else env)
+        self.pin_cpus = pin_cpus
         self.procs: Dict[TaskKey, subprocess.Popen] = {}
         self.cluster: Dict[str, List[str]] = {}
         self.restarts = 0
@@ -127,9 +130,14 @@ class LocalCluster:
         log.write(f"\n=== {time.strftime('%H:%M:%S')} start {kind}:{index} (restart {self.restarts}) ===\n".encode())
         log.flush()
         echo = self.echo_chief and key == self.chief
+        pin = None
+        if self.pin_cpus and kind == "worker":
+            cores = sorted(os.sched_getaffinity(0))
+            core = cores[index % len(cores)]
+            pin = lambda: os.sched_setaffinity(0, {core})  # noqa: E731
         proc = subprocess.Popen([self.python, "-m", "tfrec.cli", *self.command], env=env,
                                 stdout=subprocess.PIPE if echo else log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=pin)
         if echo:
             threading.Thread(target=self._tee, args=(proc, log), daemon=True).start()
         else:
@@ -211,7 +219,8 @@ class LocalCluster:
                         return 0
                     failed = [k for k, c in status.items() if c is not None]
                 else:
-                    if all(c == 0 for c in status.values()):
+                    if chief_code == 0:  # the run is written; the other workers only finish their exit
+                        self._drain(status)
                         return 0
                     failed = [k for k, c in status.items() if c not in (None, 0)]
                 if not failed:
@@ -240,6 +249,19 @@ class LocalCluster:
             if main_thread:
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
+
+    def _drain(self, status, timeout: float = 30.0) -> None:
+        """After the chief succeeded: waits for the other workers, noting any that fail now (the run is
+        complete, so nothing restarts)."""
+        deadline = time.time() + timeout
+        for key, proc in self.procs.items():
+            try:
+                code = proc.wait(max(deadline - time.time(), 0.1))
+            except subprocess.TimeoutExpired:
+                code = None
+            if code not in (0,):
+                self._note(f"{key[0]}:{key[1]} {'still running' if code is None else f'exited with {code}'} after "
+                           "the chief finished the run: stopping it (the run is complete)")
 
     def describe(self) -> str:
         if self.ps:

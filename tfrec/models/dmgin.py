@@ -223,7 +223,8 @@ class DMGIN(CTRModel):
     def item_group_table(self) -> np.ndarray:
         """The item -> group table as numpy (the model's weight once built, else its initial value)."""
         if self.item_group.built:
-            return self.item_group.table.numpy()
+            with tf.init_scope():  # (also when an input function is being traced, e.g. for remote workers)
+                return self.item_group.table.numpy()
         if self.item_group._initial_table is None:
             return np.zeros([self.spec.n_items], np.int32)
         return np.asarray(self.item_group._initial_table, np.int32)
