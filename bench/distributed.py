@@ -232,18 +232,19 @@ def main():
     cells = Cells(Path(args.out) / "cells.json", args.fresh)
     rows, lines = {"scaling": scaling, "parity": parity, "memory": memory, "resume": resume}[args.what](args, cells)
     command = "python bench/distributed.py " + " ".join(sys.argv[1:])
-    section = "\n".join([f"## {args.what}", "", f"`{command}`", "", *lines, ""])
+    title = f"{args.what}, batch {args.batch_size}" if args.what == "scaling" else args.what
+    section = "\n".join([f"## {title}", "", f"`{command}`", "", *lines, ""])
     print(section)
     report = Path(args.report)
     sections = {}
     if report.exists():
         for block in report.read_text().split("\n## ")[1:]:
             sections[block.split("\n", 1)[0].strip()] = "## " + block.rstrip() + "\n"
-    sections[args.what] = section
+    sections[title] = section
     head = "# Distributed training on this box (bench/distributed.py)\n\nThe box: 2 cores, shared VM (docs/performance.md).\n\n"
-    report.write_text(head + "\n".join(sections[k] for k in ("scaling", "parity", "memory", "resume") if k in sections))
+    report.write_text(head + "\n".join(sections.values()))
     data = json.loads(report.with_suffix(".json").read_text()) if report.with_suffix(".json").exists() else {}
-    data[args.what] = {"command": command, "rows": rows}
+    data[title] = {"command": command, "rows": rows}
     report.with_suffix(".json").write_text(json.dumps(data, indent=1))
 
 

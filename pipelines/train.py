@@ -50,6 +50,9 @@ def add_arguments(p):
                    help="mirrored: devices to use (default: every GPU, or 2 logical CPU devices without GPU)")
     p.add_argument("--steps-per-epoch", type=int, default=None,
                    help="steps per epoch (default: the training examples / --batch-size, rounded up)")
+    p.add_argument("--steps-per-execution", type=int, default=1,
+                   help="train steps per call of the train function (Keras steps_per_execution): metrics are read "
+                        "and, across workers, reduced once per call; raises throughput of short steps")
     p.add_argument("--backup-every", type=int, default=None, metavar="STEPS",
                    help="write the BackupAndRestore backup (<out>/backup) every STEPS steps (default: every epoch); "
                         "rerunning the same command after a failure resumes from it")
@@ -122,18 +125,59 @@ def input_files(data_dir, split: str, dist):
     return tfrecord_files(data_dir, split), history_files(data_dir), ((count, index) if count > 1 else None), line
 
 
-def count_examples(data_dir, split: str, min_request_timestamp=None) -> int:
-    """Examples in a split (``splits.json``; with ``min_request_timestamp`` counted in the files)."""
+def all_reduce_sum(strategy, values):
+    """``values`` (numpy) summed over every worker of a multi-worker strategy (one collective, which
+    every worker reaches at the same point of ``train_model``)."""
+    import numpy as np
+    import tensorflow as tf
+
+    local = tf.constant(values, tf.float32)
+    total = strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(lambda: tf.identity(local)), axis=None)
+    return np.asarray(total.numpy(), dtype=np.asarray(values).dtype)
+
+
+def check_worker_examples(data_dir, dist, sharding, input_shard, batch_size: int, min_request_timestamp=None) -> None:
+    """Raises ValueError, on every worker alike, when an input pipeline would have fewer examples than
+    one per-replica batch: its repeated dataset would end at once and leave the other workers waiting
+    in the all-reduce."""
+    count, per_replica = dist.input_count, batch_size // max(dist.replicas, 1)
+    if count <= 1:
+        return
+    if input_shard is not None:
+        per_worker = [count_examples(data_dir, "train", min_request_timestamp) // count] * count
+    else:
+        from pipelines.common import shard_files
+        from tfrec.data.sharding import worker_shards
+
+        shard_counts = sharding.get("shard_counts", {}).get("train")
+        per_worker = []
+        for worker in range(count):
+            shards = worker_shards(sharding["num_shards"], worker, count)
+            if min_request_timestamp is None and shard_counts:
+                per_worker.append(sum(shard_counts[s] for s in shards))
+            else:
+                per_worker.append(count_examples(data_dir, "train", min_request_timestamp,
+                                                 files=shard_files(data_dir, "train", shards)))
+    short = [w for w, n in enumerate(per_worker) if n < per_replica]
+    if short:
+        raise ValueError(f"worker(s) {short} would read fewer training examples ({[per_worker[w] for w in short]}) than "
+                         f"one per-replica batch ({per_replica} = --batch-size {batch_size} / {dist.replicas} replicas): "
+                         "use fewer workers, a smaller --batch-size, or more data")
+
+
+def count_examples(data_dir, split: str, min_request_timestamp=None, files=None) -> int:
+    """Examples in a split (``splits.json``; with ``min_request_timestamp`` or ``files`` -- some of the
+    split's files -- counted in the files)."""
     from pipelines.common import SPLITS, tfrecord_files
 
     splits_path = Path(data_dir) / SPLITS
-    if min_request_timestamp is None and splits_path.exists():
+    if files is None and min_request_timestamp is None and splits_path.exists():
         count = json.loads(splits_path.read_text()).get(split, {}).get("examples")
         if count is not None:
             return int(count)
     import tensorflow as tf
 
-    files = tfrecord_files(data_dir, split)
+    files = tfrecord_files(data_dir, split) if files is None else files
     ds = tf.data.TFRecordDataset(files if isinstance(files, list) else [str(files)])
     if min_request_timestamp is not None:
         feature = {"request_timestamp": tf.io.FixedLenFeature([], tf.int64)}
@@ -145,7 +189,7 @@ def count_examples(data_dir, split: str, min_request_timestamp=None) -> int:
 def train_model(model_type, data_dir, out_dir, model_config=None, epochs=3, batch_size=256, learning_rate=2e-3,
                 seed=0, verbose=1, skip_corrupt=False, user_vectors=None, min_request_timestamp=None,
                 strategy="default", replicas=0, steps_per_epoch=None, backup_every=None,
-                ps_min_shard_bytes=None):
+                ps_min_shard_bytes=None, steps_per_execution=1):
     """Builds and trains one model; returns ``(model, seconds)`` (``(None, 0)`` on a
     parameter-server worker / ps task, which only serves until stopped).
 
@@ -177,11 +221,20 @@ def train_model(model_type, data_dir, out_dir, model_config=None, epochs=3, batc
     distributed = dist.name != "default"
     if verbose and distributed:
         print(dist.describe(), flush=True)
-    _check_backup(out_dir, _fingerprint({"model": model_type, "data": str(Path(data_dir).resolve()),
-                                         "config": model_config, "batch_size": batch_size, "seed": seed,
-                                         "learning_rate": learning_rate, "strategy": strategy,
-                                         "tasks": {job: len(addresses) for job, addresses in dist.task.cluster.items()}, "user_vectors": user_vectors,
-                                         "min_request_timestamp": min_request_timestamp}), dist.is_chief)
+    from pipelines.common import data_sharding
+
+    sharding = data_sharding(data_dir)
+    if backup_every and dist.name == "parameter-server":
+        # (Keras' BackupAndRestore has no step hooks under ParameterServerStrategy)
+        print("parameter-server: --backup-every is not supported there; the backup is written every epoch", flush=True)
+        backup_every = None
+    _check_backup(out_dir, _fingerprint({
+        "model": model_type, "data": str(Path(data_dir).resolve()), "config": model_config, "batch_size": batch_size,
+        "seed": seed, "learning_rate": learning_rate, "strategy": strategy,
+        "tasks": {job: len(addresses) for job, addresses in dist.task.cluster.items()}, "user_vectors": user_vectors,
+        "min_request_timestamp": min_request_timestamp, "backup_every": backup_every,
+        "steps_per_epoch": steps_per_epoch, "steps_per_execution": steps_per_execution,
+        "num_shards": (sharding or {}).get("num_shards")}), dist.is_chief)
     spec = load_spec(data_dir)
     vectors = UserVectors.load(user_vectors) if user_vectors else None
     model_spec = dataclasses.replace(spec, user_vector_dim=vectors.dim) if vectors is not None else spec
@@ -199,35 +252,47 @@ def train_model(model_type, data_dir, out_dir, model_config=None, epochs=3, batc
         from tfrec.data.item_content import ItemContent
 
         content = ItemContent.load(data_dir, spec.n_items)
-    cfg = TrainConfig(batch_size=batch_size, epochs=epochs, learning_rate=learning_rate, seed=seed)
+    cfg = TrainConfig(batch_size=batch_size, epochs=epochs, learning_rate=learning_rate, seed=seed,
+                      steps_per_execution=steps_per_execution)
 
     def read(read_spec, history=history, files=examples, batch=batch_size, shard=input_shard, **options):
         return make_split_dataset(data_dir, "train", read_spec, batch, history=history, skip_corrupt=skip_corrupt,
                                   user_vectors=vectors, min_request_timestamp=min_request_timestamp, files=files,
                                   input_shard=shard, **options)
 
+    if distributed:
+        check_worker_examples(data_dir, dist, sharding, input_shard, batch_size, min_request_timestamp)
+
+    # What the model derives from the data before training -- config fields sized from it
+    # (``config_from_data``) and constants set by ``adapt`` -- must be the same on every worker (the same
+    # variables, the same values), so a worker of other shards computes them on the first input
+    # pipeline's data too (it loads those shards for this only).
+    def first_pipeline(**options):
+        if dist.input_index == 0 or input_shard is not None:
+            return read(spec, shard=None, **options)
+        files0, histories0, _, _ = input_files(data_dir, "train", dataclasses.replace(dist, input_index=0))
+        return read(spec, history=load_user_histories(histories0, spec, skip_corrupt=skip_corrupt), files=files0,
+                    shard=None, **options)
+
     # Config fields sized from the data read their own copy of the pipeline: iterating the training
     # pipeline here would move its reshuffle on, and training would not see the order its seed gives.
-    # Every worker must build the same variables, so they are sized on the first input pipeline's
-    # data (its shards, read by every worker: a worker of another shard loads them for this only).
     sizing = None
     if MODELS[model_type].config_from_data.__func__ is not CTRModel.config_from_data.__func__:
         tf.keras.utils.set_random_seed(seed)  # the shuffle's order depends on the global seed too
-        if dist.input_index == 0 or input_shard is not None:
-            sizing = read(spec, shuffle=True, seed=seed, shard=None)
-        else:
-            first = dataclasses.replace(dist, input_index=0)
-            files0, histories0, _, _ = input_files(data_dir, "train", first)
-            sizing = read(spec, history=load_user_histories(histories0, spec, skip_corrupt=skip_corrupt),
-                          files=files0, shuffle=True, seed=seed, shard=None)
+        sizing = first_pipeline(shuffle=True, seed=seed)
+    frequency = item_frequency(history, spec.n_items)
+    if dist.name == "multi-worker" and input_shard is None:  # this worker's users only: sum over the workers
+        frequency = all_reduce_sum(dist.strategy, frequency)
     with dist.scope():
         model = build_model(model_type, model_spec, model_config, groups=groups,
-                            item_table=load_item_table(data_dir, spec),
-                            item_frequency=item_frequency(history, spec.n_items), item_content=content,
-                            train_data=sizing)
+                            item_table=load_item_table(data_dir, spec), item_frequency=frequency,
+                            item_content=content, train_data=sizing)
         if distributed:  # create the variables now, to log where they live before training
             model(dummy_features(model_spec))
     del sizing
+    adapt_data = None
+    if dist.name == "multi-worker" and type(model).adapt is not CTRModel.adapt:
+        adapt_data = first_pipeline(shuffle=True, seed=seed)
     if model.data_report and verbose:
         print(model.data_report.get("top_k_line", model.data_report), flush=True)
     stage = model.request_stage()
@@ -270,7 +335,9 @@ def train_model(model_type, data_dir, out_dir, model_config=None, epochs=3, batc
                            repeat=True, drop_remainder=True)
             return join(batches) if join is not None else batches
 
-    elif steps_per_epoch:
+    elif steps_per_epoch or backup_every:
+        # (a backup within an epoch needs the epoch's length: Keras resumes at a step of it)
+        steps_per_epoch = steps_per_epoch or -(-count_examples(data_dir, "train", min_request_timestamp) // batch_size)
         ds = ds.repeat()
     extra = {"min_request_timestamp": min_request_timestamp}
     if vectors is not None:
@@ -284,7 +351,7 @@ def train_model(model_type, data_dir, out_dir, model_config=None, epochs=3, batc
             print("variables on the parameter servers (largest first):", flush=True)
             print("\n".join(placement_lines(placement)), flush=True)
     train(model, model_type, ds, out_dir, cfg, verbose=verbose, extra=extra, distribution=dist if distributed else None,
-          dataset_fn=dataset_fn, steps_per_epoch=steps_per_epoch, backup_every=backup_every)
+          dataset_fn=dataset_fn, steps_per_epoch=steps_per_epoch, backup_every=backup_every, adapt_data=adapt_data)
     if dist.is_chief:  # finished: BackupAndRestore emptied its backup; nothing is left to resume
         from tfrec.training import BACKUP
 
@@ -298,7 +365,7 @@ def run(args):
     model, seconds = train_model(args.model, args.data, args.out, config, args.epochs, args.batch_size,
                                  args.learning_rate, args.seed, args.verbose, args.skip_corrupt, args.user_vectors,
                                  args.min_request_timestamp, args.strategy, args.replicas, args.steps_per_epoch,
-                                 args.backup_every, args.ps_min_shard_bytes)
+                                 args.backup_every, args.ps_min_shard_bytes, args.steps_per_execution)
     if model is not None:
         import resource
 

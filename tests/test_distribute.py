@@ -241,3 +241,43 @@ def test_killed_worker_restarts_and_the_job_resumes(data, tmp_path):
     assert 0 < _info(run)["throughput"]["steps"] < 90  # the restarted fit ran only the steps left after the backup
     a, b = _info(clean)["history"], _info(run)["history"]
     assert abs(a["auc"][-1] - b["auc"][-1]) < 0.05 and abs(a["loss"][-1] - b["loss"][-1]) < 0.02
+
+
+def test_a_worker_without_a_full_batch_is_refused_up_front(data):
+    """Every worker checks every worker's share from splits.json, so all of them stop with the same
+    clear error instead of one ending its data while the others wait in the all-reduce."""
+    from types import SimpleNamespace
+
+    from pipelines.common import data_sharding
+    from pipelines.train import check_worker_examples
+
+    two = SimpleNamespace(input_index=0, input_count=2, replicas=2)
+    check_worker_examples(data, two, data_sharding(data), None, 256)  # 6,000 examples: fine
+    with pytest.raises(ValueError, match=r"fewer training examples .* than one per-replica batch \(4000"):
+        check_worker_examples(data, two, data_sharding(data), None, 8000)
+    with pytest.raises(ValueError, match="than one per-replica batch"):
+        check_worker_examples(data, two, None, (2, 0), 8000)
+
+
+def test_one_process_run_killed_mid_epoch_resumes_from_its_backup(data, tmp_path):
+    """kill -9 of a one-process `tfrec train --backup-every 5`, then the same command again: it resumes
+    from the backup (fewer steps than the whole run) and finishes; the backup is gone afterwards."""
+    run = tmp_path / "run"
+    args = ["train", "--model", "din", "--data", data, "--out", run, "--epochs", "3", "--batch-size", "64",
+            "--steps-per-epoch", "40", "--verbose", "2", "--backup-every", "5"]
+
+    def kill_after_a_backup(proc):
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None:
+            if list((run / "backup").rglob("ckpt-*.index")):
+                proc.kill()
+                return
+            time.sleep(0.05)
+
+    code, out = _tfrec(args, on_start=kill_after_a_backup)
+    assert code == -signal.SIGKILL, out
+    code, out = _tfrec(args)
+    assert code == 0, out
+    assert "resuming the interrupted training from its backup" in out
+    assert 0 < _info(run)["throughput"]["steps"] < 120
+    assert not (run / "backup").exists() and not (run / "backup.json").exists()

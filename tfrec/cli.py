@@ -70,6 +70,10 @@ def _requested_stage(argv) -> str | None:
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if os.environ.get("TFREC_LAUNCHER_PID"):  # a task of `tfrec launch`
+        from tfrec.distribute.launch import task_setup
+
+        task_setup()
     if not tfrec.TF_LOG_LEVEL_FROM_USER:  # before TensorFlow loads (tfrec itself does not load it)
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0" if "--tf-log" in argv else "3"
     args = build_parser(_requested_stage(argv)).parse_args(argv)

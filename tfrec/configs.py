@@ -908,12 +908,16 @@ class TrainConfig:
       epochs: passes over the training data.
       learning_rate: Adam learning rate.
       seed: seed for weights and shuffling.
+      steps_per_execution: train steps per call of the compiled train function (Keras
+        ``steps_per_execution``): metrics are read, and under a distribution strategy reduced across
+        the workers, once per call instead of every step.
     """
 
     batch_size: int = 256
     epochs: int = 3
     learning_rate: float = 2e-3
     seed: int = 0
+    steps_per_execution: int = 1
 
 
 def to_dict(config: Any) -> Dict[str, Any]:

@@ -76,8 +76,39 @@ def dummy_features(spec: FeatureSpec) -> Dict[str, tf.Tensor]:
     return out
 
 
-def compile_model(model, learning_rate: float):
-    model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate),
+class Adam(tf.keras.optimizers.Adam):
+    """tf-keras Adam that sums each sparse gradient per distinct row *before* the cross-replica
+    reduction.
+
+    An embedding lookup's gradient is an ``IndexedSlices`` with one row per lookup, repeats included
+    (DIN on synthetic small: B x L rows of 16 floats, of which at most 601 distinct). Keras all-gathers
+    those rows across the replicas and only then sums the repeats. Summing them first sends at most
+    one row per distinct id. A table smaller than ``dense_below_bytes`` (8 MiB) is then reduced as a
+    dense gradient, packed with the other dense gradients into one all-reduce, instead of two
+    all-gathers of its own. The update is the same (the repeats are summed either way); with one
+    replica nothing changes. Measured with DIN, 2 workers with one core each against one process on
+    one core (bench/distributed.py, synthetic small): at global batch 2048, 0.49x before and 1.06x
+    with the per-row sum; at batch 256, 0.31x before and 0.50x with both.
+    """
+
+    dense_below_bytes = 8 << 20
+
+    def aggregate_gradients(self, grads_and_vars):
+        grads_and_vars = list(grads_and_vars)
+        if tf.distribute.get_strategy().num_replicas_in_sync > 1:
+            grads = self._deduplicate_sparse_grad([g for g, _ in grads_and_vars])
+            grads = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) and _nbytes(v) < self.dense_below_bytes
+                     else g for g, (_, v) in zip(grads, grads_and_vars)]
+            grads_and_vars = list(zip(grads, [v for _, v in grads_and_vars]))
+        return super().aggregate_gradients(grads_and_vars)
+
+
+def _nbytes(variable) -> int:
+    return int(np.prod(variable.shape.as_list())) * variable.dtype.size
+
+
+def compile_model(model, learning_rate: float, steps_per_execution: int = 1):
+    model.compile(optimizer=Adam(learning_rate), steps_per_execution=steps_per_execution,
                   loss=tf.keras.losses.BinaryCrossentropy(),
                   weighted_metrics=[tf.keras.metrics.AUC(name="auc"),
                                     tf.keras.metrics.BinaryCrossentropy(name="logloss")])  # sample weights apply
@@ -118,7 +149,8 @@ class _FitClock(tf.keras.callbacks.Callback):
 def train(model, model_type: str, train_ds: tf.data.Dataset, out_dir: os.PathLike,
           train_config: configs_lib.TrainConfig, val_ds: Optional[tf.data.Dataset] = None, verbose: int = 1,
           extra: Optional[dict] = None, distribution=None, dataset_fn: Optional[Callable] = None,
-          steps_per_epoch: Optional[int] = None, backup_every: Optional[int] = None):
+          steps_per_epoch: Optional[int] = None, backup_every: Optional[int] = None,
+          adapt_data: Optional[tf.data.Dataset] = None):
     """``model.fit`` with a progress bar, TensorBoard logs, per-epoch checkpoints and a
     ``BackupAndRestore`` backup under ``out_dir``.
 
@@ -137,20 +169,24 @@ def train(model, model_type: str, train_ds: tf.data.Dataset, out_dir: os.PathLik
     repeated -- through ``DatasetCreator``, ``steps_per_epoch`` steps per epoch. ``train_ds`` (a local
     pipeline) then only serves ``adapt`` and the models' own callbacks. Only the chief writes the
     run; the other workers save their copy to a temporary directory (every worker must take part).
+    ``adapt_data``: the dataset ``adapt`` reads instead of ``train_ds`` (multi-worker: the same data on
+    every worker, so every replica adapts to the same values).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tf.keras.utils.set_random_seed(train_config.seed)
     scope = distribution.scope() if distribution is not None else contextlib.nullcontext()
     with scope:
-        compile_model(model, train_config.learning_rate)
+        compile_model(model, train_config.learning_rate, train_config.steps_per_execution)
     train_ds = model.prepare_training_data(train_ds)
-    model.adapt(train_ds)
+    model.adapt(train_ds if adapt_data is None else model.prepare_training_data(adapt_data))
     clock = _FitClock()  # after BackupAndRestore: it starts once a resumed run is restored
     callbacks = model.training_callbacks(train_ds, out) + [
         tf.keras.callbacks.TensorBoard(log_dir=str(out / "tensorboard"), update_freq="epoch"),
         tf.keras.callbacks.ModelCheckpoint(str(out / "checkpoints" / "epoch-{epoch:02d}"), save_weights_only=True),
-        tf.keras.callbacks.BackupAndRestore(str(out / BACKUP), save_freq=backup_every or "epoch"),
+        # (Keras counts calls of the train function: steps_per_execution steps each)
+        tf.keras.callbacks.BackupAndRestore(str(out / BACKUP), save_freq=(
+            -(-backup_every // train_config.steps_per_execution) if backup_every else "epoch")),
         clock,
     ]
     fit_data = train_ds

@@ -29,6 +29,7 @@ import os
 from typing import Dict, List, Optional
 
 STRATEGIES = ("default", "mirrored", "multi-worker", "parameter-server")
+MWMS_BYTES_PER_PACK = 32 << 20  # gradients all-reduced together in packs of up to 32 MiB (0: one collective each)
 PS_MIN_SHARD_BYTES = 256 << 10  # TensorFlow's tutorial value: smaller variables stay whole on one PS
 
 
@@ -191,6 +192,7 @@ def configure(name: str = "default", replicas: int = 0, ps_min_shard_bytes: int 
             raise ValueError(f"--strategy multi-worker: TF_CONFIG task type {task.type!r} must be worker (or chief)")
         # the ring all-reduce on CPU; NCCL is chosen by AUTO on GPUs
         options = tf.distribute.experimental.CommunicationOptions(
+            bytes_per_pack=MWMS_BYTES_PER_PACK,
             implementation=tf.distribute.experimental.CommunicationImplementation.AUTO)
         strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
         order = (["chief"] if "chief" in task.cluster else []) + ["worker"]

@@ -20,7 +20,10 @@ Supervision (what a cluster manager such as Kubernetes' Job controller does for 
 Every task's output goes to ``log_dir/<type>-<index>.log`` (the chief's -- worker 0 without a
 coordinator -- also to this process's stdout); ``log_dir/tasks.json`` lists the tasks' pids and
 addresses, rewritten at every (re)start. Every task runs in its own process group, and all of them
-are stopped when the launcher exits, fails or is interrupted.
+are stopped when the launcher exits, fails or is interrupted (SIGINT, SIGTERM, SIGHUP); on Linux a
+task also dies with the launcher if that is killed outright (``PR_SET_PDEATHSIG``). A task that
+failed to bind its port (another process took it after it was chosen) restarts the job on fresh
+ports without counting as a restart.
 """
 from __future__ import annotations
 
@@ -50,6 +53,30 @@ def free_ports(n: int) -> List[int]:
     finally:
         for s in socks:
             s.close()
+
+
+PARENT_ENV = "TFREC_LAUNCHER_PID"
+PIN_ENV = "TFREC_PIN_CPU"
+
+
+def task_setup(env=None) -> None:
+    """Run first in a task the launcher started (``tfrec.cli.main``): pins it to its core when asked,
+    and makes it die with the launcher, even when that is killed outright (Linux
+    ``PR_SET_PDEATHSIG``), so no server is left behind."""
+    env = os.environ if env is None else env
+    if env.get(PIN_ENV):
+        os.sched_setaffinity(0, {int(env[PIN_ENV])})
+    parent = env.get(PARENT_ENV)
+    if not parent:
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != int(parent):  # the launcher died before the call above
+        os._exit(1)
 
 
 def cluster_spec(workers: int, ps: int = 0) -> Dict[str, List[str]]:
@@ -96,7 +123,7 @@ class LocalCluster:
         if not command:
             raise ValueError("tfrec launch: give the tfrec command to run after --, e.g. "
                              "`tfrec launch --workers 2 -- train --model din --data DATA --out RUN`")
-        if "--strategy" not in command:
+        if not any(arg == "--strategy" or arg.startswith("--strategy=") for arg in command):
             command += ["--strategy", "parameter-server" if ps else "multi-worker"]
         self.command, self.workers, self.ps = command, workers, ps
         self.log_dir = Path(log_dir)
@@ -130,14 +157,13 @@ class LocalCluster:
         log.write(f"\n=== {time.strftime('%H:%M:%S')} start {kind}:{index} (restart {self.restarts}) ===\n".encode())
         log.flush()
         echo = self.echo_chief and key == self.chief
-        pin = None
+        env[PARENT_ENV] = str(os.getpid())  # the task dies with the launcher (``task_setup``)
         if self.pin_cpus and kind == "worker":
             cores = sorted(os.sched_getaffinity(0))
-            core = cores[index % len(cores)]
-            pin = lambda: os.sched_setaffinity(0, {core})  # noqa: E731
+            env[PIN_ENV] = str(cores[index % len(cores)])
         proc = subprocess.Popen([self.python, "-m", "tfrec.cli", *self.command], env=env,
                                 stdout=subprocess.PIPE if echo else log, stderr=subprocess.STDOUT,
-                                start_new_session=True, preexec_fn=pin)
+                                start_new_session=True)
         if echo:
             threading.Thread(target=self._tee, args=(proc, log), daemon=True).start()
         else:
@@ -198,7 +224,7 @@ class LocalCluster:
         """Runs the job to its end; returns the chief's exit code (the failing task's when the job
         gave up)."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
 
         def interrupted(signum, frame):
             raise KeyboardInterrupt
@@ -207,6 +233,7 @@ class LocalCluster:
         if main_thread:  # (signal handlers can only be set there)
             for sig in previous:
                 signal.signal(sig, interrupted)
+        port_retries = 0
         try:
             self._start_all()
             self._note(f"started {len(self.procs)} tasks on 127.0.0.1 ({self.describe()}); logs in {self.log_dir}")
@@ -227,10 +254,16 @@ class LocalCluster:
                     continue
                 key = failed[0]
                 code = status[key]
+                if self._port_taken(key) and port_retries < 3:  # another process took a chosen port first
+                    port_retries += 1
+                    self._note(f"{key[0]}:{key[1]} could not bind its port: restarting the job on fresh ports")
+                    self._stop()
+                    self._start_all()
+                    continue
                 if self.restarts >= self.max_restarts:
                     self._note(f"{key[0]}:{key[1]} exited with {code}; no restarts left "
                                f"({self.restarts} of {self.max_restarts} used): stopping the job")
-                    return code if code else 1
+                    return 128 - code if code < 0 else code  # (killed by signal N: 128 + N, as a shell says)
                 self.restarts += 1
                 if self.ps and key[0] == "worker":
                     self._note(f"{key[0]}:{key[1]} exited with {code}: restarting it "
@@ -245,10 +278,24 @@ class LocalCluster:
             self._note("interrupted: stopping every task")
             return 130
         finally:
+            if main_thread:  # a second Ctrl-C must not cut the cleanup short
+                for sig in previous:
+                    signal.signal(sig, signal.SIG_IGN)
             self._stop()
             if main_thread:
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
+
+    def _port_taken(self, key: TaskKey) -> bool:
+        """Whether the task failed because its address was in use (the ports are chosen free, then
+        released for the tasks to bind: another process can take one in between)."""
+        kind, index = key
+        try:
+            tail = (self.log_dir / f"{kind}-{index}.log").read_text(errors="replace")[-20000:]
+        except OSError:
+            return False
+        tail = tail.rsplit("=== ", 1)[-1]
+        return "Address already in use" in tail or "Failed to add port" in tail
 
     def _drain(self, status, timeout: float = 30.0) -> None:
         """After the chief succeeded: waits for the other workers, noting any that fail now (the run is
@@ -269,4 +316,4 @@ class LocalCluster:
         return f"multi-worker: {self.workers} workers"
 
 
-__all__ = ["LocalCluster", "cluster_spec", "free_ports", "tf_config"]
+__all__ = ["LocalCluster", "cluster_spec", "free_ports", "task_setup", "tf_config"]
