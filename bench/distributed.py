@@ -8,6 +8,7 @@ own processes; figures come from the run's model.json (``throughput``), the task
     python bench/distributed.py parity --data DATA4       # test AUC, 1 process vs 2 workers, 3 seeds
     python bench/distributed.py memory --data LONG4 --unsharded LONG   # histories + RSS per worker
     python bench/distributed.py resume --data DATA4       # kill worker 1 mid-training, restart, compare
+    python bench/distributed.py models --data DATA4       # every model x mirrored / multi-worker / PS, a few steps
 
 ``DATA4`` is a data directory written with ``tfrec write-tfrecords --num-shards 4`` (user shards);
 ``--unsharded`` the same data in single files. Cells are cached in ``--out``/cells.json (``--fresh``
@@ -107,26 +108,44 @@ class Cells:
 
 
 def scaling(args, cells):
+    """Every setup once per round, rounds in turn (``--repeat``): medians, and per round the ratios of
+    cells run minutes apart (the box's speed drifts)."""
+    import numpy as np
+
     rows = []
     kinds = ["1 process", "1 process, 1 core", "2 workers, pinned", "2 workers", "1 PS + 2 workers"]
     train_args = ["--epochs", args.epochs, "--steps-per-epoch", args.steps, "--batch-size", args.batch_size]
-    for model in args.models:
-        for kind in kinds:
-            run = Path(args.out) / "scaling" / model / kind.replace(" ", "_").replace(",", "")
-            rows.append(cells.get(f"scaling|{model}|{kind}|{args.steps}x{args.epochs}|{args.batch_size}",
-                                  lambda: train_cell(kind, model, args.data, run, train_args)))
+    for r in range(args.repeat):
+        for model in args.models:
+            for kind in kinds:
+                run = Path(args.out) / "scaling" / model / kind.replace(" ", "_").replace(",", "")
+                key = f"scaling|{model}|{kind}|{args.steps}x{args.epochs}|{args.batch_size}" + (f"|r{r}" if r else "")
+                rows.append({**cells.get(key, lambda: train_cell(kind, model, args.data, run, train_args)), "round": r})
+
+    def rate(row):
+        return row.get("examples_per_second_after_first_epoch") or row["examples_per_second"]
+
     lines = [f"### Examples/s ({args.epochs} epochs x {args.steps} steps, global batch {args.batch_size}; "
-             "examples/s after the first epoch, which traces)", "",
-             "| model | setup | examples/s | vs 1 process | vs 1 process, 1 core | peak RSS per task (MB) |",
-             "|---|---|---:|---:|---:|---|"]
+             f"examples/s after the first epoch, which traces; median of {args.repeat} round(s), each round "
+             "runs every setup in turn)", "",
+             "| model | setup | examples/s (median) | per round | vs 1 process | vs 1 process, 1 core | "
+             "peak RSS per task (MB) |", "|---|---|---:|---|---:|---:|---|"]
     for model in args.models:
-        by = {r["kind"]: r for r in rows if r["model"] == model}
-        base, core = (by[k].get("examples_per_second_after_first_epoch") for k in kinds[:2])
+        med = {k: float(np.median([rate(x) for x in rows if x["model"] == model and x["kind"] == k])) for k in kinds}
         for kind in kinds:
-            r = by[kind]
-            x = r.get("examples_per_second_after_first_epoch") or r["examples_per_second"]
-            rss = ", ".join(f"{k} {v['peak_rss_mb']}" for k, v in r["tasks"].items() if v["peak_rss_mb"])
-            lines.append(f"| {model} | {kind} | {x:,.0f} | {x / base:.2f}x | {x / core:.2f}x | {rss} |")
+            last = [x for x in rows if x["model"] == model and x["kind"] == kind][-1]
+            per = ", ".join(f"{rate(x):,.0f}" for x in rows if x["model"] == model and x["kind"] == kind)
+            rss = ", ".join(f"{k} {v['peak_rss_mb']}" for k, v in last["tasks"].items() if v["peak_rss_mb"])
+            lines.append(f"| {model} | {kind} | {med[kind]:,.0f} | {per} | {med[kind] / med[kinds[0]]:.2f}x | "
+                         f"{med[kind] / med[kinds[1]]:.2f}x | {rss} |")
+    lines += ["", "Per round, the same round's cells: s_2 = (2 workers, pinned) / (2 x 1 process, 1 core); "
+              "PS = (1 PS + 2 workers) / (1 process).", ""]
+    for model in args.models:
+        per_round = []
+        for r in range(args.repeat):
+            by = {x["kind"]: rate(x) for x in rows if x["model"] == model and x["round"] == r}
+            per_round.append(f"round {r}: s_2 {by[kinds[2]] / (2 * by[kinds[1]]):.2f}, PS {by[kinds[4]] / by[kinds[0]]:.2f}x")
+        lines.append(f"- {model}: " + "; ".join(per_round))
     return rows, lines
 
 
@@ -215,9 +234,48 @@ def resume(args, cells):
     return [r], lines
 
 
+def models(args, cells):
+    """Every model (its pipelines/configs/<model>.yaml) a few steps under every strategy: does it
+    train with no model-specific code?"""
+    from tfrec.models import MODELS
+
+    strategies = {"mirrored (2 logical CPUs)": ["train", "--strategy", "mirrored", "--replicas", 2],
+                  "multi-worker (2 workers)": ["launch", "--workers", 2, "--", "train"],
+                  "parameter-server (1 PS + 2 workers)": ["launch", "--workers", 2, "--ps", 1, "--", "train"]}
+    rows = []
+    for model in sorted(MODELS):
+        config = ROOT / "pipelines" / "configs" / f"{model}.yaml"
+        for name, head in strategies.items():
+            run = Path(args.out) / "models" / model / name.split()[0]
+
+            def cell():
+                cmd = [*head, "--model", model, "--data", args.data, "--out", run, "--epochs", 1,
+                       "--steps-per-epoch", 3, "--batch-size", 64, "--verbose", 2,
+                       *(["--config", config] if config.exists() else [])]
+                try:
+                    out, wall = tfrec(cmd, timeout=600)
+                except RuntimeError as err:
+                    lines = [x for x in str(err).splitlines() if "Error" in x or "error" in x]
+                    return {"ok": False, "error": (lines[-1] if lines else str(err)[-300:])[:300]}
+                steps = json.loads((run / "model.json").read_text())["throughput"]["steps"]
+                return {"ok": True, "steps": steps, "wall_seconds": round(wall, 1)}
+
+            rows.append({"model": model, "strategy": name, **cells.get(f"models|{model}|{name}", cell)})
+    names = list(strategies)
+    lines = ["### Every model under every strategy (its YAML config, 3 steps of global batch 64)", "",
+             "| model | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for model in sorted(MODELS):
+        cols = []
+        for name in names:
+            r = next(x for x in rows if x["model"] == model and x["strategy"] == name)
+            cols.append(f"ok ({r['steps']} steps, {r['wall_seconds']} s)" if r["ok"] else f"FAILED: {r['error']}")
+        lines.append(f"| {model} | " + " | ".join(cols) + " |")
+    return rows, lines
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["scaling", "parity", "memory", "resume"])
+    ap.add_argument("what", choices=["scaling", "parity", "memory", "resume", "models"])
     ap.add_argument("--data", required=True, help="data written with --num-shards 4 (user shards)")
     ap.add_argument("--unsharded", help="memory: the same data in single files")
     ap.add_argument("--models", nargs="+", default=["din", "dmgin"])
@@ -225,12 +283,14 @@ def main():
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--steps", type=int, default=60, help="scaling: steps per epoch")
     ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--repeat", type=int, default=1, help="scaling: rounds (each runs every setup once)")
     ap.add_argument("--out", default="runs/distributed")
     ap.add_argument("--report", default="bench/results/distributed.md")
     ap.add_argument("--fresh", action="store_true")
     args = ap.parse_args()
     cells = Cells(Path(args.out) / "cells.json", args.fresh)
-    rows, lines = {"scaling": scaling, "parity": parity, "memory": memory, "resume": resume}[args.what](args, cells)
+    rows, lines = {"scaling": scaling, "parity": parity, "memory": memory, "resume": resume,
+                   "models": models}[args.what](args, cells)
     command = "python bench/distributed.py " + " ".join(sys.argv[1:])
     title = f"{args.what}, batch {args.batch_size}" if args.what == "scaling" else args.what
     section = "\n".join([f"## {title}", "", f"`{command}`", "", *lines, ""])

@@ -8,22 +8,26 @@ CHIME's compressed interests, LEARN's user embedding) to the model as the numeri
 ``user_vector``; model.json remembers the file, so evaluate / predict / export of the run need no
 flag. ``--min-request-timestamp T`` trains on the examples requested at or after ``T`` only (CHIME:
 the compressor learned from the logs before ``t1``, the ranker trains on ``[t1, t2)``).
+
+``--strategy mirrored | multi-worker | parameter-server`` trains under ``tf.distribute`` (``TF_CONFIG``;
+``tfrec launch`` runs a local cluster): the same model, the global ``--batch-size`` split across the
+replicas, each multi-worker worker reading its own user shards (``pipelines/distributed.py``).
+Every run keeps a BackupAndRestore backup (<out>/backup, ``--backup-every STEPS``): the same command
+after a crash resumes from it. docs/distributed.md.
 """
 from __future__ import annotations
 
 import dataclasses
-import json
 import shutil
 import time
 from pathlib import Path
 
 import yaml
 
-from pipelines.common import (GROUPS, HISTORIES, USER_VECTORS_KEY, history_files, load_item_table, load_spec,
-                              load_yaml_config, make_split_dataset, user_vectors_info)
-
-HISTORIES_STEM = HISTORIES[: -len(".tfrecord")]
-
+from pipelines.common import (GROUPS, USER_VECTORS_KEY, load_item_table, load_spec, load_yaml_config,
+                              make_split_dataset, user_vectors_info)
+from pipelines.distributed import (all_reduce_sum, backup_fingerprint, check_backup, check_worker_examples,
+                                   count_examples, history_bytes, input_files)
 
 def add_arguments(p):
     p.add_argument("--model", required=True, help="model type (tfrec.models.MODELS): din | dmgin | dmqn | siren")
@@ -71,121 +75,6 @@ def parse_overrides(pairs) -> dict:
     return out
 
 
-def _fingerprint(args: dict) -> str:
-    return json.dumps(args, sort_keys=True, default=str)
-
-
-def _check_backup(out_dir, fingerprint: str, is_chief: bool) -> None:
-    """A backup left by an interrupted run resumes only the same training: another config or data
-    would fail to restore (or silently mix two runs), so such a backup is removed, saying so."""
-    from tfrec.training import BACKUP
-
-    backup, stamp = Path(out_dir) / BACKUP, Path(out_dir) / f"{BACKUP}.json"
-    if backup.exists() and (not stamp.exists() or stamp.read_text() != fingerprint):
-        if is_chief:
-            print(f"{backup}: a backup of a different training (other model, config, data or strategy): "
-                  "removing it and starting from scratch", flush=True)
-            shutil.rmtree(backup, ignore_errors=True)
-    elif backup.exists():
-        print(f"{backup}: resuming the interrupted training from its backup", flush=True)
-    if is_chief:
-        Path(out_dir).mkdir(parents=True, exist_ok=True)
-        stamp.write_text(fingerprint)
-
-
-def history_bytes(history) -> int:
-    """Bytes of the users' histories held in memory (the reader's CSR arrays and the profiles)."""
-    return int(sum(v.nbytes for v in history.sequences.values()) + history.row_splits.nbytes
-               + history.user_ids.nbytes + sum(v.nbytes for v in history.profile.values()))
-
-
-def input_files(data_dir, split: str, dist):
-    """The example and user-history files this process reads, and the record-level shard.
-
-    Returns ``(example_files, history_files, input_shard, line)``: with data sharded by user
-    (``write-tfrecords --num-shards``) a multi-worker process reads only its shards of both (its
-    users' examples and histories: ``input_shard`` None); otherwise every file, and the examples are
-    split by record across the input pipelines (``input_shard`` = (count, index)), every process
-    holding every history.
-    """
-    from pipelines.common import data_sharding, shard_files, tfrecord_files
-    from tfrec.data.sharding import worker_shards
-
-    count, index = dist.input_count, dist.input_index
-    sharding = data_sharding(data_dir)
-    if count > 1 and sharding is not None:
-        shards = worker_shards(sharding["num_shards"], index, count)
-        line = (f"input: user shards {shards} of {sharding['num_shards']} (examples and histories of this "
-                f"worker's users only)")
-        return (shard_files(data_dir, split, shards), shard_files(data_dir, HISTORIES_STEM, shards), None, line)
-    line = "input: every file"
-    if count > 1:
-        line += (f", every {count}-th example record (input pipeline {index}); every history (the data is not "
-                 "sharded by user: `tfrec write-tfrecords --num-shards N` co-partitions it)")
-    return tfrecord_files(data_dir, split), history_files(data_dir), ((count, index) if count > 1 else None), line
-
-
-def all_reduce_sum(strategy, values):
-    """``values`` (numpy) summed over every worker of a multi-worker strategy (one collective, which
-    every worker reaches at the same point of ``train_model``)."""
-    import numpy as np
-    import tensorflow as tf
-
-    local = tf.constant(values, tf.float32)
-    total = strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(lambda: tf.identity(local)), axis=None)
-    return np.asarray(total.numpy(), dtype=np.asarray(values).dtype)
-
-
-def check_worker_examples(data_dir, dist, sharding, input_shard, batch_size: int, min_request_timestamp=None) -> None:
-    """Raises ValueError, on every worker alike, when an input pipeline would have fewer examples than
-    one per-replica batch: its repeated dataset would end at once and leave the other workers waiting
-    in the all-reduce."""
-    count, per_replica = dist.input_count, batch_size // max(dist.replicas, 1)
-    if count <= 1:
-        return
-    if input_shard is not None:
-        per_worker = [count_examples(data_dir, "train", min_request_timestamp) // count] * count
-    else:
-        from pipelines.common import shard_files
-        from tfrec.data.sharding import worker_shards
-
-        shard_counts = sharding.get("shard_counts", {}).get("train")
-        per_worker = []
-        for worker in range(count):
-            shards = worker_shards(sharding["num_shards"], worker, count)
-            if min_request_timestamp is None and shard_counts:
-                per_worker.append(sum(shard_counts[s] for s in shards))
-            else:
-                per_worker.append(count_examples(data_dir, "train", min_request_timestamp,
-                                                 files=shard_files(data_dir, "train", shards)))
-    short = [w for w, n in enumerate(per_worker) if n < per_replica]
-    if short:
-        raise ValueError(f"worker(s) {short} would read fewer training examples ({[per_worker[w] for w in short]}) than "
-                         f"one per-replica batch ({per_replica} = --batch-size {batch_size} / {dist.replicas} replicas): "
-                         "use fewer workers, a smaller --batch-size, or more data")
-
-
-def count_examples(data_dir, split: str, min_request_timestamp=None, files=None) -> int:
-    """Examples in a split (``splits.json``; with ``min_request_timestamp`` or ``files`` -- some of the
-    split's files -- counted in the files)."""
-    from pipelines.common import SPLITS, tfrecord_files
-
-    splits_path = Path(data_dir) / SPLITS
-    if files is None and min_request_timestamp is None and splits_path.exists():
-        count = json.loads(splits_path.read_text()).get(split, {}).get("examples")
-        if count is not None:
-            return int(count)
-    import tensorflow as tf
-
-    files = tfrecord_files(data_dir, split) if files is None else files
-    ds = tf.data.TFRecordDataset(files if isinstance(files, list) else [str(files)])
-    if min_request_timestamp is not None:
-        feature = {"request_timestamp": tf.io.FixedLenFeature([], tf.int64)}
-        ds = ds.map(lambda r: tf.io.parse_single_example(r, feature)["request_timestamp"])
-        ds = ds.filter(lambda t: t >= int(min_request_timestamp))
-    return int(ds.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
-
-
 def train_model(model_type, data_dir, out_dir, model_config=None, epochs=3, batch_size=256, learning_rate=2e-3,
                 seed=0, verbose=1, skip_corrupt=False, user_vectors=None, min_request_timestamp=None,
                 strategy="default", replicas=0, steps_per_epoch=None, backup_every=None,
@@ -228,7 +117,7 @@ def train_model(model_type, data_dir, out_dir, model_config=None, epochs=3, batc
         # (Keras' BackupAndRestore has no step hooks under ParameterServerStrategy)
         print("parameter-server: --backup-every is not supported there; the backup is written every epoch", flush=True)
         backup_every = None
-    _check_backup(out_dir, _fingerprint({
+    check_backup(out_dir, backup_fingerprint({
         "model": model_type, "data": str(Path(data_dir).resolve()), "config": model_config, "batch_size": batch_size,
         "seed": seed, "learning_rate": learning_rate, "strategy": strategy,
         "tasks": {job: len(addresses) for job, addresses in dist.task.cluster.items()}, "user_vectors": user_vectors,
@@ -291,7 +180,8 @@ def train_model(model_type, data_dir, out_dir, model_config=None, epochs=3, batc
             model(dummy_features(model_spec))
     del sizing
     adapt_data = None
-    if dist.name == "multi-worker" and type(model).adapt is not CTRModel.adapt:
+    if dist.name == "multi-worker" and (type(model).adapt is not CTRModel.adapt
+                                        or type(model).training_callbacks is not CTRModel.training_callbacks):
         adapt_data = first_pipeline(shuffle=True, seed=seed)
     if model.data_report and verbose:
         print(model.data_report.get("top_k_line", model.data_report), flush=True)

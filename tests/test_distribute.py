@@ -128,7 +128,7 @@ def test_input_files_per_worker(data, tmp_path):
     import shutil
     from types import SimpleNamespace
 
-    from pipelines.train import input_files
+    from pipelines.distributed import input_files
 
     worker1 = SimpleNamespace(input_index=1, input_count=2)
     examples, histories, shard, line = input_files(data, "train", worker1)
@@ -249,7 +249,7 @@ def test_a_worker_without_a_full_batch_is_refused_up_front(data):
     from types import SimpleNamespace
 
     from pipelines.common import data_sharding
-    from pipelines.train import check_worker_examples
+    from pipelines.distributed import check_worker_examples
 
     two = SimpleNamespace(input_index=0, input_count=2, replicas=2)
     check_worker_examples(data, two, data_sharding(data), None, 256)  # 6,000 examples: fine

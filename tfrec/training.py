@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -169,8 +170,9 @@ def train(model, model_type: str, train_ds: tf.data.Dataset, out_dir: os.PathLik
     repeated -- through ``DatasetCreator``, ``steps_per_epoch`` steps per epoch. ``train_ds`` (a local
     pipeline) then only serves ``adapt`` and the models' own callbacks. Only the chief writes the
     run; the other workers save their copy to a temporary directory (every worker must take part).
-    ``adapt_data``: the dataset ``adapt`` reads instead of ``train_ds`` (multi-worker: the same data on
-    every worker, so every replica adapts to the same values).
+    ``adapt_data``: the dataset ``adapt`` and the model's own callbacks read instead of ``train_ds``
+    (multi-worker: the same data on every worker, so every replica adapts to the same values and, e.g.,
+    DMQN's dead-codeword resets agree); a non-chief worker's callbacks write into a temporary directory.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -179,9 +181,12 @@ def train(model, model_type: str, train_ds: tf.data.Dataset, out_dir: os.PathLik
     with scope:
         compile_model(model, train_config.learning_rate, train_config.steps_per_execution)
     train_ds = model.prepare_training_data(train_ds)
-    model.adapt(train_ds if adapt_data is None else model.prepare_training_data(adapt_data))
+    reference = train_ds if adapt_data is None else model.prepare_training_data(adapt_data)
+    model.adapt(reference)
+    chief = distribution is None or distribution.is_chief
+    side_dir = out if chief else Path(tempfile.mkdtemp(prefix="tfrec-worker-"))  # (a model callback's files)
     clock = _FitClock()  # after BackupAndRestore: it starts once a resumed run is restored
-    callbacks = model.training_callbacks(train_ds, out) + [
+    callbacks = model.training_callbacks(reference, side_dir) + [
         tf.keras.callbacks.TensorBoard(log_dir=str(out / "tensorboard"), update_freq="epoch"),
         tf.keras.callbacks.ModelCheckpoint(str(out / "checkpoints" / "epoch-{epoch:02d}"), save_weights_only=True),
         # (Keras counts calls of the train function: steps_per_execution steps each)
@@ -201,11 +206,12 @@ def train(model, model_type: str, train_ds: tf.data.Dataset, out_dir: os.PathLik
     model.throughput = throughput
     info = {**(extra or {}), "train_config": configs_lib.to_dict(train_config), "throughput": throughput,
             "history": {k: [float(x) for x in v] for k, v in history.history.items()}}
-    if distribution is None or distribution.is_chief:
+    if chief:
         save_trained(model, model_type, out, extra=info)
     else:  # a non-chief multi-worker replica: its save is part of the collective, its files are not kept
         with tempfile.TemporaryDirectory(prefix="tfrec-worker-") as tmp:
             model.save_weights(str(Path(tmp) / WEIGHTS))
+        shutil.rmtree(side_dir, ignore_errors=True)
     return history
 
 
