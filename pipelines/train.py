@@ -144,9 +144,10 @@ def train_model(model_type, data_dir, out_dir, model_config=None, epochs=3, batc
     cfg = TrainConfig(batch_size=batch_size, epochs=epochs, learning_rate=learning_rate, seed=seed,
                       steps_per_execution=steps_per_execution)
 
-    def read(read_spec, history=history, files=examples, batch=batch_size, shard=input_shard, **options):
+    def read(read_spec, history=history, files=examples, batch=batch_size, shard=input_shard, user_vectors=vectors,
+             **options):
         return make_split_dataset(data_dir, "train", read_spec, batch, history=history, skip_corrupt=skip_corrupt,
-                                  user_vectors=vectors, min_request_timestamp=min_request_timestamp, files=files,
+                                  user_vectors=user_vectors, min_request_timestamp=min_request_timestamp, files=files,
                                   input_shard=shard, **options)
 
     if distributed:
@@ -219,10 +220,13 @@ def train_model(model_type, data_dir, out_dir, model_config=None, epochs=3, batc
                 # seed with 0 in Python, which a tensor seed cannot answer)
                 tf.random.set_seed(seed + 1)
                 own_seed = tf.cast(tf.timestamp() * 1e6, tf.int64) % (2**31 - 1)
-            own_history = dataclasses.replace(history) if per_worker_seed else history
+            own_history, own_vectors = history, vectors
+            if per_worker_seed:  # fresh copies: their lookup tables are built in this function
+                own_history = dataclasses.replace(history)
+                own_vectors = dataclasses.replace(vectors) if vectors is not None else None
             per_replica = context.get_per_replica_batch_size(batch_size)
             batches = read(train_spec, history=own_history, batch=per_replica, shuffle=True, seed=own_seed,
-                           repeat=True, drop_remainder=True)
+                           repeat=True, drop_remainder=True, user_vectors=own_vectors)
             return join(batches) if join is not None else batches
 
     elif steps_per_epoch or backup_every:
