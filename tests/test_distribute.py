@@ -281,3 +281,41 @@ def test_one_process_run_killed_mid_epoch_resumes_from_its_backup(data, tmp_path
     assert "resuming the interrupted training from its backup" in out
     assert 0 < _info(run)["throughput"]["steps"] < 120
     assert not (run / "backup").exists() and not (run / "backup.json").exists()
+
+
+def test_tasks_die_with_a_killed_launcher(data, tmp_path):
+    """SIGKILL of the launcher (no cleanup runs) still ends every task: each set PR_SET_PDEATHSIG."""
+    run = tmp_path / "run"
+    log_dir = run / "launch"
+    proc = subprocess.Popen([sys.executable, "-m", "tfrec.cli", "launch", "--workers", "1", "--ps", "1", "--", "train",
+                             "--model", "din", "--data", str(data), "--out", str(run), "--epochs", "50",
+                             "--verbose", "2"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline, pids = time.time() + 120, []
+        while time.time() < deadline:
+            tasks = log_dir / "tasks.json"
+            chief = log_dir / "chief-0.log"
+            if tasks.exists() and chief.exists() and "Epoch 1/50" in chief.read_text(errors="replace"):
+                pids = [t["pid"] for t in json.loads(tasks.read_text())["tasks"].values()]
+                break
+            time.sleep(0.2)
+        assert len(pids) == 3, "the job did not start training in time"
+        proc.kill()
+        proc.wait()
+
+        def alive(pid):
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return False
+            with open(f"/proc/{pid}/stat") as f:  # an exited child not yet reaped is a zombie: dead
+                return f.read().split(")")[-1].split()[0] != "Z"
+
+        deadline = time.time() + 20
+        while time.time() < deadline and any(alive(p) for p in pids):
+            time.sleep(0.2)
+        assert not any(alive(p) for p in pids)
+    finally:
+        proc.kill()
+        _kill_tasks(log_dir)
