@@ -6,7 +6,6 @@
 * ``all_reduce_sum``: one sum over the workers (the item frequencies of the workers' users);
 * ``count_examples``: a split's examples (epoch length);
 * ``backup_fingerprint`` / ``check_backup``: a BackupAndRestore backup resumes only the same training;
-* ``history_bytes``: the histories held in memory (logged per worker).
 """
 from __future__ import annotations
 
@@ -41,26 +40,20 @@ def check_backup(out_dir, fingerprint: str, is_chief: bool) -> None:
         stamp.write_text(fingerprint)
 
 
-def history_bytes(history) -> int:
-    """Bytes of the users' histories held in memory (the reader's CSR arrays and the profiles)."""
-    return int(sum(v.nbytes for v in history.sequences.values()) + history.row_splits.nbytes
-               + history.user_ids.nbytes + sum(v.nbytes for v in history.profile.values()))
-
-
-def input_files(data_dir, split: str, dist):
+def input_files(data_dir, split: str, dist, sharding=None):
     """The example and user-history files this process reads, and the record-level shard.
 
     Returns ``(example_files, history_files, input_shard, line)``: with data sharded by user
     (``write-tfrecords --num-shards``) a multi-worker process reads only its shards of both (its
     users' examples and histories: ``input_shard`` None); otherwise every file, and the examples are
     split by record across the input pipelines (``input_shard`` = (count, index)), every process
-    holding every history.
+    holding every history. ``sharding``: the data's ``data_sharding`` entry (read when not given).
     """
     from pipelines.common import data_sharding, shard_files, tfrecord_files
     from tfrec.data.sharding import worker_shards
 
     count, index = dist.input_count, dist.input_index
-    sharding = data_sharding(data_dir)
+    sharding = data_sharding(data_dir) if sharding is None else sharding
     if count > 1 and sharding is not None:
         shards = worker_shards(sharding["num_shards"], index, count)
         line = (f"input: user shards {shards} of {sharding['num_shards']} (examples and histories of this "

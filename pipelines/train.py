@@ -24,10 +24,10 @@ from pathlib import Path
 
 import yaml
 
-from pipelines.common import (GROUPS, USER_VECTORS_KEY, load_item_table, load_spec, load_yaml_config,
+from pipelines.common import (GROUPS, USER_VECTORS_KEY, data_sharding, load_item_table, load_spec, load_yaml_config,
                               make_split_dataset, user_vectors_info)
 from pipelines.distributed import (all_reduce_sum, backup_fingerprint, check_backup, check_worker_examples,
-                                   count_examples, history_bytes, input_files)
+                                   count_examples, input_files)
 
 def add_arguments(p):
     p.add_argument("--model", required=True, help="model type (tfrec.models.MODELS): din | dmgin | dmqn | siren")
@@ -110,8 +110,6 @@ def train_model(model_type, data_dir, out_dir, model_config=None, epochs=3, batc
     distributed = dist.name != "default"
     if verbose and distributed:
         print(dist.describe(), flush=True)
-    from pipelines.common import data_sharding
-
     sharding = data_sharding(data_dir)
     if backup_every and dist.name == "parameter-server":
         # (Keras' BackupAndRestore has no step hooks under ParameterServerStrategy)
@@ -129,13 +127,13 @@ def train_model(model_type, data_dir, out_dir, model_config=None, epochs=3, batc
     model_spec = dataclasses.replace(spec, user_vector_dim=vectors.dim) if vectors is not None else spec
     groups_path = Path(data_dir) / GROUPS
     groups = load_group_table(groups_path) if groups_path.exists() else None
-    examples, histories, input_shard, input_line = input_files(data_dir, "train", dist)
+    examples, histories, input_shard, input_line = input_files(data_dir, "train", dist, sharding)
     if verbose and distributed:
         print(input_line, flush=True)
     history = load_user_histories(histories, spec, skip_corrupt=skip_corrupt)
     if verbose:
         print(f"histories: {len(history):,} users, {history.n_behaviors:,} behaviors, "
-              f"{history_bytes(history) / 2**20:.1f} MB in memory", flush=True)
+              f"{history.nbytes / 2**20:.1f} MB in memory", flush=True)
     content = None
     if getattr(MODELS.get(model_type), "uses_item_content", False):
         from tfrec.data.item_content import ItemContent
@@ -160,7 +158,7 @@ def train_model(model_type, data_dir, out_dir, model_config=None, epochs=3, batc
     def first_pipeline(**options):
         if dist.input_index == 0 or input_shard is not None:
             return read(spec, shard=None, **options)
-        files0, histories0, _, _ = input_files(data_dir, "train", dataclasses.replace(dist, input_index=0))
+        files0, histories0, _, _ = input_files(data_dir, "train", dataclasses.replace(dist, input_index=0), sharding)
         return read(spec, history=load_user_histories(histories0, spec, skip_corrupt=skip_corrupt), files=files0,
                     shard=None, **options)
 

@@ -87,9 +87,9 @@ class Adam(tf.keras.optimizers.Adam):
     one row per distinct id. A table smaller than ``dense_below_bytes`` (8 MiB) is then reduced as a
     dense gradient, packed with the other dense gradients into one all-reduce, instead of two
     all-gathers of its own. The update is the same (the repeats are summed either way); with one
-    replica nothing changes. Measured with DIN, 2 workers with one core each against one process on
-    one core (bench/distributed.py, synthetic small): at global batch 2048, 0.49x before and 1.06x
-    with the per-row sum; at batch 256, 0.31x before and 0.50x with both.
+    replica nothing changes. DIN, 2 workers with one core each against one process on one core,
+    global batch 2048: 0.49x before (a single run, docs/capacity.md (d)), 1.26x after (median of 3
+    rounds, bench/results/distributed.md).
     """
 
     dense_below_bytes = 8 << 20

@@ -97,6 +97,12 @@ class UserHistories:
     def n_behaviors(self) -> int:
         return int(self.row_splits[-1])
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the arrays held (behaviors, row splits, user ids, user features)."""
+        return int(sum(v.nbytes for v in self.sequences.values()) + self.row_splits.nbytes + self.user_ids.nbytes
+                   + sum(v.nbytes for v in self.profile.values()))
+
     def history(self, user_id: int) -> Dict[str, np.ndarray]:
         """The full stored history of one user (its user features + ``hist_*`` arrays).
 

@@ -98,9 +98,8 @@ class Distribution:
     @property
     def is_chief(self) -> bool:
         """Whether this process writes the run (model.json, final weights, TensorBoard logs)."""
-        if self.name == "multi-worker":
-            return self.strategy.cluster_resolver.task_type in (None, "chief") or (
-                "chief" not in self.task.cluster and self.task.index == 0)
+        if self.name == "multi-worker":  # the chief task, or worker 0 when there is none (input pipeline 0)
+            return self.input_index == 0
         return not self.serves
 
     @property
@@ -195,10 +194,9 @@ def configure(name: str = "default", replicas: int = 0, ps_min_shard_bytes: int 
             bytes_per_pack=MWMS_BYTES_PER_PACK,
             implementation=tf.distribute.experimental.CommunicationImplementation.AUTO)
         strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
-        order = (["chief"] if "chief" in task.cluster else []) + ["worker"]
-        index = order.index(task.type) if task.type == "chief" else (
-            task.index + (1 if "chief" in task.cluster else 0))
-        count = len(task.cluster.get("chief", [])) + task.n_workers
+        has_chief = "chief" in task.cluster  # (then the chief is input pipeline 0, the workers 1..)
+        index = 0 if task.type == "chief" else task.index + int(has_chief)
+        count = int(has_chief) + task.n_workers
         return Distribution(name, strategy, task, input_index=index, input_count=count)
     # parameter-server
     if task.type is None or not task.n_ps or not task.n_workers or "chief" not in task.cluster:

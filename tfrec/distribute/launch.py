@@ -115,8 +115,6 @@ class LocalCluster:
                  env: Optional[Dict[str, str]] = None, pin_cpus: bool = False):
         if workers < 1 or ps < 0:
             raise ValueError(f"--workers must be >= 1 and --ps >= 0. Received: workers={workers}, ps={ps}")
-        if ps and workers < 1:
-            raise ValueError("a parameter-server job needs at least one worker")
         command = list(command)
         if command and command[0] == "--":
             command = command[1:]
