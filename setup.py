@@ -30,6 +30,6 @@ setup(
     install_requires=STACK + ["pyyaml>=6", "tqdm>=4.60", "pyarrow>=15,<18", "redis>=5.2,<6",
                               "transformers>=4.45,<4.50", "apache-beam==2.61.0", "scikit-learn>=1.5",
                               "matplotlib>=3.8"],
-    extras_require={"dev": ["pytest>=7", "ruff"]},
+    extras_require={"dev": ["pytest>=7", "ruff", "hypothesis>=6.100,<7"]},
     entry_points={"console_scripts": ["tfrec=tfrec.cli:main"]},
 )
