@@ -6,6 +6,8 @@ When the split carries the planted ``true_prob`` (synthetic data), the same metr
 oracle (scoring with the true probability) are reported next to the model's.
 A run trained with ``--user-vectors`` reads the file its model.json remembers (``--user-vectors``
 overrides it, e.g. after the file moved).
+``--skip-corrupt`` drops corrupt TFRecord files (warned) instead of failing; the JSON then says
+which under ``"skipped_corrupt"`` (``skipped_corrupt``), as the metrics cover the rest only.
 """
 from __future__ import annotations
 
@@ -23,14 +25,49 @@ def add_arguments(p):
     p.add_argument("--batch-size", type=int, default=512)
     p.add_argument("--user-vectors", metavar="PATH",
                    help="user-vector file (default: the one the run was trained with, from its model.json)")
+    add_skip_corrupt_argument(p)
 
 
-def predictions(model, data_dir, split, batch_size=512, user_vectors=None):
-    """Predictions of ``model`` on one split (``user_vectors``: a ``UserVectors`` for a model that reads them)."""
+def add_skip_corrupt_argument(p):
+    """``--skip-corrupt`` (as train's), for the stages that read a split through ``predictions``."""
+    p.add_argument("--skip-corrupt", action="store_true",
+                   help="skip corrupt TFRecord files (reported) instead of failing")
+
+
+def predictions(model, data_dir, split, batch_size=512, user_vectors=None, skip_corrupt=False, scan_reports=None):
+    """Predictions of ``model`` on one split (``user_vectors``: a ``UserVectors`` for a model that reads them).
+
+    ``skip_corrupt``: drop corrupt TFRecord files (history or example files) instead of raising
+    ``CorruptTFRecordError``; ``scan_reports``: a list the files' ``ScanReport`` s are appended to,
+    for ``skipped_corrupt``.
+    """
     from tfrec.training import predict
 
     return predict(model, make_split_dataset(data_dir, split, load_spec(data_dir), batch_size,
-                                             user_vectors=user_vectors))
+                                             user_vectors=user_vectors, skip_corrupt=skip_corrupt,
+                                             scan_reports=scan_reports))
+
+
+def skipped_corrupt(scan_reports) -> dict | None:
+    """What ``--skip-corrupt`` dropped, for a stage's output: ``{"n_files", "n_readable_records", "files":
+    [{"path", "records_readable", "reason"}]}``, or None when no file was skipped.
+
+    ``n_readable_records`` counts the intact records lost with the files (``SkippedFile.records_readable``);
+    what follows the damage in a file is not readable, so not counted.
+    """
+    import dataclasses
+
+    files = [dataclasses.asdict(s) for report in scan_reports for s in report.skipped]
+    if not files:
+        return None
+    return {"n_files": len(files), "n_readable_records": sum(f["records_readable"] for f in files), "files": files}
+
+
+def skipped_corrupt_line(skipped: dict) -> str:
+    """One line naming the skipped files and the readable records lost with them (``skipped_corrupt``)."""
+    paths = ", ".join(f["path"] for f in skipped["files"])
+    return (f"skipped {skipped['n_files']} corrupt TFRecord file(s) and the {skipped['n_readable_records']} "
+            f"readable records in them (--skip-corrupt): {paths}")
 
 
 def metrics_of(model_name, data_dir, split, preds) -> dict:
@@ -49,8 +86,12 @@ def run(args):
 
     model, info = load_trained(args.run)
     vectors = run_user_vectors(model.spec, info, args.user_vectors)
-    result = metrics_of(info["model_type"], args.data, args.split, predictions(model, args.data, args.split,
-                                                                               args.batch_size, vectors))
+    scans = []
+    result = metrics_of(info["model_type"], args.data, args.split,
+                        predictions(model, args.data, args.split, args.batch_size, vectors, args.skip_corrupt, scans))
+    skipped = skipped_corrupt(scans)
+    if skipped:
+        result["skipped_corrupt"] = skipped
     out = Path(args.out or Path(args.run) / f"eval-{args.split}.json")
     out.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))

@@ -9,6 +9,7 @@ import tensorflow as tf
 from tfrec.data.dataset import features_to_numpy, load_user_histories, make_dataset
 from tfrec.data.spec import SEQUENCE_FEATURES, FeatureSpec
 from tfrec.data.tfrecord import CorruptTFRecordError, write_examples, write_user_histories
+from tests.data.test_tfrecord import append_garbage_record
 
 SPEC = FeatureSpec(n_items=50, n_user_segments=4, max_history_length=3)
 SEQ = [f.name for f in SEQUENCE_FEATURES]
@@ -190,6 +191,27 @@ def test_corrupt_history_file_skipped_users_become_cold(files):
     with pytest.warns(RuntimeWarning, match="hist_bad.tfrec"):
         history = load_user_histories(paths, SPEC, skip_corrupt=True)
     assert history.user_ids.tolist() == [42] and history.scan.skipped[0].records_readable == 2
+
+
+def test_crc_valid_garbage_records_are_named_and_skipped_with_a_report(files):
+    # (parse_example's error is then a UnicodeDecodeError: TF quotes the payload's non-UTF-8 bytes)
+    write_user_histories(files / "hist_ok.tfrec", SPEC, USERS)
+    append_garbage_record(files / "hist.tfrec")
+    with pytest.raises(CorruptTFRecordError, match=r"hist\.tfrec.*record 3 \(in records \[0, 4\)\)"):
+        load_user_histories(files / "hist.tfrec", SPEC)
+    write_examples(files / "more.tfrec", SPEC, _examples([(10, 2000)]), with_true_prob=True)
+    append_garbage_record(files / "ex.tfrec")
+    examples = [files / "ex.tfrec", files / "more.tfrec"]
+    with pytest.raises(CorruptTFRecordError, match=r"ex\.tfrec.*record 10 \(in records \[0, 11\)\)"):
+        make_dataset(examples, SPEC, files / "hist_ok.tfrec")
+
+    reports = []
+    with pytest.warns(RuntimeWarning, match="does not parse"):
+        dataset = make_dataset(examples, SPEC, files / "hist.tfrec", skip_corrupt=True, scan_reports=reports)
+    got, _ = _collect(dataset)
+    assert got["request_timestamp"].tolist() == [2000] and got["hist_length"].tolist() == [0]  # user 10: cold
+    assert [[(s.path, s.records_readable) for s in r.skipped] for r in reports] == [
+        [(str(files / "hist.tfrec"), 3)], [(str(files / "ex.tfrec"), 10)]]
 
 
 def test_empty_history_file_means_all_cold_start(files):

@@ -250,3 +250,45 @@ def _write_history_file(tmp_path):
     path = str(tmp_path / "hist_src.tfrec")
     write_user_histories(path, SPEC, [_history(1), _history(2)])
     return path
+
+
+def append_garbage_record(path, payload=b"\xff\xfe\x00garbage\xff"):
+    """Appends one record whose framing and CRCs are valid but whose payload is no Example."""
+    garbage = str(path) + ".garbage"
+    with tf.io.TFRecordWriter(garbage) as writer:
+        writer.write(payload)
+    with open(path, "ab") as f:
+        f.write(open(garbage, "rb").read())
+    os.remove(garbage)
+
+
+def test_crc_valid_garbage_record_is_named_and_skippable(tmp_path):
+    # TF quotes the payload's raw bytes in its parse error, and pybind fails to decode them: the scan
+    # must still name the file and the record rather than let a bare UnicodeDecodeError through.
+    good, bad = str(tmp_path / "good.tfrec"), str(tmp_path / "bad.tfrec")
+    _write_good_examples(good, n=3)
+    _write_good_examples(bad, n=1500)  # the garbage lands in the second batch of 1024
+    append_garbage_record(bad)
+    features = SPEC.example_record_features()
+    with pytest.raises(CorruptTFRecordError) as info:
+        scan_tfrecord_files([good, bad], SPEC, features)
+    message = str(info.value)
+    assert info.value.path == bad and info.value.records_readable == 1500
+    assert message.startswith(f"TFRecord file {bad!r} is corrupt after 1500 readable records: ")
+    assert "record 1500 (in records [1024, 1501)) does not parse against the feature spec (" in message
+    assert r"\xff\xfe" in message and "function_node" not in message and "skip_corrupt=True" in message
+
+    with pytest.warns(RuntimeWarning, match=r"bad\.tfrec.*record 1500"):
+        report = scan_tfrecord_files([bad, good], SPEC, features, skip_corrupt=True)
+    assert report.good_files == [good] and report.n_records == 3
+    (skipped,) = report.skipped
+    assert (skipped.path, skipped.records_readable) == (bad, 1500) and "record 1500" in skipped.reason
+
+
+def test_long_garbage_payload_gives_a_short_reason(tmp_path):
+    path = str(tmp_path / "e.tfrec")
+    _write_good_examples(path, n=2)
+    append_garbage_record(path, b"\xff" * 1000)  # TF's message quotes all 1000 bytes
+    with pytest.raises(CorruptTFRecordError, match=r"record 2 \(in records \[0, 3\)\)") as info:
+        scan_tfrecord_files(path, SPEC, SPEC.example_record_features())
+    assert len(info.value.reason) < 400 and info.value.reason.endswith("...)")

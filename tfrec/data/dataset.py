@@ -468,8 +468,8 @@ def _resolve_history(
 
 def _scan_examples(
     paths: Paths, spec: FeatureSpec, skip_corrupt: bool, include_true_prob: bool, inline_history: bool
-) -> Tuple[List[str], np.ndarray]:
-    """Scans the example files; returns the good files and every example's user_id."""
+) -> Tuple[ScanReport, np.ndarray]:
+    """Scans the example files; returns their ``ScanReport`` and every example's user_id (good files)."""
     users: Dict[str, List[np.ndarray]] = {}
 
     def on_batch(path, batch):
@@ -485,7 +485,7 @@ def _scan_examples(
         skipped = [s.path for s in report.skipped]
         raise ValueError(f"Every example file is corrupt ({skipped}); there is nothing to read.")
     good_users = [u for path in report.good_files for u in users.get(path, [])]
-    return report.good_files, np.concatenate([np.zeros(0, np.int64)] + good_users)
+    return report, np.concatenate([np.zeros(0, np.int64)] + good_users)
 
 
 def make_dataset(
@@ -504,6 +504,7 @@ def make_dataset(
     user_vectors: UserVectors | None = None,
     min_request_timestamp: int | None = None,
     input_shard: Tuple[int, int] | None = None,
+    scan_reports: List[ScanReport] | None = None,
 ) -> tf.data.Dataset:
     """Batches of ``(features, label)`` with each example's history cut at its request time.
 
@@ -541,6 +542,9 @@ def make_dataset(
       input_shard: ``(count, index)`` or None, default None. Keep every ``count``-th example record
         from the ``index``-th on (``tf.data.Dataset.shard``, before shuffling): one input pipeline of
         several reading the same files (data not sharded by user).
+      scan_reports: list or None, default None. A list to append the ``ScanReport`` s of the files
+        read to (the history's, then the examples'): how a caller reports which corrupt files
+        ``skip_corrupt`` dropped (their ``skipped``).
 
     Returns:
       A ``tf.data.Dataset`` of ``(features, label)``; see the module docstring for shapes.
@@ -563,14 +567,18 @@ def make_dataset(
     if inline_history:
         tensors = None
         with tf.init_scope():
-            files, _ = _scan_examples(example_paths, spec, skip_corrupt, include_true_prob, True)
+            scan, _ = _scan_examples(example_paths, spec, skip_corrupt, include_true_prob, True)
+        scans = [scan]
     else:
         with tf.init_scope():
             history = _resolve_history(history, spec, skip_corrupt)
-            files, users = _scan_examples(example_paths, spec, skip_corrupt, include_true_prob, False)
+            scan, users = _scan_examples(example_paths, spec, skip_corrupt, include_true_prob, False)
             _report_cold_start(users, history)
         tensors = history.tensors
-    dataset = _records(files, shuffle, seed)
+        scans = [history.scan, scan]
+    if scan_reports is not None:
+        scan_reports.extend(scans)
+    dataset = _records(scan.good_files, shuffle, seed)
     if input_shard is not None and input_shard[0] > 1:
         dataset = dataset.shard(int(input_shard[0]), int(input_shard[1]))
     if min_request_timestamp is not None:

@@ -16,6 +16,7 @@ import dataclasses
 import glob as _glob
 import logging
 import os
+import re
 import uuid
 import warnings
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Sequence, Tuple
@@ -36,6 +37,13 @@ Paths = PathLike | Sequence[PathLike]
 _RECORD_FRAMING_BYTES = 16
 _SCAN_BATCH_SIZE = 1024
 _SKIP_CORRUPT_FIX = "re-write the file, or pass skip_corrupt=True (--skip-corrupt) to skip it"
+# What ``tf.io.parse_example`` raises on a record that is no ``tf.train.Example`` of the spec:
+# InvalidArgumentError, or UnicodeDecodeError when TF's message quotes the record's raw bytes and
+# those are not UTF-8 (pybind then fails to turn the message into a str: e.g. a garbage payload
+# that passes its CRC).
+_PARSE_ERRORS = (tf.errors.InvalidArgumentError, UnicodeDecodeError)
+_MAX_REASON_CHARS = 200
+_FUNCTION_NODE_PREFIX = re.compile(r"^\{\{function_node [^}]*\}\}\s*")
 
 
 class RecordValidationError(ValueError):
@@ -487,13 +495,28 @@ def _count(n: tf.Tensor, _: tf.Tensor) -> tf.Tensor:
     return n + 1
 
 
+def _parse_error_message(err: Exception) -> str:
+    """A short readable reason from one of ``_PARSE_ERRORS``.
+
+    A UnicodeDecodeError carries TF's message as bytes (``err.object``): decoded with the
+    record's non-UTF-8 bytes escaped. TF's ``{{function_node ...}}`` prefix is dropped and the
+    rest cut to ``_MAX_REASON_CHARS``, since the message may quote a whole garbage payload.
+    """
+    if isinstance(err, UnicodeDecodeError):
+        text = bytes(err.object).decode("utf-8", errors="backslashreplace")
+    else:
+        text = err.message
+    text = _FUNCTION_NODE_PREFIX.sub("", text.strip())
+    return text if len(text) <= _MAX_REASON_CHARS else text[:_MAX_REASON_CHARS] + "..."
+
+
 def _locate_parse_error(raw: tf.Tensor, parse_spec: Mapping[str, Any]) -> Tuple[int, str]:
     """Index in ``raw`` and message of the first record that fails to parse."""
     for i in range(int(raw.shape[0])):
         try:
             tf.io.parse_example(raw[i : i + 1], parse_spec)
-        except tf.errors.InvalidArgumentError as err:
-            return i, err.message.strip()
+        except _PARSE_ERRORS as err:
+            return i, _parse_error_message(err)
     return 0, "the batch fails to parse"
 
 
@@ -512,7 +535,7 @@ def _scan_file(
         for raw in dataset:
             try:
                 parsed = tf.io.parse_example(raw, parse_spec)
-            except tf.errors.InvalidArgumentError:
+            except _PARSE_ERRORS:
                 offset, message = _locate_parse_error(raw, parse_spec)
                 raise CorruptTFRecordError(
                     path, n_records + offset,
