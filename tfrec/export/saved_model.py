@@ -11,9 +11,17 @@ Signatures (inputs dense and padded, outputs dicts with stable names):
 * ``score``: ``user_state`` tensors + ``fingerprint`` + ``candidate_item_id`` ``[B, C]`` + the
   schema's context features ``[B]`` (none by default) -> ``probabilities`` ``[B, C]``. A
   fingerprint from another model or version fails with INVALID_ARGUMENT, so a cached state is
-  never scored by the wrong version. Context goes here, not into ``user_tower``, so the cached
+  never scored by the wrong version; so does a float state holding NaN or inf (a corrupt cache
+  entry), naming the state input. Context goes here, not into ``user_tower``, so the cached
   state does not depend on the request.
 * ``serving_default``: user features + context + ``candidate_item_id`` -> ``probabilities`` (end to end).
+
+Non-finite request floats: every float input of ``user_tower``, ``serving_default`` and the
+context of ``score`` passes through ``finite_inputs`` in the graph: NaN and +-inf become 0 (the
+value padding and "not measured" already use: a missing duration or amount) and finite values are
+clipped to +-``FLOAT_LIMIT`` (1e12), so no request float can overflow a sum of a history to inf.
+The writer refuses non-finite floats in training data (``tfrec.data.tfrecord``), so the rule only
+ever acts on serving traffic, and a served probability is always finite.
 
 Item features are never inputs: the item table is a model variable, so requests carry item ids
 only. Its size is in the export metadata (``item_table``); a catalogue update is a new export.
@@ -51,6 +59,20 @@ CANDIDATES = "candidate_item_id"
 METADATA_FILE = "tfrec_export.json"
 WARMUP_FILE = "tf_serving_warmup_requests"
 WARMUP_CANDIDATES = 100
+FLOAT_LIMIT = 1e12
+STATE_CHECK_PREFIX = "user state"  # clients recognise a state they must recompute by it
+
+
+def finite_inputs(features: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    """Float tensors with NaN / +-inf replaced by 0 and finite values clipped to +-``FLOAT_LIMIT``;
+    other tensors unchanged (stock ops only: IsFinite, SelectV2, ClipByValue)."""
+    out = {}
+    for key, value in features.items():
+        if value.dtype.is_floating:
+            value = tf.where(tf.math.is_finite(value), value, tf.zeros_like(value))
+            value = tf.clip_by_value(value, -FLOAT_LIMIT, FLOAT_LIMIT)
+        out[key] = value
+    return out
 
 
 def list_versions(model_dir: os.PathLike) -> list[int]:
@@ -93,21 +115,29 @@ class ServingModule(tf.Module):
         self.context_keys = sorted(spec.context_input_signature())
 
     def _user_tower(self, features):
+        features = finite_inputs(features)
         state = self.model.encode_user(features, training=False)
         batch = tf.shape(features["user_id"])[0]
         return {**state, FINGERPRINT: tf.fill([batch], self.fingerprint)}
 
     def _score(self, inputs):
-        check = tf.debugging.assert_equal(
+        checks = [tf.debugging.assert_equal(
             inputs[FINGERPRINT], self.fingerprint,
-            message="user state fingerprint does not match this model version: the state was computed by "
-                    "another model or version; recompute it with this version's user_tower")
-        with tf.control_dependencies([check]):
+            message=f"{STATE_CHECK_PREFIX} fingerprint does not match this model version: the state was computed "
+                    "by another model or version; recompute it with this version's user_tower")]
+        for key in self.state_keys:
+            if inputs[key].dtype.is_floating:
+                checks.append(tf.debugging.Assert(
+                    tf.reduce_all(tf.math.is_finite(inputs[key])),
+                    [f'{STATE_CHECK_PREFIX} input "{key}" holds NaN or inf (a corrupt cached state); recompute it '
+                     "with this version's user_tower"], name=f"finite_{key}"))
+        with tf.control_dependencies(checks):
             state = {k: tf.identity(inputs[k]) for k in self.state_keys}
-        context = {k: inputs[k] for k in self.context_keys}
+        context = finite_inputs({k: inputs[k] for k in self.context_keys})
         return {PROBABILITIES: self.model.score(state, inputs[CANDIDATES], context, training=False)}
 
     def _serving_default(self, features):
+        features = finite_inputs(features)
         state = self.model.encode_user(features, training=False)
         context = {k: features[k] for k in self.context_keys}
         return {PROBABILITIES: self.model.score(state, features[CANDIDATES], context, training=False)}

@@ -19,8 +19,8 @@ Talks to any server with TF Serving's gRPC API — real ``tensorflow_model_serve
 The cache is an optimisation, never a dependency: when it is down (``CacheUnavailable`` or any
 other backend error) the client logs it once, computes the state, and keeps answering; it logs
 again when the cache is back. If the version disappears between the two calls (NOT_FOUND) or the
-cached state belongs to another export of the same version (the fingerprint check fails with
-INVALID_ARGUMENT), the client refreshes the version, recomputes the state and retries once.
+cached state belongs to another export of the same version or holds NaN / inf (the ``score``
+graph's state checks fail with INVALID_ARGUMENT "user state ..."), the client refreshes the version, recomputes the state and retries once.
 """
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ import grpc
 import numpy as np
 
 from tfrec.data import spec as spec_lib
+from tfrec.export.saved_model import STATE_CHECK_PREFIX
 from tfrec.serving.requests import context_features, from_tensor_proto, predict_request, user_features
 
 log = logging.getLogger("tfrec.serving.client")
@@ -244,8 +245,10 @@ class ServingClient:
         try:
             return self._score(state, version, candidates, context), (version, source)
         except grpc.RpcError as err:
+            # NOT_FOUND: the version left; INVALID_ARGUMENT "user state ...": the score graph refused the
+            # state (another export's fingerprint, or NaN / inf from a corrupt cache entry).
             stale = err.code() == grpc.StatusCode.NOT_FOUND or (
-                err.code() == grpc.StatusCode.INVALID_ARGUMENT and "fingerprint" in (err.details() or ""))
+                err.code() == grpc.StatusCode.INVALID_ARGUMENT and STATE_CHECK_PREFIX in (err.details() or ""))
             if not stale:
                 raise
             log.info("version %d of %s no longer serves this state (%s); recomputing", version, self.model_name,

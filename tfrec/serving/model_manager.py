@@ -12,7 +12,9 @@ The local server's equivalent of TF Serving's ``ServerCore`` + ``AspiredVersions
   longer aspired is unloaded only once some aspired version is available (TF Serving's
   availability-preserving policy). A version that fails to load or warm up is reported as
   ``END`` with its error by ``GetModelStatus`` and leaves the serving versions untouched; it is
-  retried only when its directory changes.
+  retried with backoff (``max_load_retries``, like TF Serving) and whenever anything in its
+  directory changes, so a version copied in with a non-atomic ``cp -r`` is served once the copy
+  completes.
 * ``version_labels`` map a label to a version; a label only resolves to an available version.
 
 Errors are ``ServingError`` carrying the gRPC status code TF Serving uses for the same case.
@@ -22,6 +24,7 @@ from __future__ import annotations
 import enum
 import logging
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -95,9 +98,27 @@ def configs_from_base_path(base_path: os.PathLike, model_name: Optional[str] = N
     return models
 
 
-def configs_from_proto(config, rebase: Optional[os.PathLike] = None) -> List[ModelConfig]:
+class OutsideRootError(ValueError):
+    """A model path that resolves outside the server's model root."""
+
+
+def confine(path: os.PathLike, root: Path, what: str) -> Path:
+    """``path`` resolved (symlinks and ``..`` included); raises ``OutsideRootError`` unless it lies
+    inside ``root`` (itself resolved)."""
+    resolved = Path(path).resolve()
+    if not resolved.is_relative_to(root):
+        raise OutsideRootError(
+            f"{what}: {path} resolves to {resolved}, outside the model root {root}; serve models from "
+            "inside the root (or start tfrec serve with --allow-models-outside-root, which lets any caller "
+            "of the ModelService load any directory the server can read)")
+    return resolved
+
+
+def configs_from_proto(config, rebase: Optional[os.PathLike] = None,
+                       root: Optional[os.PathLike] = None) -> List[ModelConfig]:
     """A ``ModelServerConfig`` proto -> ``ModelConfig`` list. ``rebase`` replaces each base path's
-    parent directory (``serving/models.config`` names container paths such as ``/models/dmgin``)."""
+    parent directory (``serving/models.config`` names container paths such as ``/models/dmgin``).
+    With ``root``, a base path resolving outside it raises ``OutsideRootError`` (a ``ValueError``)."""
     if config.WhichOneof("config") != "model_config_list":
         raise ValueError("the model config file must use model_config_list (custom_model_config is not supported)")
     out = []
@@ -117,13 +138,16 @@ def configs_from_proto(config, rebase: Optional[os.PathLike] = None) -> List[Mod
             kw["versions"] = tuple(int(v) for v in mc.model_version_policy.specific.versions)
             if not kw["versions"]:
                 raise ValueError(f"model {mc.name}: specific version policy lists no versions")
+        if root is not None:
+            confine(base, Path(root).resolve(), f"model {mc.name} base_path")
         out.append(ModelConfig(mc.name, base.resolve(), policy, labels=dict(mc.version_labels), **kw))
     if len({c.name for c in out}) != len(out):
         raise ValueError("the model config file names a model more than once")
     return out
 
 
-def read_config_file(path: os.PathLike, rebase: Optional[os.PathLike] = None) -> List[ModelConfig]:
+def read_config_file(path: os.PathLike, rebase: Optional[os.PathLike] = None,
+                     root: Optional[os.PathLike] = None) -> List[ModelConfig]:
     """Parses a ``ModelServerConfig`` text proto file (TF Serving's ``--model_config_file``)."""
     from google.protobuf import text_format
     from tensorflow_serving.config import model_server_config_pb2
@@ -133,7 +157,30 @@ def read_config_file(path: os.PathLike, rebase: Optional[os.PathLike] = None) ->
         config = text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
     except text_format.ParseError as err:
         raise ValueError(f"{path}: not a ModelServerConfig text proto: {err}") from None
-    return configs_from_proto(config, rebase)
+    return configs_from_proto(config, rebase, root)
+
+
+_NODE_TRAILER = re.compile(r"\s*\[\[\{\{node [^}]*\}\}\]\]")
+_OP_TRAILER = re.compile(r"\s*\[Op:[^\]]*\]\s*$")
+
+
+def clean_op_error(message: str, limit: int = 500) -> str:
+    """TensorFlow's error text without its graph dump: the assertion's own message when a
+    ``tf.debugging`` check failed (``assertion failed: [<message>] ...``), else the last line
+    that is not a node trace, minus ``[[{{node ...}}]]`` / ``[Op:...]`` trailers; at most
+    ``limit`` characters. The client reads these messages, so they must stay one readable line."""
+    marker = "assertion failed: ["
+    if marker in message:
+        start = message.index(marker) + len(marker)
+        end = message.find("]", start)
+        text = message[start:end if end > 0 else None].strip()
+        return text.replace("\\'", "'").replace('\\"', '"')[:limit]  # TF C-escapes the quotes
+    lines = [line.strip() for line in message.replace("Graph execution error:", "").splitlines()]
+    lines = [line for line in lines if line and not line.startswith(("Detected at node", "File ", "[[", "Node:"))
+             and not line.endswith("defined at (most recent call last):")]
+    text = lines[-1] if lines else message.strip()
+    text = _OP_TRAILER.sub("", _NODE_TRAILER.sub("", text)).strip()
+    return (text or message.strip())[:limit]
 
 
 class Servable:
@@ -197,7 +244,11 @@ class Servable:
         try:
             result = self.signatures[key](**tensors)
         except tf.errors.OpError as err:
-            raise ServingError(_GRPC_CODE.get(err.error_code, grpc.StatusCode.UNKNOWN), err.message) from None
+            raise ServingError(_GRPC_CODE.get(err.error_code, grpc.StatusCode.UNKNOWN),
+                               clean_op_error(err.message)) from None
+        except UnicodeDecodeError as err:  # TF's message quoted undecodable request bytes
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, clean_op_error(
+                err.object.decode("utf-8", "backslashreplace") if isinstance(err.object, bytes) else str(err))) from None
         wanted = list(output_filter) or list(result)
         return {k: result[k].numpy() for k in wanted}
 
@@ -213,14 +264,24 @@ class Servable:
 class VersionStatus:
     state: State
     error: Optional[ServingError] = None
-    stamp: float = 0.0  # saved_model.pb mtime at the failed attempt (retried when it changes)
+    stamp: tuple = ()       # the version directory's ``tree_stamp`` at the failed attempt
+    attempts: int = 0       # failed loads since the directory last changed
+    retry_at: float = 0.0   # time.monotonic() of the next retry (inf: retries spent)
 
 
-def _stamp(path: Path) -> float:
-    try:
-        return (path / "saved_model.pb").stat().st_mtime
-    except OSError:
-        return path.stat().st_mtime if path.exists() else 0.0
+def tree_stamp(path: Path) -> tuple:
+    """(files, bytes, newest mtime) of everything under a version directory: changes while a
+    ``cp -r`` is still writing it, unlike ``saved_model.pb`` alone (copied first)."""
+    files = size = 0
+    newest = 0.0
+    for root, _dirs, names in os.walk(path):
+        for fname in names:
+            try:
+                st = os.stat(os.path.join(root, fname))
+            except OSError:  # removed while we walk: the next poll sees the change
+                continue
+            files, size, newest = files + 1, size + st.st_size, max(newest, st.st_mtime)
+    return files, size, newest
 
 
 class ModelManager:
@@ -231,9 +292,18 @@ class ModelManager:
       poll_seconds: how often the version directories are listed (TF Serving's
         ``--file_system_poll_wait_seconds``); 0 disables the background poll (``poll`` by hand).
       warmup: replay each version's warmup requests before it becomes available.
+      max_load_retries: a version that fails to load is tried again up to this many times
+        (TF Serving's ``--max_num_load_retries``), after ``retry_seconds``, then twice that, ...
+        (capped at 60 s); and at once whenever its directory changes (files, sizes or mtimes:
+        an operator's ``cp -r`` still writing it), which also restarts the count. The serving
+        versions keep serving meanwhile.
+      retry_seconds: the first retry interval (TF Serving's ``--load_retry_interval_micros``).
+      root: when set, every base path and version directory must resolve (symlinks resolved)
+        inside it; others are refused (``confine``).
     """
 
-    def __init__(self, configs: Sequence[ModelConfig], poll_seconds: float = 1.0, warmup: bool = True):
+    def __init__(self, configs: Sequence[ModelConfig], poll_seconds: float = 1.0, warmup: bool = True,
+                 max_load_retries: int = 5, retry_seconds: float = 1.0, root: Optional[os.PathLike] = None):
         self._lock = threading.RLock()
         self._poll_lock = threading.Lock()
         self.configs: Dict[str, ModelConfig] = {}
@@ -241,6 +311,8 @@ class ModelManager:
         self.status: Dict[str, Dict[int, VersionStatus]] = {}
         self.poll_seconds = poll_seconds
         self.warmup = warmup
+        self.max_load_retries, self.retry_seconds = max_load_retries, retry_seconds
+        self.root = Path(root).resolve() if root is not None else None
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self.set_configs(configs)
@@ -299,9 +371,9 @@ class ModelManager:
             with self._lock:
                 loaded = version in self.servables[name]
                 status = self.status[name].get(version)
-            if loaded or (status and status.state == State.END and status.stamp == _stamp(on_disk[version])):
+            if loaded or (status and status.error is not None and not self._retry_due(status, on_disk[version])):
                 continue
-            self._load(name, version, on_disk[version])
+            self._load(name, version, on_disk[version], status)
         with self._lock:  # ... then unload what is no longer aspired, if that keeps the model available
             available = [v for v in aspired if v in self.servables[name]]
             if available or not aspired:
@@ -314,21 +386,38 @@ class ModelManager:
                 if version not in on_disk and version not in self.servables[name] and status.error:
                     del self.status[name][version]
 
-    def _load(self, name: str, version: int, path: Path) -> None:
-        stamp = _stamp(path)
+    def _retry_due(self, status: VersionStatus, path: Path) -> bool:
+        """A failed version is loaded again when its directory changed or its backoff is over."""
+        return tree_stamp(path) != status.stamp or time.monotonic() >= status.retry_at
+
+    def _load(self, name: str, version: int, path: Path, previous: Optional[VersionStatus] = None) -> None:
+        stamp = tree_stamp(path)
+        attempts = previous.attempts if previous is not None and previous.error is not None and \
+            previous.stamp == stamp else 0
         with self._lock:
             self.status[name][version] = VersionStatus(State.LOADING)
         started = time.perf_counter()
         try:
+            if self.root is not None:
+                try:
+                    confine(path, self.root, f"{name} version {version}")
+                except OutsideRootError as err:
+                    raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, str(err)) from None
             servable = Servable(name, version, path)
             n_warm = servable.warmup() if self.warmup else 0
         except Exception as err:  # a broken version never takes the serving ones down
             error = err if isinstance(err, ServingError) else ServingError(
                 grpc.StatusCode.UNKNOWN, f"Failed to load {name} version {version} from {path}: "
                                          f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
-            log.error("%s version %d failed to load: %s", name, version, error.message)
+            attempts += 1
+            if attempts > self.max_load_retries:
+                retry_at, when = float("inf"), "no retries left; it is retried when its directory changes"
+            else:
+                delay = min(self.retry_seconds * 2 ** (attempts - 1), 60.0)
+                retry_at, when = time.monotonic() + delay, f"retry {attempts} of {self.max_load_retries} in {delay:g} s"
+            log.error("%s version %d failed to load (%s): %s", name, version, when, error.message)
             with self._lock:
-                self.status[name][version] = VersionStatus(State.END, error, stamp)
+                self.status[name][version] = VersionStatus(State.END, error, stamp, attempts, retry_at)
             return
         with self._lock:
             if name not in self.configs:

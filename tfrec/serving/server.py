@@ -20,7 +20,17 @@ version -> NOT_FOUND; unknown version label -> INVALID_ARGUMENT. A request over
 never queued without bound. ``--grpc-max-threads`` worker threads run requests; TensorFlow runs
 the graphs with its own intra-/inter-op pools.
 
-Versions, policies, warmup and load-before-unload: ``tfrec.serving.model_manager``.
+Model paths are confined: every base path (from ``--model-config-file`` or a
+``HandleReloadConfigRequest``) and every version directory must resolve, symlinks and ``..``
+resolved, inside ``--model-root`` (default: ``--model-base-path``); anything else is refused with
+INVALID_ARGUMENT. TF Serving itself loads whatever path a reload request names;
+``--allow-models-outside-root`` restores that, for a server whose ModelService no untrusted
+caller can reach (``serving/TF_SERVING.md`` says how to keep the real server's ModelService private).
+
+Errors raised inside a graph come back as their own sentence (``clean_op_error``): the message of
+the failed check, never TensorFlow's graph dump.
+
+Versions, policies, warmup, load retries and load-before-unload: ``tfrec.serving.model_manager``.
 """
 from __future__ import annotations
 
@@ -109,9 +119,10 @@ class PredictionServicer:
 class ModelServicer:
     """``ModelService``: ``GetModelStatus`` and ``HandleReloadConfigRequest``."""
 
-    def __init__(self, manager, rebase: Optional[os.PathLike] = None):
+    def __init__(self, manager, rebase: Optional[os.PathLike] = None, root: Optional[os.PathLike] = None):
         self.manager = manager
         self.rebase = rebase
+        self.root = root
 
     def GetModelStatus(self, request, context):
         from tensorflow_serving.apis import get_model_status_pb2
@@ -138,8 +149,8 @@ class ModelServicer:
 
         from tfrec.serving.model_manager import configs_from_proto
         try:
-            configs = configs_from_proto(request.config, self.rebase)
-        except ValueError as err:
+            configs = configs_from_proto(request.config, self.rebase, self.root)
+        except ValueError as err:  # malformed, or a base path outside the model root
             return context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
         self.manager.set_configs(configs)
         self.manager.poll()
@@ -160,13 +171,15 @@ class ModelServer:
                  max_threads: int = 8, max_concurrent_requests: int = 64,
                  max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, warmup: bool = True,
                  rebase: Optional[os.PathLike] = None, config_file: Optional[os.PathLike] = None,
-                 config_poll_seconds: float = 0.0):
+                 config_poll_seconds: float = 0.0, root: Optional[os.PathLike] = None,
+                 max_load_retries: int = 5, load_retry_seconds: float = 1.0):
         from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
         from tfrec.serving.model_manager import ModelManager
         if max_threads < 1 or max_concurrent_requests < 1 or max_request_bytes < 1:
             raise ValueError("--grpc-max-threads, --max-concurrent-requests and --max-request-bytes must be positive")
-        self.manager = ModelManager(configs, poll_seconds=poll_seconds, warmup=warmup)
+        self.manager = ModelManager(configs, poll_seconds=poll_seconds, warmup=warmup,
+                                    max_load_retries=max_load_retries, retry_seconds=load_retry_seconds, root=root)
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="tfrec-grpc"),
             maximum_concurrent_rpcs=max_concurrent_requests,
@@ -174,12 +187,13 @@ class ModelServer:
                      ("grpc.max_send_message_length", -1),
                      ("grpc.so_reuseport", 0)])
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(self.manager), self.server)
-        model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self.manager, rebase), self.server)
+        model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self.manager, rebase, root), self.server)
         self.port = self.server.add_insecure_port(f"{host}:{port}")
         if self.port == 0:
             raise OSError(f"cannot bind {host}:{port} (in use?); pick another --port")
         self.host = host
         self.config_file, self.rebase, self.config_poll_seconds = config_file, rebase, config_poll_seconds
+        self.root = root
         self._stop = threading.Event()
 
     def start(self) -> "ModelServer":
@@ -193,7 +207,7 @@ class ModelServer:
         from tfrec.serving.model_manager import read_config_file
         while not self._stop.wait(self.config_poll_seconds):
             try:
-                self.manager.set_configs(read_config_file(self.config_file, self.rebase))
+                self.manager.set_configs(read_config_file(self.config_file, self.rebase, self.root))
             except Exception as err:  # keep the current config, like TF Serving
                 log.error("model config file %s not reloaded: %s", self.config_file, err)
 
@@ -231,14 +245,32 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
          help="largest request message accepted (larger: RESOURCE_EXHAUSTED)")
     flag("tensorflow-intra-op-parallelism", type=int, default=0, help="TF intra-op threads (0 = TF's default)")
     flag("tensorflow-inter-op-parallelism", type=int, default=0, help="TF inter-op threads (0 = TF's default)")
+    flag("max-num-load-retries", type=int, default=5,
+         help="retries of a version that failed to load, with backoff (it is also retried whenever its "
+              "directory changes, e.g. while a cp -r is still writing it)")
+    flag("load-retry-interval-seconds", type=float, default=1.0,
+         help="first retry interval of a failed load; doubles per retry, at most 60 s")
+    flag("model-root", help="every model base path (from --model-config-file or a reload request) and version "
+                            "directory must resolve inside this directory; default: --model-base-path")
+    p.add_argument("--allow-models-outside-root", action="store_true",
+                   help="TF Serving's behaviour: a HandleReloadConfigRequest may point at any directory the server "
+                        "can read. Only for a server whose ModelService no untrusted caller can reach")
     p.add_argument("--no-warmup", action="store_true",
                    help="skip assets.extra/tf_serving_warmup_requests when loading a version")
+
+
+def model_root(args) -> Optional[str]:
+    """The directory every model must lie in: ``--model-root``, else ``--model-base-path``; None with
+    ``--allow-models-outside-root`` or when neither is given (a config file alone: its own paths)."""
+    if getattr(args, "allow_models_outside_root", False):
+        return None
+    return getattr(args, "model_root", None) or args.model_base_path
 
 
 def configs_from_args(args) -> List:
     from tfrec.serving.model_manager import configs_from_base_path, read_config_file
     if args.model_config_file:
-        return read_config_file(args.model_config_file, rebase=args.model_base_path)
+        return read_config_file(args.model_config_file, rebase=args.model_base_path, root=model_root(args))
     if not args.model_base_path:
         raise ValueError("give --model-base-path (e.g. saved_models) or --model-config-file (e.g. serving/models.config)")
     return configs_from_base_path(args.model_base_path, args.model_name)
@@ -259,7 +291,9 @@ def run(args) -> None:
                          max_request_bytes=args.max_request_bytes, warmup=not args.no_warmup,
                          rebase=args.model_base_path if args.model_config_file else None,
                          config_file=args.model_config_file,
-                         config_poll_seconds=args.model_config_file_poll_wait_seconds)
+                         config_poll_seconds=args.model_config_file_poll_wait_seconds, root=model_root(args),
+                         max_load_retries=args.max_num_load_retries,
+                         load_retry_seconds=args.load_retry_interval_seconds)
     server.start()
     for config in configs:
         versions = sorted(server.manager.servables.get(config.name, {}))
