@@ -2,7 +2,9 @@
 
 Layout: ``<export_base>/<name>/<version>/`` (TF Serving's versioned layout), written atomically:
 the SavedModel is saved into a hidden temporary directory beside the versions and renamed into
-place, so a server polling the directory never sees a half-written version.
+place, so a server polling the directory never sees a half-written version. An export that fails
+(a full disk included: ``ExportError`` says so, with the free space left) removes its temporary
+directory and leaves the existing versions untouched.
 
 Signatures (inputs dense and padded, outputs dicts with stable names):
 
@@ -37,6 +39,7 @@ memory allocation.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -170,6 +173,7 @@ def export_saved_model(model, spec: FeatureSpec, export_base: os.PathLike, name:
     nonce = uuid.uuid4().hex
     fingerprint = make_fingerprint(name, int(version), nonce)
     tmp = model_dir / f".tmp-{version}-{nonce}"
+    existing = list_versions(model_dir)
     try:
         module = ServingModule(model, spec, fingerprint)
         tf.saved_model.save(module, str(tmp), signatures=module.signatures())
@@ -184,10 +188,30 @@ def export_saved_model(model, spec: FeatureSpec, export_base: os.PathLike, name:
         (extra / METADATA_FILE).write_text(json.dumps(info, indent=2, default=str))
         write_warmup_requests(module, spec, name, extra / WARMUP_FILE)
         os.rename(tmp, final)
+    except (OSError, tf.errors.OpError) as err:
+        if not _disk_full(err):
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ExportError(
+            f"export of {name} version {version} failed: no space left on the device of {model_dir} "
+            f"({shutil.disk_usage(model_dir).free / 2**20:.1f} MiB free now, after removing the partial "
+            f"write); the existing versions {existing or 'none'} are untouched and no version {version} was "
+            f"written. Free space (or export elsewhere with --export-base) and run the export again") from None
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+class ExportError(OSError):
+    """An export that could not complete; the versions already there are untouched."""
+
+
+def _disk_full(err: Exception) -> bool:
+    """ENOSPC from Python's own writes or from TensorFlow's file system (whose errors carry it as text)."""
+    if isinstance(err, OSError):
+        return err.errno in (errno.ENOSPC, errno.EDQUOT)
+    return "No space left on device" in str(err) or "Disk quota exceeded" in str(err)
 
 
 def warmup_features(spec: FeatureSpec, batch: int = 2, seed: int = 0) -> Dict[str, np.ndarray]:
