@@ -261,10 +261,14 @@ def test_a_worker_without_a_full_batch_is_refused_up_front(data):
 
 def test_one_process_run_killed_mid_epoch_resumes_from_its_backup(data, tmp_path):
     """kill -9 of a one-process `tfrec train --backup-every 5`, then the same command again: it resumes
-    from the backup (fewer steps than the whole run) and finishes; the backup is gone afterwards."""
+    from the backup (fewer steps than the whole run), finishes with metrics close to an uninterrupted
+    run's (the tolerance of the multi-worker test above), and the backup is gone afterwards."""
     run = tmp_path / "run"
-    args = ["train", "--model", "din", "--data", data, "--out", run, "--epochs", "3", "--batch-size", "64",
-            "--steps-per-epoch", "40", "--verbose", "2", "--backup-every", "5"]
+    common = ["--model", "din", "--data", data, "--epochs", "3", "--batch-size", "64", "--steps-per-epoch", "40",
+              "--verbose", "2", "--backup-every", "5"]
+    args = ["train", *common, "--out", run]
+    code, out = _tfrec(["train", *common, "--out", tmp_path / "clean"])
+    assert code == 0, out
 
     def kill_after_a_backup(proc):
         deadline = time.time() + 120
@@ -281,6 +285,10 @@ def test_one_process_run_killed_mid_epoch_resumes_from_its_backup(data, tmp_path
     assert "resuming the interrupted training from its backup" in out
     assert 0 < _info(run)["throughput"]["steps"] < 120
     assert not (run / "backup").exists() and not (run / "backup.json").exists()
+    a, b = _info(tmp_path / "clean")["history"], _info(run)["history"]
+    print(f"uninterrupted auc {a['auc'][-1]:.4f} loss {a['loss'][-1]:.4f}; "
+          f"killed and resumed auc {b['auc'][-1]:.4f} loss {b['loss'][-1]:.4f}")
+    assert abs(a["auc"][-1] - b["auc"][-1]) < 0.05 and abs(a["loss"][-1] - b["loss"][-1]) < 0.02
 
 
 def test_tasks_die_with_a_killed_launcher(data, tmp_path):
