@@ -225,3 +225,25 @@ def test_config_file_entries_are_confined_too(tmp_path):
     with pytest.raises(OutsideRootError, match="outside the model root"):
         read_config_file(config, rebase=tmp_path / "root", root=tmp_path / "root")
     assert read_config_file(config, rebase=tmp_path / "root")[0].base_path == tmp_path.resolve()  # unconfined
+
+
+def test_client_survives_its_resolved_version_being_unloaded_before_user_tower(exported, tmp_path):
+    """The client trusts a resolved latest version for ``version_refresh_seconds``; a swap inside that
+    window made ``user_tower`` answer NOT_FOUND to the caller (found by the fault run)."""
+    from tfrec.serving.model_manager import configs_from_base_path
+    base = tmp_path / "models"
+    shutil.copytree(exported["base"] / "din" / "1", base / "din" / "1")
+    server = ModelServer(configs_from_base_path(base), port=0, poll_seconds=0, max_threads=2).start()
+    client = ServingClient(f"127.0.0.1:{server.port}", "din", None, version_refresh_seconds=3600)
+    hist = {"item_id": [3, 4, 5], "behavior_type": [0, 1, 0], "timestamp": [10, 20, 30]}
+    try:
+        assert client.score_with_source(1, hist, [1, 2, 3])[1] == (1, "user_tower")
+        shutil.copytree(base / "din" / "1", base / "din" / ".tmp-2")
+        (base / "din" / ".tmp-2").rename(base / "din" / "2")
+        server.manager.poll()
+        assert sorted(server.manager.servables["din"]) == [2]
+        probs, (version, _) = client.score_with_source(1, hist, [1, 2, 3])
+        assert version == 2 and client.stats["retries"] == 1 and np.isfinite(probs).all()
+    finally:
+        client.close()
+        server.stop(0)

@@ -18,9 +18,11 @@ Talks to any server with TF Serving's gRPC API — real ``tensorflow_model_serve
 
 The cache is an optimisation, never a dependency: when it is down (``CacheUnavailable`` or any
 other backend error) the client logs it once, computes the state, and keeps answering; it logs
-again when the cache is back. If the version disappears between the two calls (NOT_FOUND) or the
-cached state belongs to another export of the same version or holds NaN / inf (the ``score``
-graph's state checks fail with INVALID_ARGUMENT "user state ..."), the client refreshes the version, recomputes the state and retries once.
+again when the cache is back. The client refreshes the version, recomputes the state and retries
+once when the version disappears between the calls (NOT_FOUND, from ``user_tower`` too: the latest
+version resolved a moment ago may be unloaded already), or when the cached state belongs to another
+export of the same version or holds NaN / inf (the ``score`` graph's state checks fail with
+INVALID_ARGUMENT "user state ...").
 """
 from __future__ import annotations
 
@@ -59,6 +61,8 @@ class ServingClient:
       max_message_bytes: largest response accepted.
       spec: the FeatureSpec of the served data (its user / context / behavior features); default:
         the default schema (``user_segment`` only, plus ``user_vectors``' width when given).
+      reconnect_backoff_ms: (first, most) milliseconds between reconnection attempts to a server
+        that went away; while disconnected, requests fail at once with UNAVAILABLE.
       user_vectors: the ``UserVectors`` the served model reads (required when
         ``spec.user_vector_dim`` D > 0; its D must equal that). Each ``user_tower`` request gets the
         user's vector of the last slice whose boundary is ``<=`` the request time.
@@ -71,7 +75,7 @@ class ServingClient:
                  version_label: Optional[str] = None, timeout: float = 10.0,
                  max_history_length: Optional[int] = None, cache_ttl_seconds: Optional[float] = None,
                  version_refresh_seconds: float = 2.0, max_message_bytes: int = 256 << 20, spec=None,
-                 user_vectors=None):
+                 user_vectors=None, reconnect_backoff_ms: Tuple[int, int] = (100, 1000)):
         from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
         dim = spec.user_vector_dim if spec is not None else 0
@@ -89,7 +93,15 @@ class ServingClient:
         self.cache_ttl_seconds, self.version_refresh_seconds = cache_ttl_seconds, version_refresh_seconds
         self.channel = grpc.insecure_channel(target, options=[
             ("grpc.max_receive_message_length", max_message_bytes),
-            ("grpc.max_send_message_length", max_message_bytes)])
+            ("grpc.max_send_message_length", max_message_bytes),
+            # gRPC's default reconnect backoff (1 s, x1.6, up to 120 s) grows with the outage
+            ("grpc.initial_reconnect_backoff_ms", reconnect_backoff_ms[0]),
+            ("grpc.min_reconnect_backoff_ms", reconnect_backoff_ms[0]),
+            ("grpc.max_reconnect_backoff_ms", reconnect_backoff_ms[1])])
+        # Watching the connectivity keeps the channel reconnecting in the background with the backoff
+        # above; unwatched, a channel that saw UNAVAILABLE reconnected ~3 s after the server was back.
+        self.connectivity = None
+        self.channel.subscribe(self._watch)
         self.predictions = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
         self.models = model_service_pb2_grpc.ModelServiceStub(self.channel)
         self._version: Optional[Tuple[int, float]] = None
@@ -99,7 +111,11 @@ class ServingClient:
                       "score_calls": 0, "retries": 0}
 
     # -- plumbing -------------------------------------------------------------------------------
+    def _watch(self, state) -> None:
+        self.connectivity = state  # a grpc.ChannelConnectivity
+
     def close(self) -> None:
+        self.channel.unsubscribe(self._watch)
         self.channel.close()
         if self.cache is not None:
             self.cache.close()
@@ -241,8 +257,8 @@ class ServingClient:
         """``score`` plus (version, "cache" | "user_tower")."""
         candidates = np.asarray(candidates, np.int64).reshape(1, -1)
         context = context_features(context, self.spec)
-        state, version, source = self.user_state(user_id, user_history, profile, request_timestamp)
-        try:
+        try:  # a NOT_FOUND from user_tower too: the resolved latest version was unloaded since
+            state, version, source = self.user_state(user_id, user_history, profile, request_timestamp)
             return self._score(state, version, candidates, context), (version, source)
         except grpc.RpcError as err:
             # NOT_FOUND: the version left; INVALID_ARGUMENT "user state ...": the score graph refused the
@@ -251,8 +267,8 @@ class ServingClient:
                 err.code() == grpc.StatusCode.INVALID_ARGUMENT and STATE_CHECK_PREFIX in (err.details() or ""))
             if not stale:
                 raise
-            log.info("version %d of %s no longer serves this state (%s); recomputing", version, self.model_name,
-                     err.code().name)
+            log.info("%s no longer serves the version or state this request used (%s); refreshing the version "
+                     "and recomputing", self.model_name, err.code().name)
             self._count("retries")
         state, version, source = self.user_state(user_id, user_history, profile, request_timestamp,
                                                  version=self.served_version(refresh=True), use_cache=False)
