@@ -78,7 +78,7 @@ def test_non_finite_state_is_refused_naming_the_input(stub, model):
         predict(stub, {**state, "candidate_item_id": CANDIDATES[:1]}, "score", model)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     details = err.value.details()
-    assert details.startswith(f'user state input "{key}" holds NaN or inf'), details
+    assert details.startswith(f'user state input "{key}" holds NaN, inf or a value beyond +-1e+15'), details
     assert "Graph execution error" not in details and "node" not in details and len(details) < 200
 
 

@@ -44,6 +44,7 @@ _SKIP_CORRUPT_FIX = "re-write the file, or pass skip_corrupt=True (--skip-corrup
 _PARSE_ERRORS = (tf.errors.InvalidArgumentError, UnicodeDecodeError)
 _MAX_REASON_CHARS = 200
 _FUNCTION_NODE_PREFIX = re.compile(r"^\{\{function_node [^}]*\}\}\s*")
+_OP_SUFFIX = re.compile(r"\s*\[Op:[^\]]*\](\s*name:.*)?$")
 
 
 class RecordValidationError(ValueError):
@@ -135,12 +136,19 @@ def _first(mask: np.ndarray) -> int | None:
 
 
 def _item(value: np.ndarray, index: int) -> Any:
-    return np.atleast_1d(value)[index].item()
+    item = np.atleast_1d(value)[index]
+    return item.item() if isinstance(item, np.generic) else item  # object arrays hold Python objects
 
 
 def _to_array(record: int, feature: Feature, raw: Any) -> np.ndarray:
     """Converts one field to a numpy array of the feature's dtype, checking shape and type."""
-    value = np.asarray(raw)
+    try:
+        value = np.asarray(raw)
+    except ValueError:  # ragged nesting: numpy refuses "an array element with a sequence"
+        raise RecordValidationError(
+            record, feature.name,
+            "nested lists of different lengths; pass a flat list (sequence and multi-valued fields) or a scalar",
+        ) from None
     if feature.sequence and value.ndim != 1:
         raise RecordValidationError(
             record, feature.name,
@@ -496,17 +504,18 @@ def _count(n: tf.Tensor, _: tf.Tensor) -> tf.Tensor:
 
 
 def _parse_error_message(err: Exception) -> str:
-    """A short readable reason from one of ``_PARSE_ERRORS``.
+    """A short readable reason from one of ``_PARSE_ERRORS`` (or a read's ``DataLossError``).
 
     A UnicodeDecodeError carries TF's message as bytes (``err.object``): decoded with the
-    record's non-UTF-8 bytes escaped. TF's ``{{function_node ...}}`` prefix is dropped and the
-    rest cut to ``_MAX_REASON_CHARS``, since the message may quote a whole garbage payload.
+    record's non-UTF-8 bytes escaped. TF's ``{{function_node ...}}`` prefix and ``[Op:...] name:``
+    trailer are dropped and the rest cut to ``_MAX_REASON_CHARS``, since the message may quote a
+    whole garbage payload.
     """
     if isinstance(err, UnicodeDecodeError):
         text = bytes(err.object).decode("utf-8", errors="backslashreplace")
     else:
         text = err.message
-    text = _FUNCTION_NODE_PREFIX.sub("", text.strip())
+    text = _OP_SUFFIX.sub("", _FUNCTION_NODE_PREFIX.sub("", text.strip()))
     return text if len(text) <= _MAX_REASON_CHARS else text[:_MAX_REASON_CHARS] + "..."
 
 
@@ -551,7 +560,7 @@ def _scan_file(
         # ignore_errors stops at the first bad record: exactly the readable prefix.
         readable = int(tf.data.TFRecordDataset(path).ignore_errors().reduce(np.int64(0), _count))
         raise CorruptTFRecordError(
-            path, readable, f"record {readable} is unreadable ({err.message.strip()})"
+            path, readable, f"record {readable} is unreadable ({_parse_error_message(err)})"
         ) from None
     size = tf.io.gfile.stat(path).length
     if n_bytes != size:

@@ -13,8 +13,8 @@ Signatures (inputs dense and padded, outputs dicts with stable names):
 * ``score``: ``user_state`` tensors + ``fingerprint`` + ``candidate_item_id`` ``[B, C]`` + the
   schema's context features ``[B]`` (none by default) -> ``probabilities`` ``[B, C]``. A
   fingerprint from another model or version fails with INVALID_ARGUMENT, so a cached state is
-  never scored by the wrong version; so does a float state holding NaN or inf (a corrupt cache
-  entry), naming the state input. Context goes here, not into ``user_tower``, so the cached
+  never scored by the wrong version; so does a float state holding NaN, inf or a value beyond
+  +-``STATE_LIMIT`` (1e15; a corrupt cache entry), naming the state input. Context goes here, not into ``user_tower``, so the cached
   state does not depend on the request.
 * ``serving_default``: user features + context + ``candidate_item_id`` -> ``probabilities`` (end to end).
 
@@ -63,6 +63,8 @@ METADATA_FILE = "tfrec_export.json"
 WARMUP_FILE = "tf_serving_warmup_requests"
 WARMUP_CANDIDATES = 100
 FLOAT_LIMIT = 1e12
+STATE_LIMIT = 1e15  # |state| above it is refused by score: no user_tower output comes near it, and
+                    # below it no product of two state values overflows float32 in any model's score
 STATE_CHECK_PREFIX = "user state"  # clients recognise a state they must recompute by it
 
 
@@ -129,11 +131,11 @@ class ServingModule(tf.Module):
             message=f"{STATE_CHECK_PREFIX} fingerprint does not match this model version: the state was computed "
                     "by another model or version; recompute it with this version's user_tower")]
         for key in self.state_keys:
-            if inputs[key].dtype.is_floating:
+            if inputs[key].dtype.is_floating:  # NaN fails the <= too
                 checks.append(tf.debugging.Assert(
-                    tf.reduce_all(tf.math.is_finite(inputs[key])),
-                    [f'{STATE_CHECK_PREFIX} input "{key}" holds NaN or inf (a corrupt cached state); recompute it '
-                     "with this version's user_tower"], name=f"finite_{key}"))
+                    tf.reduce_all(tf.math.abs(inputs[key]) <= STATE_LIMIT),
+                    [f'{STATE_CHECK_PREFIX} input "{key}" holds NaN, inf or a value beyond +-{STATE_LIMIT:g} (a '
+                     "corrupt cached state); recompute it with this version's user_tower"], name=f"finite_{key}"))
         with tf.control_dependencies(checks):
             state = {k: tf.identity(inputs[k]) for k in self.state_keys}
         context = finite_inputs({k: inputs[k] for k in self.context_keys})

@@ -21,6 +21,7 @@ Errors are ``ServingError`` carrying the gRPC status code TF Serving uses for th
 """
 from __future__ import annotations
 
+import collections
 import enum
 import logging
 import os
@@ -220,7 +221,7 @@ class Servable:
                 raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, (
                     f"output tensor alias not found in signature: {alias} Outputs expected to be in the set "
                     f"{{{','.join(sorted(outputs))}}}."))
-        tensors, batch = {}, None
+        tensors = {}
         for i, (name, (np_dtype, dtype_name, dims)) in enumerate(specs.items()):
             value = inputs[name]
             try:
@@ -235,12 +236,15 @@ class Servable:
                 raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, (
                     f'input "{name}" has shape {list(array.shape)} but signature "{key}" expects '
                     f"{[-1 if d is None else d for d in dims]}"))
-            if array.ndim and batch is not None and array.shape[0] != batch:
-                raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, (
-                    f'input "{name}" has 0th-dimension size {array.shape[0]} but the other inputs have {batch}; '
-                    "all inputs must have the same batch size"))
-            batch = array.shape[0] if array.ndim else batch
-            tensors[name] = tf.constant(array)
+            tensors[name] = array
+        batches = {name: a.shape[0] for name, a in tensors.items() if a.ndim}
+        if len(set(batches.values())) > 1:  # name the odd one out, not whichever input came first
+            batch = collections.Counter(batches.values()).most_common(1)[0][0]
+            name = next(n for n, b in batches.items() if b != batch)
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, (
+                f'input "{name}" has 0th-dimension size {batches[name]} but the other inputs have {batch}; '
+                "all inputs must have the same batch size"))
+        tensors = {name: tf.constant(a) for name, a in tensors.items()}
         try:
             result = self.signatures[key](**tensors)
         except tf.errors.OpError as err:
