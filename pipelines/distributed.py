@@ -77,7 +77,8 @@ def all_reduce_sum(strategy, values):
     return np.asarray(total.numpy(), dtype=np.asarray(values).dtype)
 
 
-def check_worker_examples(data_dir, dist, sharding, input_shard, batch_size: int, min_request_timestamp=None) -> None:
+def check_worker_examples(data_dir, dist, sharding, input_shard, batch_size: int, min_request_timestamp=None,
+                          skip_corrupt: bool = False) -> None:
     """Raises ValueError, on every worker alike, when an input pipeline would have fewer examples than
     one per-replica batch: its repeated dataset would end at once and leave the other workers waiting
     in the all-reduce."""
@@ -85,7 +86,7 @@ def check_worker_examples(data_dir, dist, sharding, input_shard, batch_size: int
     if count <= 1:
         return
     if input_shard is not None:
-        per_worker = [count_examples(data_dir, "train", min_request_timestamp) // count] * count
+        per_worker = [count_examples(data_dir, "train", min_request_timestamp, skip_corrupt=skip_corrupt) // count] * count
     else:
         from pipelines.common import shard_files
         from tfrec.data.sharding import worker_shards
@@ -98,7 +99,7 @@ def check_worker_examples(data_dir, dist, sharding, input_shard, batch_size: int
                 per_worker.append(sum(shard_counts[s] for s in shards))
             else:
                 per_worker.append(count_examples(data_dir, "train", min_request_timestamp,
-                                                 files=shard_files(data_dir, "train", shards)))
+                                                 files=shard_files(data_dir, "train", shards), skip_corrupt=skip_corrupt))
     short = [w for w, n in enumerate(per_worker) if n < per_replica]
     if short:
         raise ValueError(f"worker(s) {short} would read fewer training examples ({[per_worker[w] for w in short]}) than "
@@ -106,9 +107,9 @@ def check_worker_examples(data_dir, dist, sharding, input_shard, batch_size: int
                          "use fewer workers, a smaller --batch-size, or more data")
 
 
-def count_examples(data_dir, split: str, min_request_timestamp=None, files=None) -> int:
+def count_examples(data_dir, split: str, min_request_timestamp=None, files=None, skip_corrupt: bool = False) -> int:
     """Examples in a split (``splits.json``; with ``min_request_timestamp`` or ``files`` -- some of the
-    split's files -- counted in the files)."""
+    split's files -- counted in the files, without the files ``skip_corrupt`` drops)."""
     from pipelines.common import SPLITS, tfrecord_files
 
     splits_path = Path(data_dir) / SPLITS
@@ -116,12 +117,10 @@ def count_examples(data_dir, split: str, min_request_timestamp=None, files=None)
         count = json.loads(splits_path.read_text()).get(split, {}).get("examples")
         if count is not None:
             return int(count)
-    import tensorflow as tf
+    from pipelines.common import load_spec
+    from tfrec.data.tfrecord import read_request_timestamps
 
     files = tfrecord_files(data_dir, split) if files is None else files
-    ds = tf.data.TFRecordDataset(files if isinstance(files, list) else [str(files)])
-    if min_request_timestamp is not None:
-        feature = {"request_timestamp": tf.io.FixedLenFeature([], tf.int64)}
-        ds = ds.map(lambda r: tf.io.parse_single_example(r, feature)["request_timestamp"])
-        ds = ds.filter(lambda t: t >= int(min_request_timestamp))
-    return int(ds.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
+    times, _ = read_request_timestamps(files if isinstance(files, list) else [str(files)], load_spec(data_dir),
+                                       skip_corrupt)  # a damaged file is named (or skipped), as training reads it
+    return int(len(times) if min_request_timestamp is None else (times >= int(min_request_timestamp)).sum())

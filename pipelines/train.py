@@ -149,7 +149,7 @@ def train_model(model_type, data_dir, out_dir, model_config=None, epochs=3, batc
                                   input_shard=shard, **options)
 
     if distributed:
-        check_worker_examples(data_dir, dist, sharding, input_shard, batch_size, min_request_timestamp)
+        check_worker_examples(data_dir, dist, sharding, input_shard, batch_size, min_request_timestamp, skip_corrupt)
 
     # What the model derives from the data before training -- config fields sized from it
     # (``config_from_data``) and constants set by ``adapt`` -- must be the same on every worker (the same
@@ -205,7 +205,8 @@ def train_model(model_type, data_dir, out_dir, model_config=None, epochs=3, batc
     ds = join(local) if join is not None else local
     dataset_fn = None
     if distributed:
-        steps_per_epoch = steps_per_epoch or -(-count_examples(data_dir, "train", min_request_timestamp) // batch_size)
+        steps_per_epoch = steps_per_epoch or -(-count_examples(data_dir, "train", min_request_timestamp,
+                                                                      skip_corrupt=skip_corrupt) // batch_size)
         per_worker_seed = dist.name == "parameter-server"
 
         def dataset_fn(context):
@@ -229,7 +230,8 @@ def train_model(model_type, data_dir, out_dir, model_config=None, epochs=3, batc
 
     elif steps_per_epoch or backup_every:
         # (a backup within an epoch needs the epoch's length: Keras resumes at a step of it)
-        steps_per_epoch = steps_per_epoch or -(-count_examples(data_dir, "train", min_request_timestamp) // batch_size)
+        steps_per_epoch = steps_per_epoch or -(-count_examples(data_dir, "train", min_request_timestamp,
+                                                                      skip_corrupt=skip_corrupt) // batch_size)
         ds = ds.repeat()
     extra = {"min_request_timestamp": min_request_timestamp}
     if vectors is not None:

@@ -30,6 +30,7 @@ from tfrec import configs as configs_lib
 from tfrec.compression.chime import SequenceCompressor, sequence_dataset
 from tfrec.compression.sequences import user_sequences
 from tfrec.configs import CompressorConfig
+from tfrec.data.tfrecord import read_request_timestamps
 from tfrec.data.user_vectors import UserVectors
 from tfrec.grouping.rqvae import codebook_report
 
@@ -43,9 +44,7 @@ def train_request_times(data) -> np.ndarray:
     files = [str(p) for p in sorted(Path(data.path).glob("train*.tfrecord"))]
     if not files:
         raise FileNotFoundError(f"no train*.tfrecord in {data.path}: run `tfrec write-tfrecords --data {data.path}`")
-    parse = {"request_timestamp": tf.io.FixedLenFeature([], tf.int64)}
-    ds = tf.data.TFRecordDataset(files).batch(4096).map(lambda s: tf.io.parse_example(s, parse)["request_timestamp"])
-    return np.concatenate([b.numpy() for b in ds] + [np.zeros(0, np.int64)])
+    return read_request_timestamps(files, data.spec)[0]  # a damaged file is named, not half read
 
 
 def first_request_time(data) -> int:

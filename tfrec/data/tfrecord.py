@@ -475,6 +475,31 @@ def write_examples(
 # --------------------------------------------------------------------------------------------
 # Scanning
 # --------------------------------------------------------------------------------------------
+def read_request_timestamps(
+    paths: Paths, spec: FeatureSpec, skip_corrupt: bool = False
+) -> Tuple[np.ndarray, ScanReport]:
+    """Every example record's ``request_timestamp`` (int64 ``[N]``, file order), read through
+    ``scan_tfrecord_files``: a damaged file is named with its record (``CorruptTFRecordError``) or,
+    with ``skip_corrupt=True``, skipped and reported, never half counted.
+
+    Args:
+      paths: example files (a path, a glob, or a list of them).
+      spec: the data's feature spec.
+      skip_corrupt: bool, default False. Skip damaged files instead of raising.
+
+    Returns:
+      The timestamps of the good files and the ``ScanReport``.
+    """
+    times: Dict[str, List[np.ndarray]] = {}
+
+    def collect(path: str, batch: Dict[str, Any]) -> None:
+        times.setdefault(path, []).append(batch[spec_lib.REQUEST_TIMESTAMP.name].numpy())
+
+    report = scan_tfrecord_files(paths, spec, [spec_lib.REQUEST_TIMESTAMP], skip_corrupt, collect)
+    good = [t for path in report.good_files for t in times.get(path, [])]
+    return np.concatenate([np.zeros(0, np.int64)] + good), report
+
+
 def resolve_paths(paths: Paths) -> List[str]:
     """Expands a path, a glob, or a list of them into existing files (order kept, no repeats).
 
