@@ -273,3 +273,25 @@ def stage_args(module, argv) -> "argparse.Namespace":
     parser = argparse.ArgumentParser(prog=f"tfrec {module.__name__.rsplit('.', 1)[-1]}")
     module.add_arguments(parser)
     return parser.parse_args([str(a) for a in argv])
+
+
+def skipped_corrupt(scan_reports) -> dict | None:
+    """What ``--skip-corrupt`` dropped, for a stage's output: ``{"n_files", "n_readable_records", "files":
+    [{"path", "records_readable", "reason"}]}``, or None when no file was skipped.
+
+    ``n_readable_records`` counts the intact records lost with the files (``SkippedFile.records_readable``);
+    what follows the damage in a file is not readable, so not counted.
+    """
+    import dataclasses
+
+    files = [dataclasses.asdict(s) for report in scan_reports for s in report.skipped]
+    if not files:
+        return None
+    return {"n_files": len(files), "n_readable_records": sum(f["records_readable"] for f in files), "files": files}
+
+
+def skipped_corrupt_line(skipped: dict) -> str:
+    """One line naming the skipped files and the readable records lost with them (``skipped_corrupt``)."""
+    paths = ", ".join(f["path"] for f in skipped["files"])
+    return (f"skipped {skipped['n_files']} corrupt TFRecord file(s) and the {skipped['n_readable_records']} "
+            f"readable records in them (--skip-corrupt): {paths}")

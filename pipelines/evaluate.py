@@ -14,7 +14,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pipelines.common import dataset_name, load_spec, make_split_dataset, run_user_vectors
+from pipelines.common import (dataset_name, load_spec, make_split_dataset, run_user_vectors, skipped_corrupt,
+                              skipped_corrupt_line)
 
 
 def add_arguments(p):
@@ -46,28 +47,6 @@ def predictions(model, data_dir, split, batch_size=512, user_vectors=None, skip_
     return predict(model, make_split_dataset(data_dir, split, load_spec(data_dir), batch_size,
                                              user_vectors=user_vectors, skip_corrupt=skip_corrupt,
                                              scan_reports=scan_reports))
-
-
-def skipped_corrupt(scan_reports) -> dict | None:
-    """What ``--skip-corrupt`` dropped, for a stage's output: ``{"n_files", "n_readable_records", "files":
-    [{"path", "records_readable", "reason"}]}``, or None when no file was skipped.
-
-    ``n_readable_records`` counts the intact records lost with the files (``SkippedFile.records_readable``);
-    what follows the damage in a file is not readable, so not counted.
-    """
-    import dataclasses
-
-    files = [dataclasses.asdict(s) for report in scan_reports for s in report.skipped]
-    if not files:
-        return None
-    return {"n_files": len(files), "n_readable_records": sum(f["records_readable"] for f in files), "files": files}
-
-
-def skipped_corrupt_line(skipped: dict) -> str:
-    """One line naming the skipped files and the readable records lost with them (``skipped_corrupt``)."""
-    paths = ", ".join(f["path"] for f in skipped["files"])
-    return (f"skipped {skipped['n_files']} corrupt TFRecord file(s) and the {skipped['n_readable_records']} "
-            f"readable records in them (--skip-corrupt): {paths}")
 
 
 def metrics_of(model_name, data_dir, split, preds) -> dict:

@@ -39,7 +39,8 @@ def write_predictions(preds, out) -> Path:
 
 def run(args):
     from pipelines.common import run_user_vectors
-    from pipelines.evaluate import predictions, skipped_corrupt, skipped_corrupt_line
+    from pipelines.common import skipped_corrupt, skipped_corrupt_line
+    from pipelines.evaluate import predictions
     from tfrec.training import load_trained
 
     model, info = load_trained(args.run)

@@ -25,7 +25,7 @@ from pathlib import Path
 import yaml
 
 from pipelines.common import (GROUPS, USER_VECTORS_KEY, data_sharding, load_item_table, load_spec, load_yaml_config,
-                              make_split_dataset, user_vectors_info)
+                              make_split_dataset, skipped_corrupt, skipped_corrupt_line, user_vectors_info)
 from pipelines.distributed import (all_reduce_sum, backup_fingerprint, check_backup, check_worker_examples,
                                    count_examples, input_files)
 
@@ -201,7 +201,8 @@ def train_model(model_type, data_dir, out_dir, model_config=None, epochs=3, batc
             print(states.line(), flush=True)
         train_spec = dataclasses.replace(spec, max_history_length=max(int(history_length), 1))
         join = states.join_dataset
-    local = read(train_spec, shuffle=True, seed=seed)
+    scans = []  # the ScanReports of the history and example files (--skip-corrupt)
+    local = read(train_spec, shuffle=True, seed=seed, scan_reports=scans)
     ds = join(local) if join is not None else local
     dataset_fn = None
     if distributed:
@@ -234,6 +235,10 @@ def train_model(model_type, data_dir, out_dir, model_config=None, epochs=3, batc
                                                                       skip_corrupt=skip_corrupt) // batch_size)
         ds = ds.repeat()
     extra = {"min_request_timestamp": min_request_timestamp}
+    skipped = skipped_corrupt(scans)
+    if skipped:  # --skip-corrupt dropped files: the run says which, as evaluate and predict do
+        extra["skipped_corrupt"] = skipped
+        print(skipped_corrupt_line(skipped), flush=True)
     if vectors is not None:
         extra[USER_VECTORS_KEY] = user_vectors_info(vectors, user_vectors)
     if distributed:

@@ -60,3 +60,19 @@ def test_predict_skip_corrupt_reports_the_skipped_file(corrupt, tmp_path, capsys
     out = capsys.readouterr().out
     assert f"skipped 1 corrupt TFRecord file(s) and the {n_bad} readable records in them" in out
     assert str(data / BAD_SHARD) in out
+
+
+def test_train_skip_corrupt_reports_the_skipped_file(corrupt, tmp_path, capsys):
+    data, _, _ = corrupt
+    bad = data / "train-00001-of-00002.tfrecord"
+    append_garbage_record(bad)
+    n_bad = json.loads((data / "splits.json").read_text())["sharding"]["shard_counts"]["train"][1]
+    argv = ["train", "--model", "din", "--data", str(data), "--epochs", "1", "--steps-per-epoch", "1", "--verbose", "0"]
+    assert cli.main([*argv, "--out", str(tmp_path / "refused")]) == 2
+    assert f"TFRecord file {str(bad)!r} is corrupt after {n_bad} " in capsys.readouterr().err
+    run = tmp_path / "run"
+    with pytest.warns(RuntimeWarning, match="train-00001"):
+        assert cli.main([*argv, "--out", str(run), "--skip-corrupt"]) == 0
+    assert f"skipped 1 corrupt TFRecord file(s) and the {n_bad} readable records in them" in capsys.readouterr().out
+    skipped = json.loads((run / "model.json").read_text())["skipped_corrupt"]
+    assert skipped["n_files"] == 1 and skipped["files"][0]["path"] == str(bad)
