@@ -55,8 +55,9 @@ def _namespaces_available() -> bool:
 
 
 @pytest.mark.skipif(not _namespaces_available(),
-                    reason="needs unshare with user namespaces (a private tmpfs); the simulated full disk "
-                           "is tested in test_saved_model.py")
+                    reason="needs unshare with user namespaces (a private tmpfs); the ENOSPC path is also "
+                           "tested without one: test_saved_model.py::test_full_disk_is_an_export_error_naming_"
+                           "the_untouched_versions")
 def test_full_disk_leaves_old_versions_and_says_why(tmp_path):
     mount = tmp_path / "disk"
     mount.mkdir()

@@ -1,5 +1,6 @@
 """Export: versioned atomic SavedModels whose three signatures serve like the Keras model,
 checked in this process and in a fresh interpreter that imports only TensorFlow."""
+import errno
 import json
 import os
 import subprocess
@@ -11,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 from tests.models.test_models import NUM_GROUPS, SPEC, TABLE, make_din, make_dmgin, make_dmqn, make_siren
-from tfrec.export import export_saved_model, list_versions, non_stock_ops, read_export_metadata
+from tfrec.export import ExportError, export_saved_model, list_versions, non_stock_ops, read_export_metadata
 from tfrec.export import saved_model as saved_model_lib
 from tfrec.testing import assert_saved_model_matches, random_features, user_inputs
 
@@ -157,6 +158,19 @@ def test_versions_increment_and_leave_no_temp_dir(exported):
 def test_existing_version_is_refused(exported):
     with pytest.raises(FileExistsError):
         export_saved_model(exported["din"], SPEC, exported["base"], "din", version=2)
+
+
+def test_full_disk_is_an_export_error_naming_the_untouched_versions(exported, monkeypatch):
+    """The ENOSPC path without a real full disk (tests/export/test_full_disk.py has the real one)."""
+    def full_disk_save(*args, **kwargs):
+        os.makedirs(args[1], exist_ok=True)
+        open(os.path.join(args[1], "saved_model.pb"), "wb").write(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(saved_model_lib.tf.saved_model, "save", full_disk_save)
+    with pytest.raises(ExportError, match=r"no space left .* the existing versions \[1, 2\] are untouched"):
+        export_saved_model(exported["din"], SPEC, exported["base"], "din")
+    assert sorted(p.name for p in (exported["base"] / "din").iterdir()) == ["1", "2"]
 
 
 def test_failed_export_leaves_nothing(exported, monkeypatch):

@@ -13,8 +13,8 @@ from tensorflow_serving.config import model_server_config_pb2
 from tests.models.test_models import SPEC
 from tests.serving.conftest import history_features
 from tfrec.serving.client import ServingClient
-from tfrec.serving.model_manager import (ModelConfig, ModelManager, OutsideRootError, State, clean_op_error,
-                                         read_config_file)
+from tfrec.serving import model_manager
+from tfrec.serving.model_manager import ModelConfig, ModelManager, OutsideRootError, State, read_config_file
 from tfrec.serving.requests import from_tensor_proto, predict_request
 from tfrec.serving.server import ModelServer
 
@@ -93,16 +93,6 @@ def test_state_from_another_version_gets_the_export_message_without_graph_dump(s
                                    "user_tower")
 
 
-def test_clean_op_error_keeps_the_sentence():
-    dump = ("Graph execution error:\n\nDetected at node foo/Assert defined at (most recent call last):\n"
-            '  File "x.py", line 3, in <module>\n\nassertion failed: [it\\\'s \\"bad\\"] [Condition x == y]\n'
-            "\t [[{{node foo/Assert}}]] [Op:__inference_signature_wrapper_123]")
-    assert clean_op_error(dump) == 'it\'s "bad"'
-    gather = ("Graph execution error:\n\nDetected at node g defined at (most recent call last):\n"
-              "indices[0,1] = 700 is not in [0, 601)\n\t [[{{node g}}]] [Op:__inference_x_9]")
-    assert clean_op_error(gather) == "indices[0,1] = 700 is not in [0, 601)"
-
-
 def test_client_recomputes_a_corrupt_cached_state(server, tmp_path):
     from tfrec.cache import SQLiteCache
     cache = SQLiteCache(str(tmp_path / "states.db"))
@@ -134,7 +124,8 @@ def _copy_slowly(src, dst, then):
 def test_half_copied_version_is_retried_once_complete_and_old_one_keeps_serving(exported, tmp_path):
     base = tmp_path / "din"
     shutil.copytree(exported["base"] / "din" / "1", base / "1")
-    manager = ModelManager([ModelConfig("din", base)], poll_seconds=0, max_load_retries=3, retry_seconds=3600)
+    manager = ModelManager([ModelConfig("din", base)], poll_seconds=0, max_load_retries=3, retry_seconds=3600,
+                           settle_seconds=0)
     manager.start()
     assert manager.get("din").version == 1
 
@@ -152,24 +143,60 @@ def test_half_copied_version_is_retried_once_complete_and_old_one_keeps_serving(
     assert manager.get("din").version == 2
 
 
-def test_failed_load_retries_with_backoff_then_stops(exported, tmp_path):
+def test_failed_load_retries_with_backoff_then_stops(exported, tmp_path, monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(model_manager.time, "monotonic", lambda: clock[0])
     base = tmp_path / "din"
     shutil.copytree(exported["base"] / "din" / "1", base / "1")
-    manager = ModelManager([ModelConfig("din", base)], poll_seconds=0, max_load_retries=2, retry_seconds=0.2)
+    manager = ModelManager([ModelConfig("din", base)], poll_seconds=0, max_load_retries=2, retry_seconds=0.2,
+                           settle_seconds=0)
     manager.start()
     (base / "2").mkdir()
     (base / "2" / "saved_model.pb").write_bytes(b"garbage")
-    manager.poll()
-    attempts = []
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
+
+    def attempts_at(t):
+        clock[0] = 1000.0 + t
         manager.poll()
-        attempts.append(manager.version_status("din")[2].attempts)
-        time.sleep(0.05)
-    assert attempts[0] == 1 and max(attempts) == 3  # the first load and 2 retries, then no more
-    assert attempts.index(2) >= 3 and attempts.index(3) - attempts.index(2) >= 6  # 0.2 s, then 0.4 s
+        return manager.version_status("din")[2].attempts
+
+    # the first load at 0; retries 0.2 s and then 0.4 s after each failure; then no more
+    assert [attempts_at(t) for t in (0, 0.1, 0.25, 0.5, 0.7, 5, 500)] == [1, 1, 2, 2, 3, 3, 3]
     assert manager.version_status("din")[2].retry_at == float("inf")
     assert manager.get("din").version == 1
+    (base / "2" / "saved_model.pb").write_bytes(b"garbage, again")  # a change: tried once more
+    assert attempts_at(501) == 1
+
+
+def test_a_directory_still_changing_is_not_loaded_until_it_settles(exported, tmp_path):
+    base = tmp_path / "din"
+    shutil.copytree(exported["base"] / "din" / "1", base / "1")
+    manager = ModelManager([ModelConfig("din", base)], poll_seconds=0, settle_seconds=3600)
+    manager.start()  # the first poll takes what is there: version 1 is fresh but loads
+    assert manager.get("din").version == 1
+    shutil.copytree(base / "1", base / "2")  # e.g. assets.extra still to come
+    manager.poll()
+    assert 2 not in manager.version_status("din") and manager.get("din").version == 1
+    manager.settle_seconds = 0.5
+    time.sleep(0.6)
+    manager.poll()
+    assert manager.get("din").version == 2
+
+
+def test_dropped_and_quickly_closed_clients_leave_no_thread_or_error(monkeypatch):
+    import gc
+    import threading
+    import weakref
+    errors = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: errors.append(args.exc_value))
+    threads = threading.active_count()
+    refs = [weakref.ref(ServingClient("127.0.0.1:1", "din", None)) for _ in range(3)]
+    for _ in range(3):
+        ServingClient("127.0.0.1:1", "din", None).close()  # closed while its watcher starts
+    gc.collect()
+    time.sleep(0.6)
+    assert all(r() is None for r in refs), "a dropped client is still referenced (its channel watcher)"
+    assert errors == []
+    assert threading.active_count() <= threads  # every channel watcher stopped
 
 
 # -- paths outside the model root ------------------------------------------------------------------
@@ -187,7 +214,8 @@ def root_server(exported, tmp_path):
     shutil.copytree(exported["base"] / "din", outside)
     (root / "escape").symlink_to(outside)
     from tfrec.serving.model_manager import configs_from_base_path
-    server = ModelServer(configs_from_base_path(root), port=0, poll_seconds=0, max_threads=2, root=root).start()
+    server = ModelServer(configs_from_base_path(root), port=0, poll_seconds=0, max_threads=2, root=root,
+                         settle_seconds=0).start()
     channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
     yield model_service_pb2_grpc.ModelServiceStub(channel), root, outside, server
     channel.close()
@@ -233,7 +261,8 @@ def test_client_survives_its_resolved_version_being_unloaded_before_user_tower(e
     from tfrec.serving.model_manager import configs_from_base_path
     base = tmp_path / "models"
     shutil.copytree(exported["base"] / "din" / "1", base / "din" / "1")
-    server = ModelServer(configs_from_base_path(base), port=0, poll_seconds=0, max_threads=2).start()
+    server = ModelServer(configs_from_base_path(base), port=0, poll_seconds=0, max_threads=2,
+                         settle_seconds=0).start()
     client = ServingClient(f"127.0.0.1:{server.port}", "din", None, version_refresh_seconds=3600)
     hist = {"item_id": [3, 4, 5], "behavior_type": [0, 1, 0], "timestamp": [10, 20, 30]}
     try:
@@ -247,3 +276,36 @@ def test_client_survives_its_resolved_version_being_unloaded_before_user_tower(e
     finally:
         client.close()
         server.stop(0)
+
+
+def test_a_file_linked_out_of_the_root_is_not_loaded(root_server):
+    _, root, outside, server = root_server
+    version = root / "din" / "8"
+    shutil.copytree(outside / "1", version)
+    shutil.rmtree(version / "variables")
+    (version / "variables").symlink_to(outside / "1" / "variables")
+    server.manager.poll()
+    status = server.manager.version_status("din")[8]
+    assert status.state == State.END and "outside the model root" in status.error.message
+    assert status.retry_at == float("inf")  # deterministic: not retried until the directory changes
+    assert server.manager.get("din").version == 1
+
+
+def test_model_root_from_the_flags(tmp_path):
+    import argparse
+
+    from tfrec.serving.server import add_arguments, configs_from_args, model_root
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    config = tmp_path / "models.config"
+    config.write_text(f'model_config_list {{ config {{ name: "a" base_path: "{tmp_path}/models/a" }} '
+                      f'config {{ name: "b" base_path: "{tmp_path}/models/b" }} }}')
+    # a config file alone: the directory holding every base path, not "anything goes"
+    assert model_root(parser.parse_args(["--model-config-file", str(config)])) == str(tmp_path / "models")
+    assert model_root(parser.parse_args(["--model-config-file", str(config), "--allow-models-outside-root"])) is None
+    assert model_root(parser.parse_args(["--model-base-path", "m", "--model-root", "r"])) == "r"
+    assert model_root(parser.parse_args(["--model-base-path", "m"])) == "m"
+    (tmp_path / "models" / "a" / "1").mkdir(parents=True)
+    with pytest.raises(OutsideRootError, match="from --model-base-path"):  # refused at start, not per version
+        configs_from_args(parser.parse_args(["--model-base-path", str(tmp_path / "models"),
+                                             "--model-root", str(tmp_path / "elsewhere")]))

@@ -16,7 +16,6 @@ import dataclasses
 import glob as _glob
 import logging
 import os
-import re
 import uuid
 import warnings
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Sequence, Tuple
@@ -26,6 +25,7 @@ import tensorflow as tf
 
 from tfrec.data import spec as spec_lib
 from tfrec.data.spec import Feature, FeatureSpec
+from tfrec.tf_errors import clean_tf_message
 
 logger = logging.getLogger(__name__)
 
@@ -43,8 +43,6 @@ _SKIP_CORRUPT_FIX = "re-write the file, or pass skip_corrupt=True (--skip-corrup
 # that passes its CRC).
 _PARSE_ERRORS = (tf.errors.InvalidArgumentError, UnicodeDecodeError)
 _MAX_REASON_CHARS = 200
-_FUNCTION_NODE_PREFIX = re.compile(r"^\{\{function_node [^}]*\}\}\s*")
-_OP_SUFFIX = re.compile(r"\s*\[Op:[^\]]*\](\s*name:.*)?$")
 
 
 class RecordValidationError(ValueError):
@@ -532,16 +530,14 @@ def _parse_error_message(err: Exception) -> str:
     """A short readable reason from one of ``_PARSE_ERRORS`` (or a read's ``DataLossError``).
 
     A UnicodeDecodeError carries TF's message as bytes (``err.object``): decoded with the
-    record's non-UTF-8 bytes escaped. TF's ``{{function_node ...}}`` prefix and ``[Op:...] name:``
-    trailer are dropped and the rest cut to ``_MAX_REASON_CHARS``, since the message may quote a
-    whole garbage payload.
+    record's non-UTF-8 bytes escaped, then cleaned like any TF message (``clean_tf_message``)
+    and cut to ``_MAX_REASON_CHARS``, since it may quote a whole garbage payload.
     """
     if isinstance(err, UnicodeDecodeError):
         text = bytes(err.object).decode("utf-8", errors="backslashreplace")
     else:
         text = err.message
-    text = _OP_SUFFIX.sub("", _FUNCTION_NODE_PREFIX.sub("", text.strip()))
-    return text if len(text) <= _MAX_REASON_CHARS else text[:_MAX_REASON_CHARS] + "..."
+    return clean_tf_message(text, _MAX_REASON_CHARS)
 
 
 def _locate_parse_error(raw: tf.Tensor, parse_spec: Mapping[str, Any]) -> Tuple[int, str]:

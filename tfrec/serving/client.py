@@ -30,6 +30,7 @@ import dataclasses
 import logging
 import threading
 import time
+import weakref
 from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 import grpc
@@ -42,6 +43,26 @@ from tfrec.serving.requests import context_features, from_tensor_proto, predict_
 log = logging.getLogger("tfrec.serving.client")
 
 AVAILABLE = 30  # ModelVersionStatus.State.AVAILABLE
+
+
+def _connectivity_watcher(client_ref):
+    """A ``channel.subscribe`` callback recording the state on the client, holding it weakly."""
+    def watch(state) -> None:
+        client = client_ref()
+        if client is not None:
+            client.connectivity = state  # a grpc.ChannelConnectivity
+    return watch
+
+
+def _close_channel(channel, watcher) -> None:
+    """Unsubscribes ``watcher`` and closes ``channel`` once gRPC's watcher thread has stopped: it polls
+    every 0.2 s and raises if the channel is closed (or collected) under it."""
+    channel.unsubscribe(watcher)
+    state = getattr(channel, "_connectivity_state", None)
+    deadline = time.monotonic() + 1.0
+    while getattr(state, "polling", False) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    channel.close()
 
 
 class ServingClient:
@@ -99,9 +120,13 @@ class ServingClient:
             ("grpc.min_reconnect_backoff_ms", reconnect_backoff_ms[0]),
             ("grpc.max_reconnect_backoff_ms", reconnect_backoff_ms[1])])
         # Watching the connectivity keeps the channel reconnecting in the background with the backoff
-        # above; unwatched, a channel that saw UNAVAILABLE reconnected ~3 s after the server was back.
+        # above; unwatched, a channel that saw UNAVAILABLE reconnected ~3 s after the server was back
+        # (the backoff options alone change nothing). The watcher holds the client weakly, so a client
+        # dropped without close() is still collected (and its __del__ stops the watch).
         self.connectivity = None
-        self.channel.subscribe(self._watch)
+        self._closed = False
+        self._watcher = _connectivity_watcher(weakref.ref(self))
+        self.channel.subscribe(self._watcher)
         self.predictions = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
         self.models = model_service_pb2_grpc.ModelServiceStub(self.channel)
         self._version: Optional[Tuple[int, float]] = None
@@ -111,14 +136,18 @@ class ServingClient:
                       "score_calls": 0, "retries": 0}
 
     # -- plumbing -------------------------------------------------------------------------------
-    def _watch(self, state) -> None:
-        self.connectivity = state  # a grpc.ChannelConnectivity
-
     def close(self) -> None:
-        self.channel.unsubscribe(self._watch)
-        self.channel.close()
+        if self._closed:
+            return
+        self._closed = True
+        _close_channel(self.channel, self._watcher)
         if self.cache is not None:
             self.cache.close()
+
+    def __del__(self):
+        # Dropped without close(): the channel is closed once its watcher has stopped, off this thread.
+        if not getattr(self, "_closed", True):
+            threading.Thread(target=_close_channel, args=(self.channel, self._watcher), daemon=True).start()
 
     def __enter__(self):
         return self

@@ -25,7 +25,6 @@ import collections
 import enum
 import logging
 import os
-import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfrec.export.saved_model import read_warmup_requests
+from tfrec.tf_errors import clean_tf_message
 
 log = logging.getLogger("tfrec.serving")
 
@@ -161,29 +161,6 @@ def read_config_file(path: os.PathLike, rebase: Optional[os.PathLike] = None,
     return configs_from_proto(config, rebase, root)
 
 
-_NODE_TRAILER = re.compile(r"\s*\[\[\{\{node [^}]*\}\}\]\]")
-_OP_TRAILER = re.compile(r"\s*\[Op:[^\]]*\]\s*$")
-
-
-def clean_op_error(message: str, limit: int = 500) -> str:
-    """TensorFlow's error text without its graph dump: the assertion's own message when a
-    ``tf.debugging`` check failed (``assertion failed: [<message>] ...``), else the last line
-    that is not a node trace, minus ``[[{{node ...}}]]`` / ``[Op:...]`` trailers; at most
-    ``limit`` characters. The client reads these messages, so they must stay one readable line."""
-    marker = "assertion failed: ["
-    if marker in message:
-        start = message.index(marker) + len(marker)
-        end = message.find("]", start)
-        text = message[start:end if end > 0 else None].strip()
-        return text.replace("\\'", "'").replace('\\"', '"')[:limit]  # TF C-escapes the quotes
-    lines = [line.strip() for line in message.replace("Graph execution error:", "").splitlines()]
-    lines = [line for line in lines if line and not line.startswith(("Detected at node", "File ", "[[", "Node:"))
-             and not line.endswith("defined at (most recent call last):")]
-    text = lines[-1] if lines else message.strip()
-    text = _OP_TRAILER.sub("", _NODE_TRAILER.sub("", text)).strip()
-    return (text or message.strip())[:limit]
-
-
 class Servable:
     """One loaded SavedModel version and its signatures."""
 
@@ -249,9 +226,9 @@ class Servable:
             result = self.signatures[key](**tensors)
         except tf.errors.OpError as err:
             raise ServingError(_GRPC_CODE.get(err.error_code, grpc.StatusCode.UNKNOWN),
-                               clean_op_error(err.message)) from None
+                               clean_tf_message(err.message)) from None
         except UnicodeDecodeError as err:  # TF's message quoted undecodable request bytes
-            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, clean_op_error(
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, clean_tf_message(
                 err.object.decode("utf-8", "backslashreplace") if isinstance(err.object, bytes) else str(err))) from None
         wanted = list(output_filter) or list(result)
         return {k: result[k].numpy() for k in wanted}
@@ -274,8 +251,10 @@ class VersionStatus:
 
 
 def tree_stamp(path: Path) -> tuple:
-    """(files, bytes, newest mtime) of everything under a version directory: changes while a
-    ``cp -r`` is still writing it, unlike ``saved_model.pb`` alone (copied first)."""
+    """(files, bytes, newest change) of everything under a version directory, the newest change
+    being the latest mtime or ctime (so a ``cp -a`` that keeps old mtimes, or a ``chmod`` that
+    fixes a permission, count too). It changes while a ``cp -r`` is still writing the directory,
+    unlike ``saved_model.pb`` alone (copied first)."""
     files = size = 0
     newest = 0.0
     for root, _dirs, names in os.walk(path):
@@ -284,8 +263,18 @@ def tree_stamp(path: Path) -> tuple:
                 st = os.stat(os.path.join(root, fname))
             except OSError:  # removed while we walk: the next poll sees the change
                 continue
-            files, size, newest = files + 1, size + st.st_size, max(newest, st.st_mtime)
+            files, size, newest = files + 1, size + st.st_size, max(newest, st.st_mtime, st.st_ctime)
     return files, size, newest
+
+
+def confine_tree(path: Path, root: Path, what: str) -> Path:
+    """``confine`` for a version directory and everything in it (a file or sub-directory linked
+    out of the root is refused too); returns the resolved directory."""
+    resolved = confine(path, root, what)
+    for parent, dirs, names in os.walk(resolved):
+        for entry in dirs + names:
+            confine(os.path.join(parent, entry), root, what)
+    return resolved
 
 
 class ModelManager:
@@ -302,12 +291,16 @@ class ModelManager:
         an operator's ``cp -r`` still writing it), which also restarts the count. The serving
         versions keep serving meanwhile.
       retry_seconds: the first retry interval (TF Serving's ``--load_retry_interval_micros``).
-      root: when set, every base path and version directory must resolve (symlinks resolved)
-        inside it; others are refused (``confine``).
+      root: when set, every base path, version directory and file in it must resolve (symlinks
+        resolved) inside it; others are refused (``confine``) and never retried.
+      settle_seconds: after the first poll, a version directory is loaded only once nothing in it
+        has changed for this long (``tree_stamp``), so a copy still being written is not loaded
+        half (at best without its warmup file) and then loaded again.
     """
 
     def __init__(self, configs: Sequence[ModelConfig], poll_seconds: float = 1.0, warmup: bool = True,
-                 max_load_retries: int = 5, retry_seconds: float = 1.0, root: Optional[os.PathLike] = None):
+                 max_load_retries: int = 5, retry_seconds: float = 1.0, root: Optional[os.PathLike] = None,
+                 settle_seconds: float = 1.0):
         self._lock = threading.RLock()
         self._poll_lock = threading.Lock()
         self.configs: Dict[str, ModelConfig] = {}
@@ -317,6 +310,8 @@ class ModelManager:
         self.warmup = warmup
         self.max_load_retries, self.retry_seconds = max_load_retries, retry_seconds
         self.root = Path(root).resolve() if root is not None else None
+        self.settle_seconds = settle_seconds
+        self._polled = False  # the first poll takes the directories as they are
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self.set_configs(configs)
@@ -364,6 +359,7 @@ class ModelManager:
                     log.info("unloaded %s version %d (model removed from the config)", name, version)
             for config in configs.values():
                 self._sync(config)
+            self._polled = True
 
     def _sync(self, config: ModelConfig) -> None:
         name = config.name
@@ -375,9 +371,14 @@ class ModelManager:
             with self._lock:
                 loaded = version in self.servables[name]
                 status = self.status[name].get(version)
-            if loaded or (status and status.error is not None and not self._retry_due(status, on_disk[version])):
+            if loaded:
                 continue
-            self._load(name, version, on_disk[version], status)
+            stamp = tree_stamp(on_disk[version])
+            if self._polled and time.time() - stamp[2] < self.settle_seconds:
+                continue  # still being written: the next poll looks again
+            if status and status.error is not None and stamp == status.stamp and time.monotonic() < status.retry_at:
+                continue  # failed, unchanged since, backoff not over
+            self._load(name, version, on_disk[version], status, stamp)
         with self._lock:  # ... then unload what is no longer aspired, if that keeps the model available
             available = [v for v in aspired if v in self.servables[name]]
             if available or not aspired:
@@ -390,22 +391,20 @@ class ModelManager:
                 if version not in on_disk and version not in self.servables[name] and status.error:
                     del self.status[name][version]
 
-    def _retry_due(self, status: VersionStatus, path: Path) -> bool:
-        """A failed version is loaded again when its directory changed or its backoff is over."""
-        return tree_stamp(path) != status.stamp or time.monotonic() >= status.retry_at
-
-    def _load(self, name: str, version: int, path: Path, previous: Optional[VersionStatus] = None) -> None:
-        stamp = tree_stamp(path)
-        attempts = previous.attempts if previous is not None and previous.error is not None and \
-            previous.stamp == stamp else 0
+    def _load(self, name: str, version: int, path: Path, previous: Optional[VersionStatus], stamp: tuple) -> None:
+        """Loads and warms up one version; a failure is kept with its backoff (a retry keeps showing
+        the last error while it loads)."""
+        failed_before = previous is not None and previous.error is not None
+        attempts = previous.attempts if failed_before and previous.stamp == stamp else 0
         with self._lock:
-            self.status[name][version] = VersionStatus(State.LOADING)
+            self.status[name][version] = VersionStatus(State.LOADING, previous.error if failed_before else None)
         started = time.perf_counter()
         try:
             if self.root is not None:
                 try:
-                    confine(path, self.root, f"{name} version {version}")
+                    path = confine_tree(path, self.root, f"{name} version {version}")  # and load what was checked
                 except OutsideRootError as err:
+                    attempts = self.max_load_retries  # deterministic: no retry until the directory changes
                     raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, str(err)) from None
             servable = Servable(name, version, path)
             n_warm = servable.warmup() if self.warmup else 0

@@ -21,13 +21,13 @@ never queued without bound. ``--grpc-max-threads`` worker threads run requests; 
 the graphs with its own intra-/inter-op pools.
 
 Model paths are confined: every base path (from ``--model-config-file`` or a
-``HandleReloadConfigRequest``) and every version directory must resolve, symlinks and ``..``
-resolved, inside ``--model-root`` (default: ``--model-base-path``); anything else is refused with
-INVALID_ARGUMENT. TF Serving itself loads whatever path a reload request names;
+``HandleReloadConfigRequest``), version directory and file in it must resolve, symlinks and ``..``
+resolved, inside ``--model-root`` (default: ``--model-base-path``; a config file alone: the
+directory holding all its base paths); anything else is refused with INVALID_ARGUMENT. TF Serving itself loads whatever path a reload request names;
 ``--allow-models-outside-root`` restores that, for a server whose ModelService no untrusted
 caller can reach (``serving/TF_SERVING.md`` says how to keep the real server's ModelService private).
 
-Errors raised inside a graph come back as their own sentence (``clean_op_error``): the message of
+Errors raised inside a graph come back as their own sentence (``tfrec.tf_errors.clean_tf_message``): the message of
 the failed check, never TensorFlow's graph dump.
 
 Versions, policies, warmup, load retries and load-before-unload: ``tfrec.serving.model_manager``.
@@ -172,14 +172,15 @@ class ModelServer:
                  max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, warmup: bool = True,
                  rebase: Optional[os.PathLike] = None, config_file: Optional[os.PathLike] = None,
                  config_poll_seconds: float = 0.0, root: Optional[os.PathLike] = None,
-                 max_load_retries: int = 5, load_retry_seconds: float = 1.0):
+                 max_load_retries: int = 5, load_retry_seconds: float = 1.0, settle_seconds: float = 1.0):
         from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
         from tfrec.serving.model_manager import ModelManager
         if max_threads < 1 or max_concurrent_requests < 1 or max_request_bytes < 1:
             raise ValueError("--grpc-max-threads, --max-concurrent-requests and --max-request-bytes must be positive")
         self.manager = ModelManager(configs, poll_seconds=poll_seconds, warmup=warmup,
-                                    max_load_retries=max_load_retries, retry_seconds=load_retry_seconds, root=root)
+                                    max_load_retries=max_load_retries, retry_seconds=load_retry_seconds, root=root,
+                                    settle_seconds=settle_seconds)
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="tfrec-grpc"),
             maximum_concurrent_rpcs=max_concurrent_requests,
@@ -250,6 +251,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
               "directory changes, e.g. while a cp -r is still writing it)")
     flag("load-retry-interval-seconds", type=float, default=1.0,
          help="first retry interval of a failed load; doubles per retry, at most 60 s")
+    flag("version-settle-seconds", type=float, default=1.0,
+         help="load a new or changed version directory only once nothing in it changed for this long")
     flag("model-root", help="every model base path (from --model-config-file or a reload request) and version "
                             "directory must resolve inside this directory; default: --model-base-path")
     p.add_argument("--allow-models-outside-root", action="store_true",
@@ -260,20 +263,31 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def model_root(args) -> Optional[str]:
-    """The directory every model must lie in: ``--model-root``, else ``--model-base-path``; None with
-    ``--allow-models-outside-root`` or when neither is given (a config file alone: its own paths)."""
+    """The directory every model must lie in: ``--model-root``, else ``--model-base-path``, else (a
+    config file alone) the deepest directory holding every base path of the config file; None with
+    ``--allow-models-outside-root``."""
     if getattr(args, "allow_models_outside_root", False):
         return None
-    return getattr(args, "model_root", None) or args.model_base_path
+    if getattr(args, "model_root", None) or args.model_base_path:
+        return getattr(args, "model_root", None) or args.model_base_path
+    from tfrec.serving.model_manager import read_config_file
+    parents = [str(c.base_path.parent) for c in read_config_file(args.model_config_file)]
+    return os.path.commonpath(parents) if parents else None
 
 
 def configs_from_args(args) -> List:
-    from tfrec.serving.model_manager import configs_from_base_path, read_config_file
+    """The models to serve; each base path must lie inside ``model_root(args)`` (checked here, at start)."""
+    from tfrec.serving.model_manager import configs_from_base_path, confine, read_config_file
+    root = model_root(args)
     if args.model_config_file:
-        return read_config_file(args.model_config_file, rebase=args.model_base_path, root=model_root(args))
+        return read_config_file(args.model_config_file, rebase=args.model_base_path, root=root)
     if not args.model_base_path:
         raise ValueError("give --model-base-path (e.g. saved_models) or --model-config-file (e.g. serving/models.config)")
-    return configs_from_base_path(args.model_base_path, args.model_name)
+    configs = configs_from_base_path(args.model_base_path, args.model_name)
+    if root is not None:
+        for c in configs:
+            confine(c.base_path, Path(root).resolve(), f"model {c.name} base_path (from --model-base-path)")
+    return configs
 
 
 def run(args) -> None:
@@ -285,15 +299,18 @@ def run(args) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
     configs = configs_from_args(args)
+    root = model_root(args)
     server = ModelServer(configs, port=args.port, host=args.host,
                          poll_seconds=args.file_system_poll_wait_seconds, max_threads=args.grpc_max_threads,
                          max_concurrent_requests=args.max_concurrent_requests,
                          max_request_bytes=args.max_request_bytes, warmup=not args.no_warmup,
                          rebase=args.model_base_path if args.model_config_file else None,
                          config_file=args.model_config_file,
-                         config_poll_seconds=args.model_config_file_poll_wait_seconds, root=model_root(args),
+                         config_poll_seconds=args.model_config_file_poll_wait_seconds, root=root,
                          max_load_retries=args.max_num_load_retries,
-                         load_retry_seconds=args.load_retry_interval_seconds)
+                         load_retry_seconds=args.load_retry_interval_seconds,
+                         settle_seconds=args.version_settle_seconds)
+    log.info("model root: %s", server.root or "none (--allow-models-outside-root: reload requests may name any path)")
     server.start()
     for config in configs:
         versions = sorted(server.manager.servables.get(config.name, {}))
