@@ -10,7 +10,7 @@ from tfrec.serving.loadgen import fault_scenario, summary_markdown
 
 def test_fault_run(exported, redis_server, tmp_path):  # noqa: F811
     summary = fault_scenario(exported["base"] / "dmgin" / "1", tmp_path, redis_server, duration_s=6.0, threads=3,
-                             poll_seconds=0.2, client_timeout=5.0, copy_pause_s=1.0, reload_deadline_s=10.0,
+                             poll_seconds=0.2, client_timeout=5.0, copy_pause_s=1.0, reload_deadline_s=20.0,
                              fast_failure_s=2.0, progress=print)
     print(summary_markdown(summary))
     failed = {name: c["detail"] for name, c in summary["checks"].items() if not c["ok"]}
