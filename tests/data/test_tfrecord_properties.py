@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 import pytest
 import tensorflow as tf
-from hypothesis import HealthCheck, example, given, note, settings
+from hypothesis import example, given, note, settings
 from hypothesis import strategies as st
 
 from tfrec.data.dataset import load_user_histories, make_dataset
@@ -63,14 +63,7 @@ LAYOUTS = {
     "example_inline_true_prob": (True, True),
 }
 
-PROPERTY = settings(
-    max_examples=30,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    print_blob=True,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
-)
+PROPERTY = settings(max_examples=30)  # the rest: the 'tfrec' profile (tests/conftest.py)
 
 
 def layout_features(spec: FeatureSpec, layout: str):

@@ -17,7 +17,7 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
-from hypothesis import HealthCheck, given, note, settings
+from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
 from tests.models.test_models import DIN_CONFIG, NUM_GROUPS, SPEC
@@ -54,15 +54,7 @@ NOISE = ("Graph execution error", "Detected at node", "{{node", "{{function_node
          "Traceback", "[[", "device:CPU")
 MAX_MESSAGE_CHARS = 600
 
-PROPERTY = settings(
-    max_examples=10,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    print_blob=True,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture,
-                           HealthCheck.filter_too_much],
-)
+PROPERTY = settings(max_examples=10)  # the rest: the 'tfrec' profile (tests/conftest.py)
 
 
 # -- fixtures -------------------------------------------------------------------------------------
