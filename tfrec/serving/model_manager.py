@@ -14,7 +14,8 @@ The local server's equivalent of TF Serving's ``ServerCore`` + ``AspiredVersions
   ``END`` with its error by ``GetModelStatus`` and leaves the serving versions untouched; it is
   retried with backoff (``max_load_retries``, like TF Serving) and whenever anything in its
   directory changes, so a version copied in with a non-atomic ``cp -r`` is served once the copy
-  completes.
+  completes. After the first poll a directory is loaded only once it has stopped changing
+  (``settle_seconds``). With a ``root``, every path is confined to it (``confine_tree``).
 * ``version_labels`` map a label to a version; a label only resolves to an available version.
 
 Errors are ``ServingError`` carrying the gRPC status code TF Serving uses for the same case.
@@ -287,9 +288,9 @@ class ModelManager:
       warmup: replay each version's warmup requests before it becomes available.
       max_load_retries: a version that fails to load is tried again up to this many times
         (TF Serving's ``--max_num_load_retries``), after ``retry_seconds``, then twice that, ...
-        (capped at 60 s); and at once whenever its directory changes (files, sizes or mtimes:
-        an operator's ``cp -r`` still writing it), which also restarts the count. The serving
-        versions keep serving meanwhile.
+        (capped at 60 s); and, without waiting for the backoff, once its directory has changed
+        (files, sizes, mtimes or ctimes: an operator's ``cp -r`` finishing) and settled, which also
+        restarts the count. The serving versions keep serving meanwhile.
       retry_seconds: the first retry interval (TF Serving's ``--load_retry_interval_micros``).
       root: when set, every base path, version directory and file in it must resolve (symlinks
         resolved) inside it; others are refused (``confine``) and never retried.
