@@ -38,3 +38,9 @@ def test_function_node_prefix_and_limit():
     assert clean_tf_message(msg) == "Could not parse example input, value: '\\xff\\xfe'"
     assert clean_tf_message("x" * 300, limit=200) == "x" * 200 + "..."
     assert clean_tf_message("") == "TensorFlow error without a message"
+
+
+def test_newline_bytes_in_a_quoted_payload_do_not_split_the_message():
+    msg = ("{{function_node __wrapped__ParseExampleV2}} Could not parse example input, value: '\n\x05abc\ndef\x0c'"
+           "\n\t [[{{node ParseExampleV2}}]] [Op:ParseExampleV2] name: ")
+    assert clean_tf_message(msg) == "Could not parse example input, value: '\\n\\x05abc\\ndef\\x0c'"

@@ -19,6 +19,16 @@ _ROOT = re.compile(r"^\(0\)\s+[A-Z_]+:\s*(.*)$")
 _NOISE = ("Detected at node", "File ", "Hint:", "Node:", "[[", "Graph execution error")
 
 
+_QUOTED_VALUE = re.compile(r"(value: ')(.*)(')", re.S)  # a parse error quoting the raw record / request bytes
+
+
+def _escape_quoted(match: re.Match) -> str:
+    """Control characters of quoted raw bytes escaped, so a newline byte in a payload does not split
+    the message (0x0a is the tag of protobuf field 1: any damaged Example has it)."""
+    body = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in match.group(2))
+    return match.group(1) + body + match.group(3)
+
+
 def _unescape(text: str) -> str:
     return text.replace("\\'", "'").replace('\\"', '"')  # tf.debugging messages are C-escaped
 
@@ -29,6 +39,7 @@ def clean_tf_message(message: str, limit: int = 500) -> str:
     A failed ``tf.debugging`` check gives its own message (``assertion failed: [<message>] [...]``);
     several root errors give the first one; otherwise the last line that is not part of the dump,
     without the ``{{function_node}}`` prefix and the node / op trailers. Never the raw dump."""
+    message = _QUOTED_VALUE.sub(_escape_quoted, message)
     if _ASSERTION in message:
         start = message.index(_ASSERTION) + len(_ASSERTION)
         line = message[start:].split("\n", 1)[0]

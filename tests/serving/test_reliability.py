@@ -1,5 +1,6 @@
 """Serving under bad input and unlucky operators (issue 18): non-finite floats, corrupt states,
 clean error messages, versions copied in non-atomically, paths outside the model root."""
+import os
 import shutil
 import time
 
@@ -180,6 +181,16 @@ def test_a_directory_still_changing_is_not_loaded_until_it_settles(exported, tmp
     time.sleep(0.6)
     manager.poll()
     assert manager.get("din").version == 2
+    # file times from a clock ahead of ours (cp -a from another host) do not hold a version back:
+    # settling is measured on this process's clock
+    shutil.copytree(base / "1", base / "3")
+    future = time.time() + 86_400
+    for path in (base / "3").rglob("*"):
+        os.utime(path, (future, future))
+    manager.poll()
+    time.sleep(0.6)
+    manager.poll()
+    assert manager.get("din").version == 3
 
 
 def test_dropped_and_quickly_closed_clients_leave_no_thread_or_error(monkeypatch):
@@ -193,7 +204,9 @@ def test_dropped_and_quickly_closed_clients_leave_no_thread_or_error(monkeypatch
     for _ in range(3):
         ServingClient("127.0.0.1:1", "din", None).close()  # closed while its watcher starts
     gc.collect()
-    time.sleep(0.6)
+    deadline = time.monotonic() + 10
+    while threading.active_count() > threads and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert all(r() is None for r in refs), "a dropped client is still referenced (its channel watcher)"
     assert errors == []
     assert threading.active_count() <= threads  # every channel watcher stopped
@@ -291,6 +304,20 @@ def test_a_file_linked_out_of_the_root_is_not_loaded(root_server):
     assert server.manager.get("din").version == 1
 
 
+def test_a_directory_linked_inside_the_root_holding_a_link_out_is_not_loaded(root_server):
+    _, root, outside, server = root_server
+    shared = root / "shared"
+    shared.mkdir()
+    (shared / "variables").symlink_to(outside / "1" / "variables")  # in the root, pointing out
+    version = root / "din" / "9"
+    shutil.copytree(outside / "1", version)
+    shutil.rmtree(version / "variables")
+    (version / "variables").symlink_to(shared / "variables")
+    server.manager.poll()
+    status = server.manager.version_status("din")[9]
+    assert status.state == State.END and "outside the model root" in status.error.message
+
+
 def test_model_root_from_the_flags(tmp_path):
     import argparse
 
@@ -305,6 +332,14 @@ def test_model_root_from_the_flags(tmp_path):
     assert model_root(parser.parse_args(["--model-config-file", str(config), "--allow-models-outside-root"])) is None
     assert model_root(parser.parse_args(["--model-base-path", "m", "--model-root", "r"])) == "r"
     assert model_root(parser.parse_args(["--model-base-path", "m"])) == "m"
+    for body, match in (("model_config_list {}", "none listed"),
+                        ('model_config_list { config { name: "a" base_path: "/a" } config { name: "b" base_path: '
+                         '"/srv/b" } }', "only /")):
+        config.write_text(body)  # nothing to confine to: refused, never silently unconfined
+        with pytest.raises(ValueError, match=f"{match}.*give --model-root"):
+            model_root(parser.parse_args(["--model-config-file", str(config)]))
+    with pytest.raises(ValueError, match="give --model-base-path"):
+        configs_from_args(parser.parse_args([]))
     (tmp_path / "models" / "a" / "1").mkdir(parents=True)
     with pytest.raises(OutsideRootError, match="from --model-base-path"):  # refused at start, not per version
         configs_from_args(parser.parse_args(["--model-base-path", str(tmp_path / "models"),

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import sys
 import threading
 import time
 import weakref
@@ -146,8 +147,12 @@ class ServingClient:
 
     def __del__(self):
         # Dropped without close(): the channel is closed once its watcher has stopped, off this thread.
-        if not getattr(self, "_closed", True):
+        if getattr(self, "_closed", True) or sys.is_finalizing():  # at exit no thread may start; nothing leaks
+            return
+        try:
             threading.Thread(target=_close_channel, args=(self.channel, self._watcher), daemon=True).start()
+        except RuntimeError:  # interpreter shutting down
+            pass
 
     def __enter__(self):
         return self

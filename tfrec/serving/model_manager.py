@@ -14,7 +14,7 @@ The local server's equivalent of TF Serving's ``ServerCore`` + ``AspiredVersions
   ``END`` with its error by ``GetModelStatus`` and leaves the serving versions untouched; it is
   retried with backoff (``max_load_retries``, like TF Serving) and whenever anything in its
   directory changes, so a version copied in with a non-atomic ``cp -r`` is served once the copy
-  completes. After the first poll a directory is loaded only once it has stopped changing
+  completes. A new or changed directory is loaded only once it has stopped changing
   (``settle_seconds``). With a ``root``, every path is confined to it (``confine_tree``).
 * ``version_labels`` map a label to a version; a label only resolves to an available version.
 
@@ -251,30 +251,42 @@ class VersionStatus:
     retry_at: float = 0.0   # time.monotonic() of the next retry (inf: retries spent)
 
 
+def _walk(path: Path):
+    """Every entry under ``path`` (``os.walk`` following symlinked directories, each real directory
+    once, so a link loop ends)."""
+    seen = set()
+    for parent, dirs, names in os.walk(path, followlinks=True):
+        real = os.path.realpath(parent)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        for entry in dirs + names:
+            yield os.path.join(parent, entry)
+
+
 def tree_stamp(path: Path) -> tuple:
-    """(files, bytes, newest change) of everything under a version directory, the newest change
-    being the latest mtime or ctime (so a ``cp -a`` that keeps old mtimes, or a ``chmod`` that
-    fixes a permission, count too). It changes while a ``cp -r`` is still writing the directory,
-    unlike ``saved_model.pb`` alone (copied first)."""
-    files = size = 0
+    """(entries, bytes, newest change) of everything under a version directory (symlinked
+    directories followed), the newest change being the latest mtime or ctime (a ``cp -a`` keeping
+    old mtimes, a ``chmod`` fixing a permission count too). It changes while a ``cp -r`` is still
+    writing the directory, unlike ``saved_model.pb`` alone (copied first)."""
+    entries = size = 0
     newest = 0.0
-    for root, _dirs, names in os.walk(path):
-        for fname in names:
-            try:
-                st = os.stat(os.path.join(root, fname))
-            except OSError:  # removed while we walk: the next poll sees the change
-                continue
-            files, size, newest = files + 1, size + st.st_size, max(newest, st.st_mtime, st.st_ctime)
-    return files, size, newest
+    for entry in _walk(path):
+        try:
+            st = os.stat(entry)
+        except OSError:  # removed while we walk, or a dangling link: the next poll sees the change
+            continue
+        entries, size, newest = entries + 1, size + st.st_size, max(newest, st.st_mtime, st.st_ctime)
+    return entries, size, newest
 
 
 def confine_tree(path: Path, root: Path, what: str) -> Path:
-    """``confine`` for a version directory and everything in it (a file or sub-directory linked
-    out of the root is refused too); returns the resolved directory."""
+    """``confine`` for a version directory and everything in it, through symlinked directories too
+    (a file or directory linked out of the root is refused); returns the resolved directory."""
     resolved = confine(path, root, what)
-    for parent, dirs, names in os.walk(resolved):
-        for entry in dirs + names:
-            confine(os.path.join(parent, entry), root, what)
+    for entry in _walk(resolved):
+        confine(entry, root, what)
     return resolved
 
 
@@ -294,9 +306,11 @@ class ModelManager:
       retry_seconds: the first retry interval (TF Serving's ``--load_retry_interval_micros``).
       root: when set, every base path, version directory and file in it must resolve (symlinks
         resolved) inside it; others are refused (``confine``) and never retried.
-      settle_seconds: after the first poll, a version directory is loaded only once nothing in it
-        has changed for this long (``tree_stamp``), so a copy still being written is not loaded
-        half (at best without its warmup file) and then loaded again.
+      settle_seconds: a version directory is loaded only once its ``tree_stamp`` has not changed
+        for this long (measured on this process's monotonic clock, not against file times), so a
+        copy still being written is not loaded half (at best without its warmup file) and then
+        again; the directories of a model just configured (at start, or by a reload that adds it)
+        are taken as they are.
     """
 
     def __init__(self, configs: Sequence[ModelConfig], poll_seconds: float = 1.0, warmup: bool = True,
@@ -312,7 +326,8 @@ class ModelManager:
         self.max_load_retries, self.retry_seconds = max_load_retries, retry_seconds
         self.root = Path(root).resolve() if root is not None else None
         self.settle_seconds = settle_seconds
-        self._polled = False  # the first poll takes the directories as they are
+        self._fresh: set = set()  # models not synced yet: their directories are taken as they are
+        self._seen: Dict[tuple, tuple] = {}  # (model, version) -> (tree_stamp, monotonic time first seen)
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self.set_configs(configs)
@@ -321,6 +336,8 @@ class ModelManager:
     def set_configs(self, configs: Sequence[ModelConfig]) -> None:
         """Replaces the model list (``HandleReloadConfigRequest``); the next poll applies it."""
         with self._lock:
+            self._fresh |= {c.name for c in configs if c.name not in self.configs
+                            or self.configs[c.name].base_path != c.base_path}
             self.configs = {c.name: c for c in configs}
             for name in self.configs:
                 self.servables.setdefault(name, {})
@@ -359,8 +376,12 @@ class ModelManager:
                 for version in gone:
                     log.info("unloaded %s version %d (model removed from the config)", name, version)
             for config in configs.values():
-                self._sync(config)
-            self._polled = True
+                try:  # one model's unreadable directory never stops the others' polls
+                    self._sync(config)
+                except Exception:
+                    log.exception("polling the versions of %s failed", config.name)
+                with self._lock:
+                    self._fresh.discard(config.name)
 
     def _sync(self, config: ModelConfig) -> None:
         name = config.name
@@ -374,9 +395,11 @@ class ModelManager:
                 status = self.status[name].get(version)
             if loaded:
                 continue
+            if self.root is not None and not self._inside_root(name, version, on_disk[version], status):
+                continue  # refused without walking a tree outside the root
             stamp = tree_stamp(on_disk[version])
-            if self._polled and time.time() - stamp[2] < self.settle_seconds:
-                continue  # still being written: the next poll looks again
+            if not self._settled(name, version, stamp):
+                continue  # still being written: a later poll looks again
             if status and status.error is not None and stamp == status.stamp and time.monotonic() < status.retry_at:
                 continue  # failed, unchanged since, backoff not over
             self._load(name, version, on_disk[version], status, stamp)
@@ -391,6 +414,45 @@ class ModelManager:
             for version, status in list(self.status[name].items()):  # forget failures whose directory left
                 if version not in on_disk and version not in self.servables[name] and status.error:
                     del self.status[name][version]
+            for key in [k for k in self._seen if k[0] == name and k[1] not in on_disk]:
+                del self._seen[key]
+
+    def _settled(self, name: str, version: int, stamp: tuple) -> bool:
+        """True once ``stamp`` has not changed for ``settle_seconds`` of this process's monotonic
+        clock (file times from another host's clock never enter it); a model just configured takes
+        its directories as they are."""
+        now = time.monotonic()
+        with self._lock:
+            fresh = name in self._fresh
+            seen = self._seen.get((name, version))
+            if seen is None or seen[0] != stamp:
+                self._seen[(name, version)] = seen = (stamp, now)
+                if not fresh and self.settle_seconds > 0:
+                    log.info("%s version %d is new or changed: loading it once it has not changed for %g s",
+                             name, version, self.settle_seconds)
+        return fresh or now - seen[1] >= self.settle_seconds
+
+    def _inside_root(self, name: str, version: int, path: Path, status: Optional[VersionStatus]) -> bool:
+        """False (and the version END with INVALID_ARGUMENT, once) when its directory resolves outside
+        the root: such a tree is never walked or loaded."""
+        try:
+            confine(path, self.root, f"{name} version {version}")
+            return True
+        except OutsideRootError as err:
+            if status is None or status.error is None or status.error.message != str(err):
+                log.error("%s version %d refused: %s", name, version, err)
+                with self._lock:
+                    self.status[name][version] = VersionStatus(
+                        State.END, ServingError(grpc.StatusCode.INVALID_ARGUMENT, str(err)), (), 0, float("inf"))
+            return False
+
+    def load_errors(self) -> List[tuple]:
+        """(model, version, ServingError) of every configured version that ended in a failed load,
+        read under the lock (``HandleReloadConfigRequest`` reports the first)."""
+        with self._lock:
+            return [(name, version, status.error) for name in self.configs
+                    for version, status in sorted(self.status.get(name, {}).items())
+                    if status.state == State.END and status.error is not None]
 
     def _load(self, name: str, version: int, path: Path, previous: Optional[VersionStatus], stamp: tuple) -> None:
         """Loads and warms up one version; a failure is kept with its backoff (a retry keeps showing
@@ -410,9 +472,11 @@ class ModelManager:
             servable = Servable(name, version, path)
             n_warm = servable.warmup() if self.warmup else 0
         except Exception as err:  # a broken version never takes the serving ones down
+            reason = clean_tf_message(err.message) if isinstance(err, tf.errors.OpError) else \
+                (str(err).splitlines()[0] if str(err) else "")
             error = err if isinstance(err, ServingError) else ServingError(
                 grpc.StatusCode.UNKNOWN, f"Failed to load {name} version {version} from {path}: "
-                                         f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
+                                         f"{type(err).__name__}: {reason}")
             attempts += 1
             if attempts > self.max_load_retries:
                 retry_at, when = float("inf"), "no retries left; it is retried when its directory changes"

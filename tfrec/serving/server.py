@@ -155,8 +155,7 @@ class ModelServicer:
         self.manager.set_configs(configs)
         self.manager.poll()
         response = model_management_pb2.ReloadConfigResponse()
-        failed = [(n, v, s.error) for n in self.manager.configs
-                  for v, s in self.manager.status.get(n, {}).items() if s.error is not None]
+        failed = self.manager.load_errors()
         if failed:
             name, version, error = failed[0]
             response.status.error_code = error.code.value[0]
@@ -253,8 +252,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
          help="first retry interval of a failed load; doubles per retry, at most 60 s")
     flag("version-settle-seconds", type=float, default=1.0,
          help="load a new or changed version directory only once nothing in it changed for this long")
-    flag("model-root", help="every model base path (from --model-config-file or a reload request) and version "
-                            "directory must resolve inside this directory; default: --model-base-path")
+    flag("model-root", help="every model base path (from --model-config-file or a reload request), version "
+                            "directory and file in it must resolve inside this directory; default: "
+                            "--model-base-path, else the directory holding all the config file's base paths")
     p.add_argument("--allow-models-outside-root", action="store_true",
                    help="TF Serving's behaviour: a HandleReloadConfigRequest may point at any directory the server "
                         "can read. Only for a server whose ModelService no untrusted caller can reach")
@@ -270,19 +270,26 @@ def model_root(args) -> Optional[str]:
         return None
     if getattr(args, "model_root", None) or args.model_base_path:
         return getattr(args, "model_root", None) or args.model_base_path
+    if not args.model_config_file:
+        return None  # configs_from_args says what to give
     from tfrec.serving.model_manager import read_config_file
     parents = [str(c.base_path.parent) for c in read_config_file(args.model_config_file)]
-    return os.path.commonpath(parents) if parents else None
+    common = os.path.commonpath(parents) if parents else None
+    if common is None or str(Path(common)) == Path(common).anchor:
+        raise ValueError(f"{args.model_config_file}: its base paths share no directory to confine models to "
+                         f"({'none listed' if not parents else 'only ' + str(common)}); give --model-root DIR "
+                         "(or --allow-models-outside-root, where no untrusted caller reaches the ModelService)")
+    return common
 
 
 def configs_from_args(args) -> List:
     """The models to serve; each base path must lie inside ``model_root(args)`` (checked here, at start)."""
     from tfrec.serving.model_manager import configs_from_base_path, confine, read_config_file
+    if not args.model_config_file and not args.model_base_path:
+        raise ValueError("give --model-base-path (e.g. saved_models) or --model-config-file (e.g. serving/models.config)")
     root = model_root(args)
     if args.model_config_file:
         return read_config_file(args.model_config_file, rebase=args.model_base_path, root=root)
-    if not args.model_base_path:
-        raise ValueError("give --model-base-path (e.g. saved_models) or --model-config-file (e.g. serving/models.config)")
     configs = configs_from_base_path(args.model_base_path, args.model_name)
     if root is not None:
         for c in configs:
@@ -310,7 +317,7 @@ def run(args) -> None:
                          max_load_retries=args.max_num_load_retries,
                          load_retry_seconds=args.load_retry_interval_seconds,
                          settle_seconds=args.version_settle_seconds)
-    log.info("model root: %s", server.root or "none (--allow-models-outside-root: reload requests may name any path)")
+    log.info("model root: %s", server.root or "none: --allow-models-outside-root, reload requests may name any path")
     server.start()
     for config in configs:
         versions = sorted(server.manager.servables.get(config.name, {}))
