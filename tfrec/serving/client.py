@@ -21,8 +21,8 @@ other backend error) the client logs it once, computes the state, and keeps answ
 again when the cache is back. The client refreshes the version, recomputes the state and retries
 once when the version disappears between the calls (NOT_FOUND, from ``user_tower`` too: the latest
 version resolved a moment ago may be unloaded already), or when the cached state belongs to another
-export of the same version or holds NaN / inf (the ``score`` graph's state checks fail with
-INVALID_ARGUMENT "user state ...").
+export of the same version or holds NaN, inf or values beyond +-1e15 (the ``score`` graph's state
+checks fail with INVALID_ARGUMENT "user state ...").
 """
 from __future__ import annotations
 
