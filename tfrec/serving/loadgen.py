@@ -392,20 +392,18 @@ def random_score_request(n_users: int, n_items: int, history_length: int = 12, n
 
 # -- the fault scenario -------------------------------------------------------------------------------
 
-AVAILABLE, END = 30, 50  # ModelVersionStatus.State
-
-
 def model_status(target: str, model_name: str, timeout: float = 2.0) -> Dict[int, dict]:
     """``GetModelStatus`` over a fresh channel (no reconnect backoff): version -> state, error."""
     import grpc
     from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
 
+    from tfrec.serving.model_manager import State
+
     with grpc.insecure_channel(target) as channel:
         request = get_model_status_pb2.GetModelStatusRequest()
         request.model_spec.name = model_name
         response = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(request, timeout=timeout)
-    names = {10: "START", 20: "LOADING", 30: "AVAILABLE", 40: "UNLOADING", 50: "END"}
-    return {s.version: {"state": names.get(s.state, str(s.state)), "error_code": s.status.error_code,
+    return {s.version: {"state": State(s.state).name, "error_code": s.status.error_code,
                         "error_message": s.status.error_message[:300]} for s in response.model_version_status}
 
 
