@@ -172,9 +172,10 @@ def load_item_table(data_dir, spec: "FeatureSpec"):
 
 def make_split_dataset(data_dir, split: str, spec: "FeatureSpec", batch_size: int, shuffle: bool = False,
                        seed: int = 0, history=None, skip_corrupt: bool = False, user_vectors=None,
-                       min_request_timestamp=None, files=None, **options):
+                       min_request_timestamp=None, files=None, max_request_timestamp=None, **options):
     """The tf.data pipeline over one split, joined with the user-history file (and ``user_vectors``, a
-    ``UserVectors``, when given; ``min_request_timestamp`` drops the earlier examples). ``files``: the
+    ``UserVectors``, when given; ``min_request_timestamp`` drops the earlier examples, ``max_request_timestamp``
+    the ones requested at or after it). ``files``: the
     split's example files to read (default: all of them); ``options``: more ``make_dataset`` arguments
     (``repeat``, ``drop_remainder``, ``input_shard``)."""
     from tfrec.data.dataset import load_user_histories, make_dataset
@@ -187,7 +188,8 @@ def make_split_dataset(data_dir, split: str, spec: "FeatureSpec", batch_size: in
     return make_dataset(tfrecord_files(data_dir, split) if files is None else files, spec, history=history,
                         batch_size=batch_size, shuffle=shuffle, seed=seed, include_true_prob=with_prob,
                         skip_corrupt=skip_corrupt, user_vectors=user_vectors,
-                        min_request_timestamp=min_request_timestamp, **options)
+                        min_request_timestamp=min_request_timestamp, max_request_timestamp=max_request_timestamp,
+                        **options)
 
 
 def file_sha256(path) -> str:

@@ -78,12 +78,14 @@ def parse_overrides(pairs) -> dict:
 def train_model(model_type, data_dir, out_dir, model_config=None, epochs=3, batch_size=256, learning_rate=2e-3,
                 seed=0, verbose=1, skip_corrupt=False, user_vectors=None, min_request_timestamp=None,
                 strategy="default", replicas=0, steps_per_epoch=None, backup_every=None,
-                ps_min_shard_bytes=None, steps_per_execution=1):
+                ps_min_shard_bytes=None, steps_per_execution=1, max_request_timestamp=None, callbacks=()):
     """Builds and trains one model; returns ``(model, seconds)`` (``(None, 0)`` on a
     parameter-server worker / ps task, which only serves until stopped).
 
     ``user_vectors``: path of a ``UserVectors`` file; the model gets ``user_vector_dim`` = its D and
-    the run's model.json its path. ``min_request_timestamp``: drop the earlier training examples.
+    the run's model.json its path. ``min_request_timestamp``: drop the earlier training examples;
+    ``max_request_timestamp``: drop the ones requested at or after it (the benchmark's training window).
+    ``callbacks``: more Keras callbacks for ``fit`` (the benchmark's validation early stopping).
     ``strategy`` (``tfrec.distribute.STRATEGIES``) + ``TF_CONFIG``: where and how it trains
     (``replicas``: mirrored's device count; ``ps_min_shard_bytes``: the parameter-server
     partitioner's smallest shard); ``batch_size`` is the global batch (split across the replicas),
@@ -119,7 +121,8 @@ def train_model(model_type, data_dir, out_dir, model_config=None, epochs=3, batc
         "model": model_type, "data": str(Path(data_dir).resolve()), "config": model_config, "batch_size": batch_size,
         "seed": seed, "learning_rate": learning_rate, "strategy": strategy,
         "tasks": {job: len(addresses) for job, addresses in dist.task.cluster.items()}, "user_vectors": user_vectors,
-        "min_request_timestamp": min_request_timestamp, "backup_every": backup_every,
+        "min_request_timestamp": min_request_timestamp, "max_request_timestamp": max_request_timestamp,
+        "backup_every": backup_every,
         "steps_per_epoch": steps_per_epoch, "steps_per_execution": steps_per_execution,
         "num_shards": (sharding or {}).get("num_shards")}), dist.is_chief)
     spec = load_spec(data_dir)
@@ -146,7 +149,7 @@ def train_model(model_type, data_dir, out_dir, model_config=None, epochs=3, batc
              **options):
         return make_split_dataset(data_dir, "train", read_spec, batch, history=history, skip_corrupt=skip_corrupt,
                                   user_vectors=user_vectors, min_request_timestamp=min_request_timestamp, files=files,
-                                  input_shard=shard, **options)
+                                  input_shard=shard, max_request_timestamp=max_request_timestamp, **options)
 
     if distributed:
         check_worker_examples(data_dir, dist, sharding, input_shard, batch_size, min_request_timestamp, skip_corrupt)
@@ -235,6 +238,8 @@ def train_model(model_type, data_dir, out_dir, model_config=None, epochs=3, batc
                                                                       skip_corrupt=skip_corrupt) // batch_size)
         ds = ds.repeat()
     extra = {"min_request_timestamp": min_request_timestamp}
+    if max_request_timestamp is not None:
+        extra["max_request_timestamp"] = max_request_timestamp
     skipped = skipped_corrupt(scans)
     if skipped:  # --skip-corrupt dropped files: the run says which, as evaluate and predict do
         extra["skipped_corrupt"] = skipped
@@ -250,7 +255,8 @@ def train_model(model_type, data_dir, out_dir, model_config=None, epochs=3, batc
             print("variables on the parameter servers (largest first):", flush=True)
             print("\n".join(placement_lines(placement)), flush=True)
     train(model, model_type, ds, out_dir, cfg, verbose=verbose, extra=extra, distribution=dist if distributed else None,
-          dataset_fn=dataset_fn, steps_per_epoch=steps_per_epoch, backup_every=backup_every, adapt_data=adapt_data)
+          dataset_fn=dataset_fn, steps_per_epoch=steps_per_epoch, backup_every=backup_every, adapt_data=adapt_data,
+          callbacks=list(callbacks))
     if dist.is_chief:  # finished: BackupAndRestore emptied its backup; nothing is left to resume
         from tfrec.training import BACKUP
 

@@ -25,6 +25,7 @@ STAGES = {
     "serve": ("tfrec.serving.server", "local stand-in for TF Serving: its gRPC API over saved_models/"),
     "precompute": ("pipelines.precompute", "batch user_tower over every user -> user-state cache"),
     "query": ("pipelines.query", "score candidates for one user through the serving client"),
+    "bench": ("pipelines.bench", "the benchmark grid: every model x data set x seed, cached cells, tables, plots"),
     "demo": ("pipelines.demo", "the main job end to end on embedded defaults"),
 }
 

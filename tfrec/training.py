@@ -151,7 +151,7 @@ def train(model, model_type: str, train_ds: tf.data.Dataset, out_dir: os.PathLik
           train_config: configs_lib.TrainConfig, val_ds: Optional[tf.data.Dataset] = None, verbose: int = 1,
           extra: Optional[dict] = None, distribution=None, dataset_fn: Optional[Callable] = None,
           steps_per_epoch: Optional[int] = None, backup_every: Optional[int] = None,
-          adapt_data: Optional[tf.data.Dataset] = None):
+          adapt_data: Optional[tf.data.Dataset] = None, callbacks: Optional[list] = None):
     """``model.fit`` with a progress bar, TensorBoard logs, per-epoch checkpoints and a
     ``BackupAndRestore`` backup under ``out_dir``.
 
@@ -173,6 +173,8 @@ def train(model, model_type: str, train_ds: tf.data.Dataset, out_dir: os.PathLik
     ``adapt_data``: the dataset ``adapt`` and the model's own callbacks read instead of ``train_ds``
     (multi-worker: the same data on every worker, so every replica adapts to the same values and, e.g.,
     DMQN's dead-codeword resets agree); a non-chief worker's callbacks write into a temporary directory.
+    ``callbacks``: more Keras callbacks, run after the model's own and before the backup (so a callback
+    that restores the best epoch's weights at the end of training does so before the final save).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -186,7 +188,7 @@ def train(model, model_type: str, train_ds: tf.data.Dataset, out_dir: os.PathLik
     chief = distribution is None or distribution.is_chief
     side_dir = out if chief else Path(tempfile.mkdtemp(prefix="tfrec-worker-"))  # (a model callback's files)
     clock = _FitClock()  # after BackupAndRestore: it starts once a resumed run is restored
-    callbacks = model.training_callbacks(reference, side_dir) + [
+    callbacks = model.training_callbacks(reference, side_dir) + list(callbacks or []) + [
         tf.keras.callbacks.TensorBoard(log_dir=str(out / "tensorboard"), update_freq="epoch"),
         tf.keras.callbacks.ModelCheckpoint(str(out / "checkpoints" / "epoch-{epoch:02d}"), save_weights_only=True),
         # (Keras counts calls of the train function: steps_per_execution steps each)

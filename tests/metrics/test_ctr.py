@@ -142,7 +142,7 @@ def test_ctr_metrics_keys_and_values():
     labels = [1, 0, 0, 1, 1]
     probs = [0.9, 0.2, 0.6, 0.4, 0.7]
     out = ctr_metrics(users, labels, probs)
-    assert set(out) == {"auc", "gauc", "logloss", "n_examples", "n_users", "n_users_gauc"}
+    assert set(out) == {"auc", "gauc", "gauc_unweighted", "logloss", "n_examples", "n_users", "n_users_gauc"}
     # Pairs (pos 0.9, 0.4, 0.7) x (neg 0.2, 0.6): 0.9 -> 2, 0.4 -> 1, 0.7 -> 2; 5/6.
     assert out["auc"] == pytest.approx(5 / 6)
     # User 1 AUC 1 (2 imps), user 2 AUC 0 (2 imps), user 3 single class -> 2/4.

@@ -505,6 +505,7 @@ def make_dataset(
     min_request_timestamp: int | None = None,
     input_shard: Tuple[int, int] | None = None,
     scan_reports: List[ScanReport] | None = None,
+    max_request_timestamp: int | None = None,
 ) -> tf.data.Dataset:
     """Batches of ``(features, label)`` with each example's history cut at its request time.
 
@@ -539,6 +540,9 @@ def make_dataset(
         ``request_timestamp >= min_request_timestamp`` (a ``tf.data`` filter on each record's
         parsed ``request_timestamp``, before shuffling and batching, so batches stay full); the
         cold-start count above still counts every example.
+      max_request_timestamp: int or None, default None. Keep only the examples with
+        ``request_timestamp < max_request_timestamp`` (exclusive: with ``min_request_timestamp``, a
+        half-open time window, as the benchmark's validation window; the same kind of filter).
       input_shard: ``(count, index)`` or None, default None. Keep every ``count``-th example record
         from the ``index``-th on (``tf.data.Dataset.shard``, before shuffling): one input pipeline of
         several reading the same files (data not sharded by user).
@@ -581,8 +585,8 @@ def make_dataset(
     dataset = _records(scan.good_files, shuffle, seed)
     if input_shard is not None and input_shard[0] > 1:
         dataset = dataset.shard(int(input_shard[0]), int(input_shard[1]))
-    if min_request_timestamp is not None:
-        dataset = dataset.filter(_requested_since(int(min_request_timestamp)))
+    if min_request_timestamp is not None or max_request_timestamp is not None:
+        dataset = dataset.filter(_requested_in(min_request_timestamp, max_request_timestamp))
     if shuffle:
         dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     if repeat:
@@ -609,13 +613,19 @@ def _check_user_vectors(spec: FeatureSpec, user_vectors: UserVectors | None) -> 
                          f"user_vector_dim={spec.user_vector_dim}: pass the file the model was trained with")
 
 
-def _requested_since(min_request_timestamp: int) -> Callable[[tf.Tensor], tf.Tensor]:
-    """A ``tf.data`` predicate on one serialized example: ``request_timestamp >= min_request_timestamp``."""
+def _requested_in(start: int | None, end: int | None) -> Callable[[tf.Tensor], tf.Tensor]:
+    """A ``tf.data`` predicate on one serialized example: ``start <= request_timestamp < end`` (None = open)."""
     name = spec_lib.REQUEST_TIMESTAMP.name
     parse_spec = {name: tf.io.FixedLenFeature([], tf.int64)}
 
     def keep(serialized: tf.Tensor) -> tf.Tensor:
-        return tf.io.parse_single_example(serialized, parse_spec)[name] >= min_request_timestamp
+        t = tf.io.parse_single_example(serialized, parse_spec)[name]
+        ok = tf.constant(True)
+        if start is not None:
+            ok = tf.logical_and(ok, t >= int(start))
+        if end is not None:
+            ok = tf.logical_and(ok, t < int(end))
+        return ok
 
     return keep
 

@@ -4,7 +4,9 @@
   tie between a positive and a negative counts 1/2.
 * ``gauc``: group AUC as defined in DIN (Zhou et al., 2018, "Deep Interest Network for
   Click-Through Rate Prediction", eq. 10): the per-user AUC averaged with weights equal to the
-  user's number of impressions.
+  user's number of impressions (FuxiCTR and MUSE weight the same way); ``weighting="users"`` gives
+  the unweighted mean over users instead (what the official DIN code reports). Both skip the users
+  whose impressions are all one class.
 * ``logloss``: clipped mean binary cross-entropy.
 * ``ctr_metrics``: all of them at once, as the dict the evaluation pipeline logs.
 
@@ -128,8 +130,11 @@ def auc(labels: ArrayLike, scores: ArrayLike) -> float:
     return (rank_sum_pos - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
 
 
-def gauc(user_ids: ArrayLike, labels: ArrayLike, scores: ArrayLike) -> GAUCResult:
+def gauc(user_ids: ArrayLike, labels: ArrayLike, scores: ArrayLike, weighting: str = "impressions") -> GAUCResult:
     """Group AUC over users, weighted by impressions (DIN, Zhou et al. 2018, eq. 10).
+
+    ``weighting="users"``: every used user weighs 1 (the plain mean of the per-user AUCs);
+    ``n_impressions_used`` is the same either way.
 
     GAUC = sum_u w_u AUC_u / sum_u w_u, where AUC_u is ``auc`` on user u's impressions alone
     and w_u is user u's number of impressions in the evaluation set. Users whose labels are all
@@ -152,6 +157,8 @@ def gauc(user_ids: ArrayLike, labels: ArrayLike, scores: ArrayLike) -> GAUCResul
       ValueError: if the inputs are not 1-D, are empty, differ in length, contain NaN, or if a
         label is not 0/1.
     """
+    if weighting not in ("impressions", "users"):
+        raise ValueError(f"`weighting` must be 'impressions' or 'users'. Received: {weighting!r}")
     users = np.asarray(user_ids)
     if users.ndim != 1:
         raise ValueError(f"`user_ids` must be 1-D. Received: user_ids.shape={users.shape}")
@@ -194,7 +201,7 @@ def gauc(user_ids: ArrayLike, labels: ArrayLike, scores: ArrayLike) -> GAUCResul
     p, q = n_pos[used], n_neg[used]
     user_auc = (rank_sum_pos[used] - p * (p + 1) / 2.0) / (p * q)
     weights = count[used]
-    value = float(np.dot(weights, user_auc) / weights.sum())
+    value = float(np.dot(weights, user_auc) / weights.sum()) if weighting == "impressions" else float(user_auc.mean())
     return GAUCResult(value, n_used, n_users - n_used, int(weights.sum()))
 
 
@@ -241,7 +248,8 @@ def ctr_metrics(
       probs: ``[n]`` predicted click probabilities in [0, 1].
 
     Returns:
-      A dict with ``auc``, ``gauc`` (NaN when no user has both classes), ``logloss`` (floats),
+      A dict with ``auc``, ``gauc`` (impression-weighted; NaN when no user has both classes),
+      ``gauc_unweighted`` (the plain mean over the same users), ``logloss`` (floats),
       ``n_examples`` (impressions), ``n_users`` (distinct users) and ``n_users_gauc`` (users
       with both classes, the ones GAUC averages over).
 
@@ -253,6 +261,7 @@ def ctr_metrics(
     return {
         "auc": auc(labels, probs),
         "gauc": grouped.value,
+        "gauc_unweighted": gauc(user_ids, labels, probs, weighting="users").value,
         "logloss": logloss(labels, probs),
         "n_examples": int(np.asarray(labels).shape[0]),
         "n_users": grouped.n_users_used + grouped.n_users_skipped,

@@ -1,0 +1,191 @@
+"""Cell keys and the on-disk cell store that makes the grid resumable.
+
+A cell is one (row, data set, seed, learning rate) under one budget. Its key hashes everything its
+result depends on:
+
+* the row's model type and full config (YAML + overrides, resolved against the data);
+* the data: ``data_fingerprint`` (the spec, splits, item / group / Semantic-ID tables, the data set's
+  description and the TFRecord files' names and sizes) and the time windows;
+* the seed, the learning rate and the budget's training fields (caps, epochs, patience, batch);
+* the per-user vector file a CHIME / LEARN row reads (its SHA-256);
+* the **code version**: a hash of the source files the cell runs -- the benchmark, the training and
+  evaluation pipeline, and the model's own module with everything it imports inside tfrec (found by
+  reading the imports, ``code_version``). Editing DMGIN's layers re-runs DMGIN's cells and no other
+  model's; editing the data pipeline re-runs every cell.
+
+``CellStore`` keeps one directory per finished cell, ``<root>/<dataset>/<row>/seed<S>-lr<LR>-<key>/``,
+holding ``cell.json`` (metrics, costs, the key's ingredients) and ``predictions.csv.gz`` (``user_id,
+label, prediction`` for every test example, so anyone can recompute the metrics). ``cell.json`` is
+written last, atomically: a directory without it is an interrupted cell and is run again. A cell that
+failed leaves ``failed.json`` (the error) instead, retried on the next run.
+"""
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import os
+import shutil
+import sys
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterable, Optional
+
+ROOT = Path(__file__).resolve().parents[2]
+CELL_FILE = "cell.json"
+FAILED_FILE = "failed.json"
+PREDICTIONS_FILE = "predictions.csv.gz"
+# the modules every cell runs (their tfrec / pipelines imports are followed)
+COMMON_ENTRIES = ("tfrec.benchmark.cell", "pipelines.train", "pipelines.evaluate", "tfrec.export.saved_model")
+# packages whose __init__ imports every member: following it would tie every model to every other
+FAN_OUT_PACKAGES = {"tfrec.models": ("tfrec.models.base",)}
+
+
+def _module_file(name: str) -> Optional[Path]:
+    base = ROOT.joinpath(*name.split("."))
+    if base.with_suffix(".py").is_file():
+        return base.with_suffix(".py")
+    if (base / "__init__.py").is_file():
+        return base / "__init__.py"
+    return None
+
+
+def _imports(path: Path, name: str) -> set:
+    """The tfrec / pipelines modules ``path`` (module ``name``) imports, anywhere in the file."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative import
+                base = package.split(".")
+                base = base[:len(base) - node.level + 1]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            out.add(module)
+            out.update(f"{module}.{alias.name}" for alias in node.names)  # a submodule imported by name
+    return {m for m in out if m.split(".")[0] in ("tfrec", "pipelines") and _module_file(m) is not None}
+
+
+def source_closure(entries: Iterable[str]) -> list:
+    """The source files of ``entries`` and every tfrec / pipelines module they import, transitively
+    (a module's parent packages included), sorted. ``tfrec.models``' ``__init__`` (which imports every
+    model into its registry) stands for its base class only and is itself left out, so adding a model
+    to the zoo re-runs no other model's cells."""
+    seen, todo = set(), list(entries)
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        parts = name.split(".")
+        todo += [".".join(parts[:i]) for i in range(1, len(parts))]
+        if name in FAN_OUT_PACKAGES:
+            todo += list(FAN_OUT_PACKAGES[name])
+            continue
+        path = _module_file(name)
+        if path is not None:
+            todo += sorted(_imports(path, name) - seen)
+    files = {_module_file(n) for n in seen if n not in FAN_OUT_PACKAGES}  # (a registry: adding a model changes it)
+    return sorted(str(f.relative_to(ROOT)) for f in files if f is not None)
+
+
+@lru_cache(maxsize=None)
+def code_version(model_module: str) -> str:
+    """SHA-256 (16 hex digits) of the sources a cell of a model defined in ``model_module`` runs."""
+    digest = hashlib.sha256()
+    for rel in source_closure(COMMON_ENTRIES + (model_module,)):
+        digest.update(rel.encode() + b"\0" + (ROOT / rel).read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def model_module(model_type: str) -> str:
+    from tfrec.models import MODELS
+
+    return MODELS[model_type].__module__
+
+
+def file_digest(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def data_fingerprint(data_dir) -> str:
+    """SHA-256 (16 hex digits) of a data directory: its small metadata files' contents and every other
+    file's name and size (the TFRecords: hashing gigabytes per run would cost minutes)."""
+    data = Path(data_dir)
+    digest = hashlib.sha256()
+    for path in sorted(p for p in data.rglob("*") if p.is_file()):
+        rel = str(path.relative_to(data))
+        small = path.suffix in (".json", ".yaml", ".npz") and path.stat().st_size < 64 << 20
+        digest.update(rel.encode() + b"\0" + (path.read_bytes() if small else str(path.stat().st_size).encode()) + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def cell_key(ingredients: dict) -> str:
+    """16 hex digits of SHA-256 over the canonical JSON of the cell's ingredients."""
+    blob = json.dumps(ingredients, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def lr_tag(learning_rate: float) -> str:
+    return f"{learning_rate:g}"
+
+
+class CellStore:
+    """Finished cells on disk under ``root`` (see the module doc)."""
+
+    def __init__(self, root):
+        self.root = Path(root)
+
+    def cell_dir(self, dataset: str, row: str, seed: int, learning_rate: float, key: str) -> Path:
+        return self.root / dataset / row / f"seed{seed}-lr{lr_tag(learning_rate)}-{key}"
+
+    def get(self, dataset: str, row: str, seed: int, learning_rate: float, key: str) -> Optional[dict]:
+        path = self.cell_dir(dataset, row, seed, learning_rate, key) / CELL_FILE
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def failure(self, dataset: str, row: str, seed: int, learning_rate: float, key: str) -> Optional[dict]:
+        path = self.cell_dir(dataset, row, seed, learning_rate, key) / FAILED_FILE
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def cells(self, dataset: Optional[str] = None) -> list:
+        """Every finished cell (``cell.json`` contents, with ``dir``), any key."""
+        out = []
+        pattern = f"{dataset}/*/*/{CELL_FILE}" if dataset else f"*/*/*/{CELL_FILE}"
+        for path in sorted(self.root.glob(pattern)):
+            cell = json.loads(path.read_text())
+            cell["dir"] = str(path.parent)
+            out.append(cell)
+        return out
+
+    @staticmethod
+    def write_json(path: Path, value: dict) -> None:
+        """Atomic write (temp file + rename in the same directory)."""
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(value, indent=2, default=str))
+        os.replace(tmp, path)
+
+    def prune(self, keep_keys: set, dataset: Optional[str] = None) -> list:
+        """Removes cell directories whose key is not in ``keep_keys`` (stale code or data); returns them."""
+        removed = []
+        pattern = f"{dataset}/*/*" if dataset else "*/*/*"
+        for path in sorted(self.root.glob(pattern)):
+            if path.is_dir() and path.name.rsplit("-", 1)[-1] not in keep_keys:
+                shutil.rmtree(path)
+                removed.append(str(path))
+        return removed
+
+
+if __name__ == "__main__":  # print a model's source closure: python -m tfrec.benchmark.cells dmgin
+    import tfrec  # noqa: F401
+
+    for arg in sys.argv[1:]:
+        print("\n".join(source_closure(COMMON_ENTRIES + (model_module(arg),))))
+        print(code_version(model_module(arg)))

@@ -1,0 +1,264 @@
+"""The benchmark grid: rows x data sets x seeds, each cell cached (``tfrec.benchmark.cells``).
+
+Order: for every data set, every row's learning-rate grid on the tuning seed (the budget's first
+seed) -- the rate with the best validation AUC becomes the row's rate on that data set -- then the
+other seeds at that rate. A cell already in the store is never run again; an interrupted grid
+resumes where it stopped (the cell in flight starts over). A failed cell is recorded
+(``failed.json``) and the grid goes on; the next run retries it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+from tfrec.benchmark import zoo
+from tfrec.benchmark.cells import (CELL_FILE, COMMON_ENTRIES, CellStore, cell_key, code_version, data_fingerprint,
+                                   model_module, source_closure)
+from tfrec.benchmark.protocol import Budget, Windows, time_windows
+
+ROOT = Path(__file__).resolve().parents[2]
+PROTOCOL_VERSION = 1  # bump when the protocol's meaning changes without a code change the key sees
+
+
+@dataclass
+class DataSet:
+    """A prepared data set under the protocol: its directory, windows and fingerprint."""
+
+    name: str
+    data: Path
+    windows: Windows
+    fingerprint: str
+    max_history_length: int
+    first_train_request: int
+
+    @property
+    def t1(self) -> int:
+        """CHIME's t1: the start of the training window (the compressor learns from the behaviors before it)."""
+        return self.windows.train_start if self.windows.train_start is not None else self.first_train_request
+
+
+def open_dataset(name: str, data_root, budget: Budget) -> DataSet:
+    """Prepares data set ``name`` (``datasets.prepare``) and computes its windows under ``budget``."""
+    from pipelines.common import load_spec, tfrecord_files
+    from tfrec.benchmark.datasets import prepare
+    from tfrec.data.tfrecord import read_request_timestamps
+
+    data = prepare(name, data_root)
+    spec = load_spec(data)
+    train_times, _ = read_request_timestamps(tfrecord_files(data, "train"), spec)
+    test_times, _ = read_request_timestamps(tfrecord_files(data, "test"), spec)
+    windows = time_windows(train_times, test_times, budget)
+    return DataSet(name, data, windows, data_fingerprint(data), spec.max_history_length, int(train_times.min()))
+
+
+def compressor_ingredients(stem: str, ds: DataSet) -> dict:
+    """What a CHIME / LEARN row's user vectors depend on (the compressor config, t1, data, code)."""
+    config = (zoo.CONFIG_DIR / "compression" / f"{stem}.yaml").read_text()
+    digest = code_version("tfrec.compression.stage")
+    return {"compressor": stem, "config": config, "t1": ds.t1, "data": ds.fingerprint, "code": digest}
+
+
+def user_vectors(stem: str, ds: DataSet, artifacts: Path, store: Optional[CellStore] = None) -> Path:
+    """The per-user vectors of compressor ``stem`` on ``ds`` (``tfrec chime-compress`` once, in its own
+    process, cached under ``artifacts``). Its summary (``compressor.json``: codebook hit ratios and
+    perplexities, cost) is copied to ``<store>/<dataset>/compressors/<stem>.json`` for CHIME's Table 5."""
+    key = cell_key(compressor_ingredients(stem, ds))
+    out = Path(artifacts) / ds.name / f"{stem}-{key}"
+    if not (out / "compressor.json").exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "tfrec.cli", "chime-compress", "--data", str(ds.data), "--out", str(out),
+               "--config", str(zoo.CONFIG_DIR / "compression" / f"{stem}.yaml"), "--t1", str(ds.t1)]
+        print(f"compressing {ds.name} with {stem} (t1 = {ds.t1})", flush=True)
+        subprocess.run(cmd, check=True, env=_child_env())
+    if store is not None:
+        summary = store.root / ds.name / "compressors" / f"{stem}.json"
+        summary.parent.mkdir(parents=True, exist_ok=True)
+        CellStore.write_json(summary, {"key": key, **json.loads((out / "compressor.json").read_text())})
+    return out / "user_vectors.npz"
+
+
+def _child_env() -> dict:
+    env = dict(os.environ)
+    env.setdefault("TF_USE_LEGACY_KERAS", "1")
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    return env
+
+
+def budget_ingredients(budget: Budget) -> dict:
+    """The budget's fields a cell's result depends on (not its name, seed list or learning-rate grid)."""
+    return {k: v for k, v in dataclasses.asdict(budget).items() if k not in ("name", "seeds", "learning_rates")}
+
+
+@dataclass
+class Cell:
+    """One planned cell: what to run and its key."""
+
+    row: zoo.Row
+    ds: DataSet
+    seed: int
+    learning_rate: float
+    config: dict
+    ingredients: dict
+    key: str
+
+
+def plan_cell(row: zoo.Row, ds: DataSet, seed: int, learning_rate: float, budget: Budget) -> Cell:
+    config = zoo.resolve_config(row, ds.max_history_length)
+    ingredients = {"row": row.label, "model": row.model, "config": config, "dataset": ds.name, "data": ds.fingerprint,
+                   "windows": ds.windows.to_dict(), "seed": seed, "learning_rate": learning_rate,
+                   "budget": budget_ingredients(budget), "code": code_version(model_module(row.model)),
+                   "user_vectors": compressor_ingredients(row.user_vectors, ds) if row.user_vectors else None,
+                   "protocol": PROTOCOL_VERSION}
+    return Cell(row, ds, seed, learning_rate, config, ingredients, cell_key(ingredients))
+
+
+def run_in_subprocess(spec: dict, log: Path) -> bool:
+    """Runs ``python -m tfrec.benchmark.cell`` on ``spec``; its output goes to ``log``. True on success."""
+    spec_path = Path(spec["dir"]) / "spec.json"
+    spec_path.parent.mkdir(parents=True, exist_ok=True)
+    spec_path.write_text(json.dumps(spec, indent=2, default=str))
+    with open(log, "w") as out:
+        rc = subprocess.run([sys.executable, "-m", "tfrec.benchmark.cell", str(spec_path)], stdout=out,
+                            stderr=subprocess.STDOUT, env=_child_env()).returncode
+    return rc == 0
+
+
+class Grid:
+    """The grid of ``rows`` x ``datasets`` x ``budget.seeds`` (+ the learning-rate grid on the tuning seed)."""
+
+    def __init__(self, rows, datasets, budget: Budget, store: CellStore, data_root, artifacts,
+                 runner: Callable[[dict, Path], bool] = run_in_subprocess, log=print):
+        self.rows = [zoo.ROWS[r] for r in rows]
+        self.dataset_names = list(datasets)
+        self.budget, self.store, self.runner, self.log = budget, store, runner, log
+        self.data_root, self.artifacts = Path(data_root), Path(artifacts)
+        self._datasets = {}
+        self.ran, self.failed, self.cached = [], [], []
+
+    @property
+    def tuning_seed(self) -> int:
+        return self.budget.seeds[0]
+
+    def dataset(self, name: str) -> DataSet:
+        """The prepared data set; also writes ``<store>/<name>/dataset.json`` (the windows, the
+        fingerprint and, on synthetic data, the generator's report: oracle and ceilings) for the tables."""
+        if name not in self._datasets:
+            from tfrec.benchmark.datasets import oracle_report
+
+            ds = open_dataset(name, self.data_root, self.budget)
+            self._datasets[name] = ds
+            info = {"name": name, "budget": self.budget.name, "windows": ds.windows.to_dict(),
+                    "fingerprint": ds.fingerprint, "max_history_length": ds.max_history_length,
+                    "first_train_request": ds.first_train_request, "synthetic_report": oracle_report(ds.data)}
+            path = self.store.root / name / f"dataset-{self.budget.name}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            CellStore.write_json(path, info)
+        return self._datasets[name]
+
+    def total(self) -> int:
+        per_row = len(self.budget.learning_rates) + len(self.budget.seeds) - 1
+        return per_row * len(self.rows) * len(self.dataset_names)
+
+    def chosen_rate(self, row: zoo.Row, ds: DataSet) -> Optional[float]:
+        """The row's learning rate on ``ds``: the best validation AUC of its tuning-seed cells (None until
+        all of them finished; ties go to the smaller rate)."""
+        results = []
+        for lr in self.budget.learning_rates:
+            cell = plan_cell(row, ds, self.tuning_seed, lr, self.budget)
+            got = self.store.get(ds.name, row.label, cell.seed, lr, cell.key)
+            if got is None:
+                return None
+            results.append((-(got["valid"] or {}).get("auc", float("-inf")), lr))
+        return min(results)[1]
+
+    def planned(self, phase: str):
+        """The cells of ``phase`` (``tune``: every learning rate on the tuning seed; ``seeds``: the other
+        seeds at the chosen rate, for rows whose rate is known)."""
+        for name in self.dataset_names:
+            ds = self.dataset(name)
+            for row in self.rows:
+                if phase == "tune":
+                    for lr in self.budget.learning_rates:
+                        yield plan_cell(row, ds, self.tuning_seed, lr, self.budget)
+                else:
+                    lr = self.chosen_rate(row, ds)
+                    if lr is None:
+                        continue
+                    for seed in self.budget.seeds[1:]:
+                        yield plan_cell(row, ds, seed, lr, self.budget)
+
+    def run(self, deadline: Optional[float] = None, progress=None) -> dict:
+        """Runs every missing cell (until ``deadline``, a ``time.time()``, if given); returns a summary."""
+        for phase in ("tune", "seeds"):
+            for cell in self.planned(phase):
+                if self.store.get(cell.ds.name, cell.row.label, cell.seed, cell.learning_rate, cell.key) is not None:
+                    self.cached.append(cell.key)
+                    if progress is not None:
+                        progress.update(1)
+                    continue
+                if deadline is not None and time.time() > deadline:
+                    self.log("time budget reached: stopping before the next cell (run the same command to resume)")
+                    return self.summary(stopped=True)
+                self.run_cell(cell)
+                if progress is not None:
+                    progress.update(1)
+        return self.summary(stopped=False)
+
+    def run_cell(self, cell: Cell) -> bool:
+        out = self.store.cell_dir(cell.ds.name, cell.row.label, cell.seed, cell.learning_rate, cell.key)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "failed.json").unlink(missing_ok=True)
+        vectors = str(user_vectors(cell.row.user_vectors, cell.ds, self.artifacts, self.store)) if cell.row.user_vectors else None
+        spec = {"dir": str(out), "row": cell.row.label, "model": cell.row.model, "config": cell.config,
+                "dataset": cell.ds.name, "data": str(cell.ds.data), "seed": cell.seed,
+                "learning_rate": cell.learning_rate, "budget": dataclasses.asdict(self.budget),
+                "windows": cell.ds.windows.to_dict(), "user_vectors": vectors, "key": cell.key,
+                "ingredients": cell.ingredients}
+        t0 = time.time()
+        self.log(f"{cell.ds.name} / {cell.row.label} / seed {cell.seed} / lr {cell.learning_rate:g}: running "
+                 f"(log: {out / 'log.txt'})")
+        ok = self.runner(spec, out / "log.txt") and (out / CELL_FILE).exists()
+        if ok:
+            got = json.loads((out / CELL_FILE).read_text())
+            self.ran.append(cell.key)
+            self.log(f"  done in {time.time() - t0:.0f} s: test AUC {got['test']['auc']:.4f}, GAUC "
+                     f"{got['test']['gauc']:.4f}, best epoch {got['best_epoch']}")
+        else:
+            self.failed.append(cell.key)
+            failure = self.store.failure(cell.ds.name, cell.row.label, cell.seed, cell.learning_rate, cell.key) or {}
+            self.log(f"  FAILED after {time.time() - t0:.0f} s: {failure.get('error', 'see ' + str(out / 'log.txt'))}")
+        return ok
+
+    def summary(self, stopped: bool) -> dict:
+        return {"ran": len(self.ran), "cached": len(self.cached), "failed": len(self.failed), "stopped": stopped}
+
+    def missing(self) -> list:
+        """``(dataset, row, seed, learning rate or None)`` of every planned cell without a result."""
+        out = []
+        for name in self.dataset_names:
+            ds = self.dataset(name)
+            for row in self.rows:
+                lr = self.chosen_rate(row, ds)
+                for seed in self.budget.seeds:
+                    rates = self.budget.learning_rates if seed == self.tuning_seed else [lr]
+                    for rate in rates:
+                        if rate is None:
+                            out.append((name, row.label, seed, None))
+                            continue
+                        cell = plan_cell(row, ds, seed, rate, self.budget)
+                        if self.store.get(name, row.label, seed, rate, cell.key) is None:
+                            out.append((name, row.label, seed, rate))
+        return out
+
+
+def common_sources() -> list:
+    """The source files every cell's code version covers (besides its model's own)."""
+    return source_closure(COMMON_ENTRIES)
