@@ -7,6 +7,8 @@ import json
 import time
 from pathlib import Path
 
+from tfrec.benchmark.costs import state_bytes  # noqa: F401  (bench scripts import it from here)
+
 
 class CellCache:
     """``{key: result}`` kept in a JSON file, rewritten after every finished cell."""
@@ -28,13 +30,6 @@ class CellCache:
 
     def items(self):
         return self.cells.items()
-
-
-def state_bytes(model) -> int:
-    """Bytes of one user's state (``encode_user`` outputs, fixed shapes, the cache's payload)."""
-    from tfrec.training import dummy_features
-
-    return int(sum(v.numpy().nbytes for v in model.encode_user(dummy_features(model.spec), training=False).values()))
 
 
 def train_and_evaluate(name: str, data_dir: Path, run_dir: Path, config: dict, epochs: int, batch_size: int,

@@ -30,6 +30,7 @@ import tfrec  # noqa: E402,F401  (tf-keras before TensorFlow)
 from bench.cells import CellCache, train_and_evaluate  # noqa: E402
 from bench.siren_tables import prepare  # noqa: E402
 from pipelines.common import load_yaml_config  # noqa: E402
+from tfrec.benchmark import papers  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / "pipelines" / "configs"
@@ -40,18 +41,12 @@ RANKERS = {"din": ("din", "din"), "simsoft": ("sim", "sim-soft"), "eta": ("eta",
            "twin": ("twin", "twin"), "siren": ("siren", "siren"), "muse": ("muse", "muse")}
 LABELS = {"din": "DIN", "simsoft": "SimSoft", "eta": "ETA", "sdim": "SDIM", "twin": "TWIN", "siren": "SIREN",
           "muse": "MUSE"}
-# CHIME's own numbers (MicroVideo: AUC, GAUC, LogLoss in %).
-PAPER_T2 = {("din", None): (74.19, 69.28, 40.10), ("din", "learn"): (74.22, 69.34, 40.08),
-            ("din", "chime"): (74.36, 69.42, 40.02), ("simsoft", None): (74.53, 69.86, 39.87),
-            ("simsoft", "learn"): (74.58, 69.94, 39.87), ("simsoft", "chime"): (74.67, 69.93, 39.81),
-            ("eta", None): (74.40, 69.69, 39.95), ("eta", "learn"): (74.43, 69.75, 39.92),
-            ("eta", "chime"): (74.56, 69.76, 39.88), ("sdim", None): (74.40, 69.69, 39.86),
-            ("sdim", "learn"): (74.46, 69.80, 39.87), ("sdim", "chime"): (74.56, 69.84, 39.86),
-            ("twin", None): (74.79, 70.26, 39.84), ("twin", "learn"): (74.81, 70.27, 39.81),
-            ("twin", "chime"): (74.91, 70.30, 39.78)}
-PAPER_T3 = {"chime": (74.36, 69.42, 40.02), "chime-no-il": (74.27, 69.39, 40.08),
-            "chime-no-icm": (74.32, 69.34, 40.02), "chime-no-iam": (74.32, 69.33, 40.05)}
-PAPER_T5 = [("91.45%", "18.04 / 32"), ("100%", "14.80 / 16"), ("100%", "15.40 / 16")]
+# CHIME's own numbers (MicroVideo: AUC, GAUC, LogLoss in %; tfrec.benchmark.papers), keyed (ranker, plug-in)
+_RANKER = {"din": "din", "simsoft": "sim-soft", "eta": "eta", "sdim": "sdim", "twin": "twin"}
+PAPER_T2 = {(r, p): papers.CHIME_T2[(p if p else "din") if r == "din" else (f"{label}+{p}" if p else label)]
+            for r, label in _RANKER.items() for p in (None, "learn", "chime")}
+PAPER_T3 = papers.CHIME_T3
+PAPER_T5 = papers.CHIME_T5
 # Q1: (label, overrides) -- MiniLM's width for all, so only the initialisation differs.
 Q1 = {f"{init}-L{layers}": {"backbone": init, "layers": layers, "model_dim": 384, "heads": 12, "ffn_dim": 1536}
       for layers in (1, 6) for init in ("random", "minilm")}

@@ -28,25 +28,17 @@ from bench.cells import CellCache, train_and_evaluate  # noqa: E402
 from bench.siren_tables import prepare  # noqa: E402
 from bench.synthetic_v2 import MODELS, mean_std  # noqa: E402
 from pipelines.common import RAW, load_yaml_config  # noqa: E402
+from tfrec.benchmark import papers  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / "pipelines" / "configs"
 
-# DMGIN paper, Table 2: (Industry AUC, GAUC, Amazon AUC, GAUC); our label for each row.
-PAPER_T2 = {"din": (0.7011, 0.6391, 0.7245, 0.6753), "dsin": (0.7029, 0.6391, 0.7284, 0.6781),
-            "dien": (0.7035, 0.6406, 0.7303, 0.6796), "sim": (0.7043, 0.6412, 0.7468, 0.6832),
-            "eta": (0.7017, 0.6381, 0.7452, 0.6826), "twin": (0.7051, 0.6396, 0.7480, 0.6851),
-            "sdim": (0.7073, 0.6409, 0.7497, 0.6844), "din-middle": (0.7077, 0.6420, 0.7521, 0.6867),
-            "twinv2-n256": (0.7078, 0.6421, 0.7526, 0.6878), "din-full": (0.7087, 0.6421, 0.7634, 0.6934),
-            "dsin-full": (0.7121, 0.6421, 0.7663, 0.6955), "dmgin-paper": (0.7161, 0.6458, 0.7747, 0.7022)}
+# DMGIN paper, Table 2 (tfrec.benchmark.papers), under this script's labels for the same rows
+PAPER_T2 = {{"sim-hard": "sim", "twinv2": "twinv2-n256"}.get(k, k): v for k, v in papers.DMGIN_T2.items()}
 # rows of ours with no paper counterpart, shown under Table 2
 OURS_T2 = ["sim-soft", "dgin", "dmgin", "dmgin-no-match", "dmgin-k16"]
-# Table 3 (on DMGIN-simple, i.e. no HSTU)
-PAPER_T3 = {"dmgin-simple": (0.7134, 0.6440, 0.7701, 0.6986),
-            "dmgin-simple-no-stats": (0.7129, 0.6435, 0.7679, 0.6977),
-            "dmgin-simple-no-evolution": (0.7110, 0.6435, 0.7685, 0.6984)}
-# Table 4: HSTU depth 1 -> 6 ("dmgin" = 2 layers); the paper's values did not survive its text
-DEPTHS = {1: "dmgin-hstu1", 2: "dmgin", 3: "dmgin-hstu3", 4: "dmgin-hstu4", 5: "dmgin-hstu5", 6: "dmgin-hstu6"}
+PAPER_T3 = papers.DMGIN_T3  # Table 3 (on DMGIN-simple, i.e. no HSTU)
+DEPTHS = papers.DMGIN_T4_DEPTHS  # Table 4: HSTU depth 1 -> 6 ("dmgin" = 2 layers)
 DEFAULT_ROWS = list(PAPER_T2) + OURS_T2 + list(PAPER_T3) + list(DEPTHS.values())
 
 

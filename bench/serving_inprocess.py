@@ -6,7 +6,7 @@ graph's cost), exports it (``export_saved_model``), loads it with ``tf.saved_mod
 * ``user_tower`` on one user with ``--length`` raw behaviors (the cached path's precompute);
 * ``score`` on that cached state with ``--candidates`` candidates (the cached request);
 
-each ``--calls`` times after 20 warm-up calls, and prints p50 / p90 in ms, on two runtimes:
+each ``--calls`` times after 10 warm-up calls, and prints p50 / p90 in ms, on two runtimes:
 
 * ``session``: the SavedModel loaded into a ``tf.compat.v1.Session`` and each signature run through a
   ``Session.make_callable`` on its input / output tensors: ``Session::Run`` on the signature, the path
@@ -32,55 +32,11 @@ import numpy as np
 import tfrec  # noqa: F401
 import tensorflow as tf
 
+from tfrec.benchmark.costs import load_session, session_callables, signature_runner, timed  # noqa: F401
 from tfrec.data.spec import FeatureSpec
 from tfrec.export import export_saved_model
 from tfrec.export.saved_model import warmup_features
 from untrained import untrained_model
-
-
-def timed(fn, calls):
-    for _ in range(20):
-        fn()
-    out = []
-    for _ in range(calls):
-        t0 = time.perf_counter()
-        fn()
-        out.append(1000 * (time.perf_counter() - t0))
-    return np.percentile(out, 50), np.percentile(out, 90)
-
-
-def load_session(path, intra=0, inter=0):
-    """``(graph, session, meta_graph)``: the SavedModel at ``path`` in a ``tf.compat.v1.Session``."""
-    graph = tf.Graph()
-    config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=intra, inter_op_parallelism_threads=inter)
-    with graph.as_default():
-        session = tf.compat.v1.Session(graph=graph, config=config)
-        level = tf.get_logger().level
-        tf.get_logger().setLevel("ERROR")  # the v1 loader's deprecation notice: it is the Session path on purpose
-        meta = tf.compat.v1.saved_model.loader.load(session, ["serve"], str(path))
-        tf.get_logger().setLevel(level)
-    return graph, session, meta
-
-
-def signature_runner(graph, session, meta, name):
-    """``(input keys, output keys, run)``: ``run(*inputs in key order)`` -> outputs in key order, one
-    ``Session::Run`` of signature ``name`` (``Session.make_callable``)."""
-    sig = meta.signature_def[name]
-    keys, outs = sorted(sig.inputs), sorted(sig.outputs)
-    run = session.make_callable([graph.get_tensor_by_name(sig.outputs[o].name) for o in outs],
-                                [graph.get_tensor_by_name(sig.inputs[k].name) for k in keys])
-    return keys, outs, run
-
-
-def session_callables(path, signatures, feeds, intra=0, inter=0):
-    """{name: zero-argument callable running the signature on ``feeds[name]`` through Session::Run}."""
-    loaded = load_session(path, intra, inter)
-    out = {}
-    for name in signatures:
-        keys, _, run = signature_runner(*loaded, name)
-        values = [np.asarray(feeds[name][k]) for k in keys]
-        out[name] = (lambda run=run, values=values: run(*values))
-    return out
 
 
 def floor_model(feeds):

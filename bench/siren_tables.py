@@ -29,6 +29,7 @@ import tfrec  # noqa: E402,F401  (tf-keras before TensorFlow)
 from bench.cells import CellCache, train_and_evaluate  # noqa: E402
 from pipelines import semantic_ids  # noqa: E402
 from pipelines.common import SEMANTIC_IDS, load_yaml_config, stage_args  # noqa: E402
+from tfrec.benchmark import papers  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / "pipelines" / "configs"
@@ -57,13 +58,12 @@ ROWS = {
     "muse-no-sa-ta": ("muse", "muse", {"semantic_aware_attention": False}),
 }
 DIAGNOSTICS = ("muse-no-simtier", "muse-no-sa-ta")
-# SIREN's own numbers (Taobao-MM GAUC): Table 1 and Table 2 ("SIREN" = siren-sim-gsu).
-TABLE1 = {"din": 0.6006, "twin": 0.6079, "miss": 0.6087, "sim-hard": 0.6145, "sim-soft": 0.6144, "muse": 0.6148,
-          "siren-semid-gsu": 0.6148, "siren-sim-gsu": 0.6155}
+# SIREN's own numbers (Taobao-MM GAUC, tfrec.benchmark.papers): Table 1 and Table 2, under this script's
+# labels ("siren-sim-gsu" = SIREN)
+TABLE1 = {("siren-sim-gsu" if k == "siren" else k): v for k, v in papers.SIREN_T1.items()}
 # two-stage baselines outside SIREN's Table 1 (no paper number on Taobao-MM)
 TABLE1_OTHERS = ("eta", "sdim", "twinv2", "twinv2-n256")
-TABLE2 = {"ta-base": 0.6080, "ta+semid": 0.6095, "ta+simbucket": 0.6142, "ta+simbucket+semid": 0.6153,
-          "siren-sim-gsu": 0.6155}
+TABLE2 = {("siren-sim-gsu" if k == "siren" else k): v for k, v in papers.SIREN_T2.items()}
 
 
 def prepare(dataset: str, workdir: Path) -> Path:

@@ -29,7 +29,8 @@ def add_arguments(p):
 
     p.add_argument("--models", nargs="+", default=["overall"], metavar="ROW",
                    help="rows to run: labels (tfrec.benchmark.zoo.ROWS), `overall` (the overall table's ~20 models, "
-                        "default), `papers` (the papers' ablation rows), a paper (dmgin, dmqn, siren, chime), or all")
+                        "default), `papers` (the rows only the paper tables have), a paper's tables (dmgin-tables, dmqn-tables, "
+                        "siren-tables, chime-tables), or all")
     p.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     p.add_argument("--seeds", nargs="+", type=int, default=None,
                    help="model seeds (default: the budget's; the first is the learning-rate tuning seed)")

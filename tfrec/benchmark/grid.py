@@ -21,7 +21,7 @@ from typing import Callable, Optional
 from tfrec.benchmark import zoo
 from tfrec.benchmark.cells import (CELL_FILE, COMMON_ENTRIES, CellStore, cell_key, code_version, data_fingerprint,
                                    model_module, source_closure)
-from tfrec.benchmark.protocol import Budget, Windows, time_windows
+from tfrec.benchmark.protocol import Budget, Windows, choose_learning_rate, time_windows
 
 ROOT = Path(__file__).resolve().parents[2]
 PROTOCOL_VERSION = 1  # bump when the protocol's meaning changes without a code change the key sees
@@ -170,14 +170,14 @@ class Grid:
     def chosen_rate(self, row: zoo.Row, ds: DataSet) -> Optional[float]:
         """The row's learning rate on ``ds``: the best validation AUC of its tuning-seed cells (None until
         all of them finished; ties go to the smaller rate)."""
-        results = []
+        aucs = {}
         for lr in self.budget.learning_rates:
             cell = plan_cell(row, ds, self.tuning_seed, lr, self.budget)
             got = self.store.get(ds.name, row.label, cell.seed, lr, cell.key)
             if got is None:
                 return None
-            results.append((-(got["valid"] or {}).get("auc", float("-inf")), lr))
-        return min(results)[1]
+            aucs[lr] = (got.get("valid") or {}).get("auc")
+        return choose_learning_rate(aucs)
 
     def planned(self, phase: str):
         """The cells of ``phase`` (``tune``: every learning rate on the tuning seed; ``seeds``: the other

@@ -84,6 +84,16 @@ def budget(name: str, **changes) -> Budget:
     return dataclasses.replace(BUDGETS[name], **changes)
 
 
+def choose_learning_rate(valid_auc: dict) -> float:
+    """The protocol's rate: the best validation AUC on the tuning seed (``{rate: auc}``; a missing or NaN
+    AUC counts as the worst); ties go to the smaller rate."""
+    def score(lr):
+        auc = valid_auc[lr]
+        return -(auc if isinstance(auc, (int, float)) and auc == auc else float("-inf")), lr
+
+    return min(valid_auc, key=score)
+
+
 @dataclass(frozen=True)
 class Windows:
     """Request-time windows, each ``[start, end)`` (None = unbounded), and their example counts."""

@@ -118,8 +118,9 @@ def resolve_config(row: Row, max_history_length: int) -> dict:
 
 
 def select_rows(names) -> list:
-    """Row labels from names: a label, ``overall`` (the overall table's rows), ``papers`` (the paper-table
-    rows), ``all``, or a table name (``dmgin``, ``dmqn``, ``siren``, ``chime``: every row of it)."""
+    """Row labels from names: a label, ``overall`` (the overall table's rows), ``papers`` (the rows only the
+    paper tables have), ``all``, or ``<paper>-tables`` (``dmgin-tables``, ``dmqn-tables``, ``siren-tables``,
+    ``chime-tables``: every row of that paper's tables)."""
     out = []
     tables = {t for r in ROWS.values() for t in r.tables}
     for name in names:
@@ -131,10 +132,10 @@ def select_rows(names) -> list:
             picked = PAPER_ROWS
         elif name in ROWS:
             picked = [name]
-        elif name in tables:
-            picked = [label for label, r in ROWS.items() if name in r.tables]
+        elif name.endswith("-tables") and name[:-len("-tables")] in tables - {"overall"}:
+            picked = [label for label, r in ROWS.items() if name[:-len("-tables")] in r.tables]
         else:
             raise ValueError(f"--models: unknown row {name!r}; rows: {', '.join(ROWS)}; or one of all, overall, "
-                             f"papers, {', '.join(sorted(tables - {'overall'}))}")
+                             f"papers, {', '.join(sorted(t + '-tables' for t in tables - {'overall'}))}")
         out += [p for p in picked if p not in out]
     return out

@@ -1,0 +1,233 @@
+"""The grid: cells cached by key, an interrupted run resumes without recomputing a finished cell, the
+learning rate chosen on the tuning seed, keys that move with exactly what they should; and one real
+cell end to end (train -> predictions -> export -> timing) on a tiny data set."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tfrec.benchmark import zoo
+from tfrec.benchmark.cells import (CELL_FILE, CellStore, cell_key, code_version, data_fingerprint, model_module,
+                                   source_closure, COMMON_ENTRIES)
+from tfrec.benchmark.grid import DataSet, Grid, plan_cell
+from tfrec.benchmark.protocol import Budget, Windows
+
+BUDGET = Budget("t", train_examples=100, valid_fraction=0.2, test_examples=50, max_epochs=1, patience=1,
+                learning_rates=(1e-3, 3e-3), seeds=(0, 1, 2))
+WINDOWS = Windows(10, 80, 100, 150, 70, 20, 50)
+
+
+def fake_dataset(name="toy"):
+    return DataSet(name, Path("/nonexistent"), WINDOWS, "f" * 16, 50, 1)
+
+
+class FakeRunner:
+    """Writes a cell.json like the real cell; valid AUC is higher at lr 3e-3 for `din`, 1e-3 otherwise."""
+
+    def __init__(self, interrupt_after=None):
+        self.calls, self.interrupt_after = [], interrupt_after
+
+    def __call__(self, spec, log):
+        if self.interrupt_after is not None and len(self.calls) == self.interrupt_after:
+            raise KeyboardInterrupt  # the grid is killed while this cell runs
+        self.calls.append((spec["row"], spec["seed"], spec["learning_rate"]))
+        best = 3e-3 if spec["row"] == "din" else 1e-3
+        valid_auc = 0.7 if spec["learning_rate"] == best else 0.6
+        cell = {"key": spec["key"], "row": spec["row"], "model": spec["model"], "dataset": spec["dataset"],
+                "seed": spec["seed"], "learning_rate": spec["learning_rate"], "budget": spec["budget"]["name"],
+                "valid": {"auc": valid_auc}, "test": {"auc": valid_auc - 0.01 * spec["seed"], "gauc": 0.5},
+                "best_epoch": 1}
+        CellStore.write_json(Path(spec["dir"]) / CELL_FILE, cell)
+        return True
+
+
+def make_grid(tmp_path, runner, rows=("din", "dmgin")):
+    grid = Grid(list(rows), ["toy"], BUDGET, CellStore(tmp_path / "cells"), tmp_path / "data", tmp_path / "art",
+                runner=runner, log=lambda *a: None)
+    grid._datasets["toy"] = fake_dataset()
+    return grid
+
+
+def test_grid_runs_tuning_then_seeds_at_the_chosen_rate(tmp_path):
+    runner = FakeRunner()
+    grid = make_grid(tmp_path, runner)
+    assert grid.total() == 2 * (2 + 2)
+    assert grid.run() == {"ran": 8, "cached": 0, "failed": 0, "stopped": False}
+    # tuning: every rate on seed 0 first, then seeds 1, 2 at the best validation AUC's rate
+    assert runner.calls[:4] == [("din", 0, 1e-3), ("din", 0, 3e-3), ("dmgin", 0, 1e-3), ("dmgin", 0, 3e-3)]
+    assert sorted(runner.calls[4:]) == [("din", 1, 3e-3), ("din", 2, 3e-3), ("dmgin", 1, 1e-3), ("dmgin", 2, 1e-3)]
+    assert grid.missing() == []
+
+
+def test_interrupted_grid_resumes_without_recomputing(tmp_path):
+    first = FakeRunner(interrupt_after=3)
+    with pytest.raises(KeyboardInterrupt):
+        make_grid(tmp_path, first).run()
+    done = list(first.calls)
+    assert len(done) == 3
+    second = FakeRunner()
+    grid = make_grid(tmp_path, second)
+    assert len(grid.missing()) == 5 + 0  # 1 tuning cell + 4 seed cells (their rate is not chosen yet for dmgin)
+    summary = grid.run()
+    assert summary["cached"] == 3 and summary["ran"] == 5
+    assert not set(done) & set(second.calls)  # nothing finished ran again
+    third = FakeRunner()
+    assert make_grid(tmp_path, third).run()["ran"] == 0 and third.calls == []
+
+
+def test_a_cell_without_its_result_file_runs_again(tmp_path):
+    runner = FakeRunner()
+    grid = make_grid(tmp_path, runner, rows=("din",))
+    grid.run()
+    cell = plan_cell(zoo.ROWS["din"], fake_dataset(), 1, 3e-3, BUDGET)
+    path = grid.store.cell_dir("toy", "din", 1, 3e-3, cell.key) / CELL_FILE
+    path.unlink()  # e.g. killed before the atomic write
+    again = FakeRunner()
+    make_grid(tmp_path, again, rows=("din",)).run()
+    assert again.calls == [("din", 1, 3e-3)]
+
+
+def test_failed_cell_is_recorded_and_retried(tmp_path):
+    def failing(spec, log):
+        CellStore.write_json(Path(spec["dir"]) / "failed.json", {"error": "ValueError: boom"})
+        return False
+
+    grid = make_grid(tmp_path, failing, rows=("din",))
+    assert grid.run()["failed"] == 2  # both tuning cells; no rate chosen, so no seed cells
+    assert len(grid.missing()) == 4
+    runner = FakeRunner()
+    assert make_grid(tmp_path, runner, rows=("din",)).run()["ran"] == 4
+
+
+def test_stops_at_the_deadline(tmp_path):
+    runner = FakeRunner()
+    assert make_grid(tmp_path, runner).run(deadline=0)["stopped"] and runner.calls == []
+
+
+def test_key_moves_with_its_ingredients():
+    ds = fake_dataset()
+    base = plan_cell(zoo.ROWS["din"], ds, 0, 1e-3, BUDGET).key
+    assert plan_cell(zoo.ROWS["din"], ds, 0, 1e-3, BUDGET).key == base  # deterministic
+    assert plan_cell(zoo.ROWS["din"], ds, 1, 1e-3, BUDGET).key != base
+    assert plan_cell(zoo.ROWS["din"], ds, 0, 3e-3, BUDGET).key != base
+    assert plan_cell(zoo.ROWS["din-full"], ds, 0, 1e-3, BUDGET).key != base
+    other_data = DataSet("toy", Path("/x"), WINDOWS, "0" * 16, 50, 1)
+    assert plan_cell(zoo.ROWS["din"], other_data, 0, 1e-3, BUDGET).key != base
+    import dataclasses
+    assert plan_cell(zoo.ROWS["din"], ds, 0, 1e-3, dataclasses.replace(BUDGET, max_epochs=2)).key != base
+    # the seed list and the rate grid are not ingredients: adding a seed re-runs nothing
+    assert plan_cell(zoo.ROWS["din"], ds, 0, 1e-3, dataclasses.replace(BUDGET, seeds=(0, 1, 2, 3))).key == base
+    assert cell_key({"a": 1, "b": 2}) == cell_key({"b": 2, "a": 1})
+
+
+def test_code_version_covers_the_model_and_not_the_others():
+    dmgin = source_closure(COMMON_ENTRIES + (model_module("dmgin"),))
+    assert "tfrec/models/dmgin.py" in dmgin and "tfrec/training.py" in dmgin and "tfrec/benchmark/cell.py" in dmgin
+    assert "tfrec/models/twin.py" not in dmgin and "tfrec/models/__init__.py" not in dmgin
+    twin = source_closure(COMMON_ENTRIES + (model_module("twin"),))
+    assert "tfrec/models/dmgin.py" not in twin
+    assert code_version(model_module("dmgin")) != code_version(model_module("twin"))
+
+
+def test_data_fingerprint_sees_metadata_and_file_sizes(tmp_path):
+    (tmp_path / "spec.json").write_text("{}")
+    (tmp_path / "train.tfrecord").write_bytes(b"x" * 10)
+    first = data_fingerprint(tmp_path)
+    (tmp_path / "spec.json").write_text('{"a": 1}')
+    second = data_fingerprint(tmp_path)
+    (tmp_path / "train.tfrecord").write_bytes(b"x" * 11)
+    assert len({first, second, data_fingerprint(tmp_path)}) == 3
+
+
+def test_select_rows():
+    assert zoo.select_rows(["overall"]) == zoo.OVERALL and len(zoo.OVERALL) == 20
+    assert zoo.select_rows(["dmgin"]) == ["dmgin"]
+    assert "dmgin-hstu3" in zoo.select_rows(["dmgin-tables"]) and "din" in zoo.select_rows(["dmgin-tables"])
+    assert zoo.select_rows(["din", "din", "dmgin"]) == ["din", "dmgin"]
+    with pytest.raises(ValueError, match="unknown row 'nope'"):
+        zoo.select_rows(["nope"])
+    for label, row in zoo.ROWS.items():  # every row's config resolves
+        assert isinstance(zoo.resolve_config(row, 100), dict), label
+
+
+# ---- one real cell, end to end ------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    """synthetic-small, prepared by the benchmark's own recipe (RQ-VAE shortened)."""
+    from pipelines import semantic_ids
+    from pipelines.common import stage_args
+    from tfrec.benchmark import datasets
+
+    root = tmp_path_factory.mktemp("bench-data")
+    data = root / "synthetic-small"
+    original = semantic_ids.run
+
+    def quick(args):
+        args.epochs = 3
+        return original(args)
+
+    semantic_ids.run = quick
+    try:
+        datasets.prepare("synthetic-small", root)
+    finally:
+        semantic_ids.run = original
+    assert (data / datasets.READY).exists()
+    return root
+
+
+def test_real_cells_end_to_end_and_resume(tiny_data, tmp_path):
+    """Two tuning cells and one seed cell of DIN through the real subprocess runner; the cells' metrics
+    recompute from their predictions files; the windows never overlap in the data the cell read; a
+    second run recomputes nothing."""
+    from tfrec.benchmark.cell import metrics, read_predictions
+    from tfrec.benchmark.grid import run_in_subprocess
+
+    plan = Budget("e2e", train_examples=1200, valid_fraction=0.25, test_examples=400, max_epochs=2, patience=1,
+                  learning_rates=(1e-3, 1e-2), seeds=(0, 1), timing_calls=3)
+    calls = []
+
+    def runner(spec, log):
+        calls.append(spec["learning_rate"])
+        return run_in_subprocess(spec, log)
+
+    grid = Grid(["din"], ["synthetic-small"], plan, CellStore(tmp_path / "cells"), tiny_data, tmp_path / "art",
+                runner=runner, log=print)
+    assert grid.run() == {"ran": 3, "cached": 0, "failed": 0, "stopped": False}
+    cells = grid.store.cells("synthetic-small")
+    assert len(cells) == 3
+    tuned = [c for c in cells if c["seed"] == 0]
+    best = max(tuned, key=lambda c: c["valid"]["auc"])["learning_rate"]
+    assert [c["learning_rate"] for c in cells if c["seed"] == 1] == [best]
+    w = grid.dataset("synthetic-small").windows
+    for c in cells:
+        assert c["test"]["n_examples"] == w.n_test and c["valid"]["n_examples"] == w.n_valid
+        assert 1 <= c["best_epoch"] <= c["epochs_run"] <= 2
+        assert c["cost"]["params"] > 0 and c["cost"]["state_bytes"] > 0
+        assert c["cost"]["user_tower_ms"] > 0 and c["cost"]["score_ms"] > 0 and c["cost"]["peak_train_rss_mb"] > 100
+        preds = read_predictions(Path(c["dir"]) / "predictions.csv.gz")
+        again = metrics(preds)
+        assert again["auc"] == pytest.approx(c["test"]["auc"], abs=1e-4)
+        assert again["gauc"] == pytest.approx(c["test"]["gauc"], abs=1e-4)
+        assert again["gauc_unweighted"] == pytest.approx(c["test"]["gauc_unweighted"], abs=1e-4)
+        assert 0 < c["oracle"]["auc"] <= 1  # synthetic: the planted probability on the same window
+    # the data the windows select: train < validation < test in request time
+    from pipelines.common import load_spec, make_split_dataset
+    data = tiny_data / "synthetic-small"
+    spec = load_spec(data)
+
+    def times(split, **bounds):
+        return np.concatenate([f["request_timestamp"].numpy() for f, _ in
+                               make_split_dataset(data, split, spec, 256, **bounds)])
+
+    train = times("train", min_request_timestamp=w.train_start, max_request_timestamp=w.valid_start)
+    valid = times("train", min_request_timestamp=w.valid_start, max_request_timestamp=w.test_start)
+    test = times("test", max_request_timestamp=w.test_end)
+    assert (len(train), len(valid), len(test)) == (w.n_train, w.n_valid, w.n_test)
+    assert train.max() < valid.min() and valid.max() < test.min()
+    calls.clear()
+    assert Grid(["din"], ["synthetic-small"], plan, CellStore(tmp_path / "cells"), tiny_data, tmp_path / "art",
+                runner=runner, log=print).run()["ran"] == 0 and calls == []
+    info = json.loads((tmp_path / "cells" / "synthetic-small" / "dataset-e2e.json").read_text())
+    assert info["synthetic_report"]["oracle"]["auc"] > 0.8

@@ -1,0 +1,225 @@
+"""The benchmark tables from a hand-made cell store: learning-rate choice, stale twins, mean ± std, oracle,
+the papers' numbers and the agreement sentence, and ``write_all``'s files. Pure JSON / numpy / matplotlib
+(no TensorFlow, no training)."""
+import json
+import math
+
+import pytest
+
+from tfrec.benchmark import tables
+from tfrec.benchmark.cells import CellStore
+from tfrec.benchmark.protocol import Budget
+
+BUDGET = Budget("grid", train_examples=1000, valid_fraction=0.1, test_examples=500, max_epochs=2, patience=1,
+                learning_rates=(1e-3, 3e-3), seeds=(0, 1))
+CODE = {"din": "new", "dien": "new", "dsin": "new", "dmgin": "new"}
+SYN, ML = "synthetic-small", "ml-100k"
+ORACLE = {"auc": 0.80, "gauc": 0.70, "gauc_unweighted": 0.69, "logloss": 0.40}
+WINDOWS = {"train_start": 0, "valid_start": 90, "test_start": 100, "test_end": 150, "n_train": 900, "n_valid": 100,
+           "n_test": 500}
+
+# (dataset, row) -> ({lr: validation AUC on seed 0}, {seed: test AUC at the rate that should win})
+PLAN = {
+    (SYN, "din"): ({1e-3: 0.60, 3e-3: 0.65}, {0: 0.70, 1: 0.72}),  # 3e-3 wins
+    (SYN, "dien"): ({1e-3: 0.66, 3e-3: 0.64}, {0: 0.74, 1: 0.76}),  # 1e-3 wins; best AUC on SYN
+    (SYN, "dsin"): ({1e-3: 0.63, 3e-3: 0.63}, {0: 0.68, 1: 0.69}),  # tie: the smaller rate
+    (ML, "din"): ({1e-3: 0.55, 3e-3: 0.50}, {0: 0.62, 1: 0.64}),
+    (ML, "dien"): ({1e-3: 0.52, 3e-3: 0.58}, {0: 0.66}),  # seed 1 not run yet
+    (ML, "dsin"): ({1e-3: 0.57}, {}),  # lr 3e-3 missing: tuning incomplete
+}
+NOT_CHOSEN_AUC = 0.99  # the test AUC of every cell that must not be used
+
+
+def write_cell(root, dataset, row, seed, lr, test_auc, valid_auc=None, key="k", code="new",
+               finished="2026-01-01T00:00:00Z"):
+    model = "dmgin" if row.startswith("dmgin") else row
+    metrics = {"auc": test_auc, "gauc": round(test_auc - 0.1, 6), "gauc_unweighted": round(test_auc - 0.11, 6),
+               "logloss": round(1.1 - test_auc, 6), "n_examples": 500, "n_users": 50, "n_users_gauc": 40}
+    cell = {"key": key, "row": row, "model": model, "dataset": dataset, "seed": seed, "learning_rate": lr,
+            "budget": BUDGET.name, "test": metrics, "valid": {"auc": valid_auc if valid_auc is not None else 0.5},
+            "best_epoch": 1 + seed, "epochs_run": 2, "stopped_early": False, "valid_by_epoch": [],
+            "cost": {"train_seconds": 10.0, "train_examples": 1000, "train_examples_per_second": 100.0 * (1 + seed),
+                     "peak_train_rss_mb": 500.0, "params": 12345, "state_bytes": 4096 if row == "din" else 8192,
+                     "user_tower_ms": 1.5, "score_ms": 2.0 if row == "din" else 4.0, "score_candidates": 100,
+                     "saved_model_bytes": 10 ** 6, "loadavg_1min": 1.0},
+            "windows": WINDOWS, "config": {}, "ingredients": {"code": code}, "wall_seconds": 20.0,
+            "finished": finished}
+    if dataset == SYN:
+        cell["oracle"] = dict(ORACLE)
+    path = CellStore(root).cell_dir(dataset, row, seed, lr, key)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "cell.json").write_text(json.dumps(cell))
+    return path
+
+
+def write_row(root, dataset, row, valid, test):
+    """The tuning-seed cells at every rate of ``valid``; the other seeds at the winning rate."""
+    rate = min(valid, key=lambda lr: (-valid[lr], lr)) if len(valid) == len(BUDGET.learning_rates) else None
+    for lr, v in valid.items():
+        write_cell(root, dataset, row, 0, lr, test.get(0, NOT_CHOSEN_AUC) if lr == rate else NOT_CHOSEN_AUC, v)
+    for seed, auc in test.items():
+        if seed != 0:
+            write_cell(root, dataset, row, seed, rate, auc)
+
+
+@pytest.fixture()
+def store(tmp_path):
+    root = tmp_path / "cells"
+    for (dataset, row), (valid, test) in PLAN.items():
+        write_row(root, dataset, row, valid, test)
+    # a stale twin of SYN / din seed 1: older code, finished later, a number that must not show
+    write_cell(root, SYN, "din", 1, 3e-3, NOT_CHOSEN_AUC, key="old", code="old", finished="2026-02-01T00:00:00Z")
+    # another budget's cell: ignored
+    cell = json.loads((write_cell(root, ML, "dsin", 0, 3e-3, NOT_CHOSEN_AUC, key="smoke") / "cell.json").read_text())
+    cell["budget"] = "smoke"
+    (CellStore(root).cell_dir(ML, "dsin", 0, 3e-3, "smoke") / "cell.json").write_text(json.dumps(cell))
+    # a failed cell of this budget
+    failed = CellStore(root).cell_dir(ML, "dsin", 0, 3e-3, "f")
+    failed.mkdir(parents=True)
+    (failed / "failed.json").write_text(json.dumps({"error": "ValueError: boom"}))
+    (failed / "spec.json").write_text(json.dumps({"budget": {"name": BUDGET.name}}))
+    report = {"n_examples": 600, "ctr": 0.3, "oracle": {"auc": 0.81, "gauc": 0.71},
+              "ablation": {}, "ceilings": {"last50": {"auc": 0.77, "gauc": 0.68, "gap": 0.04}}}
+    (root / SYN / "dataset-grid.json").write_text(json.dumps({"name": SYN, "budget": "grid", "windows": WINDOWS,
+                                                               "synthetic_report": report}))
+    (root / ML / "dataset-grid.json").write_text(json.dumps({"name": ML, "budget": "grid", "windows": WINDOWS,
+                                                              "synthetic_report": None}))
+    (root / SYN / "compressors").mkdir()
+    (root / SYN / "compressors" / "chime.json").write_text(json.dumps({
+        "codebooks": {"positions": 10, "per_level": [{"level": 1, "used": 30, "hit_ratio": 0.9375, "perplexity": 20.5,
+                                                      "codebook_size": 32}]},
+        "users": 50, "behaviors_before_t1": 1234, "parameters": 999, "train_seconds": 12.0,
+        "infer_ms_per_user_slice": 0.5, "vector_dim": 64}))
+    return root
+
+
+@pytest.fixture()
+def selected(store):
+    return tables.select(CellStore(store).cells(), BUDGET, current_code=CODE)
+
+
+def test_learning_rate_chosen_on_the_tuning_seed(selected):
+    assert selected.rates[(SYN, "din")] == 3e-3
+    assert selected.rates[(SYN, "dien")] == 1e-3
+    assert selected.rates[(SYN, "dsin")] == 1e-3  # a tie goes to the smaller rate
+    assert selected.rates[(ML, "dien")] == 3e-3
+    for cells in selected.values():
+        assert all(c["test"]["auc"] != NOT_CHOSEN_AUC for c in cells)
+        assert [c["seed"] for c in cells] == sorted(c["seed"] for c in cells)
+    assert [c["test"]["auc"] for c in selected[(SYN, "dien")]] == [0.74, 0.76]
+
+
+def test_tuning_incomplete_is_listed_as_missing(selected):
+    assert (ML, "dsin") not in selected
+    assert selected.incomplete == {(ML, "dsin"): [3e-3]}
+    missing = tables.missing_cells(selected, [SYN, ML], ["din", "dien", "dsin"])
+    assert missing == [
+        {"dataset": ML, "row": "dien", "tuning": [], "seeds": [1], "learning_rate": 3e-3},
+        {"dataset": ML, "row": "dsin", "tuning": [3e-3], "seeds": [1], "learning_rate": None}]
+    text = tables.missing_markdown(selected, [SYN, ML], ["din", "dien", "dsin"])
+    assert "3 of 18 cells" in text
+    assert "seed 0 at lr 0.003 (tuning incomplete); seed 1 at the rate not chosen yet" in text
+
+
+def test_stale_twin_is_not_used(store, selected):
+    assert [c["test"]["auc"] for c in selected[(SYN, "din")]] == [0.70, 0.72]
+    assert [c["key"] for c in selected.stale] == ["old"]
+    assert len(selected.ignored) == 0  # the smoke cell is another budget's: skipped, not "ignored"
+    # without a current code version the newest twin wins
+    newest = tables.select(CellStore(store).cells(), BUDGET, current_code={})
+    assert [c["test"]["auc"] for c in newest[(SYN, "din")]] == [0.70, NOT_CHOSEN_AUC]
+
+
+def test_format_mean_std():
+    assert tables.format_mean_std([0.70, 0.72]) == "0.7100 ± 0.0141"
+    assert tables.format_mean_std([0.66]) == "0.6600 (1 seed)"
+    assert tables.format_mean_std([0.70, 0.72], expected=3, bold=True) == "**0.7100 ± 0.0141** (2 seeds)"
+    assert tables.format_mean_std([]) == tables.DASH
+    assert tables.format_mean_std([float("nan")]) == tables.DASH
+
+
+def test_overall_table(store, selected):
+    info = {SYN: json.loads((store / SYN / "dataset-grid.json").read_text()), ML: None}
+    text = tables.overall_table(selected, [SYN, ML], ["din", "dien", "dsin", "dmgin"], "auc", info)
+    lines = text.splitlines()
+    assert lines[0] == f"| row | `{SYN}` | `{ML}` |"
+    assert "| DIN | 0.7100 ± 0.0141 | 0.6300 ± 0.0141 |" in lines
+    assert "| DIEN | **0.7500 ± 0.0141** | **0.6600** (1 seed) |" in lines  # one seed, still the best mean
+    assert "| DSIN | 0.6850 ± 0.0071 | — |" in lines
+    assert "| DMGIN | — | — |" in lines
+    assert "| oracle (true probability, test window) | 0.8000 | — |" in lines
+    assert "| generator's oracle (whole test split) | 0.8100 | — |" in lines
+    assert "| ceiling `last50` (whole test split) | 0.7700 | — |" in lines
+    logloss = tables.overall_table(selected, [SYN, ML], ["din", "dien", "dsin"], "logloss", info)
+    assert "| DIEN | **0.3500 ± 0.0141** |" in logloss  # the lowest logloss is the best
+    assert "ceiling" not in logloss
+
+
+def test_agreement_pair_count():
+    ours = {"a": 0.70, "b": 0.72, "c": 0.71, "d": 0.69, "e": None}
+    paper = {"a": 1.0, "b": 2.0, "c": 3.0, "d": 1.0, "e": 5.0}
+    got = tables.agreement(ours, paper)
+    assert got["rows"] == ["a", "b", "c", "d"]
+    assert (got["pairs"], got["concordant"], got["discordant"], got["tied"]) == (6, 4, 1, 1)
+    assert got["tau"] == pytest.approx(3 / math.sqrt(6 * 5))
+    assert (got["best_ours"], got["best_paper"]) == ("b", "c")
+    sentence = tables.agreement_sentence("x", ours, paper)
+    assert "over the 4 rows in both, 4 of 5 row pairs (80%)" in sentence
+    assert "(1 of 6 pairs tied in one of them, not counted)" in sentence
+    assert "τ-b = +0.55" in sentence
+    assert "too few" in tables.agreement_sentence("x", {"a": 0.7}, paper)
+
+
+def test_paper_table_quotes_the_paper(selected):
+    spec = next(s for s in tables.PAPER_TABLES if s.title.startswith("DMGIN Table 2"))
+    text = tables.paper_table(selected, [SYN, ML], spec)
+    # ours on both data sets, then the paper's four columns
+    assert "| DIN | 0.7100 ± 0.0141 | 0.6100 ± 0.0141 | 0.6300 ± 0.0141 | 0.5300 ± 0.0141 | 0.7011 | 0.6391 | " \
+           "0.7245 | 0.6753 |" in text
+    assert "| DMGIN (paper-exact) | — | — | — | — | 0.7161 | 0.6458 | 0.7747 | 0.7022 |" in text
+    assert "| DMGIN | — | — | — | — | — | — | — | — |" in text
+    # SYN: ours DIEN > DIN > DSIN; the paper's Industry AUC DIEN > DSIN > DIN: 2 of 3 pairs alike
+    assert (f"`{SYN}`: over the 3 rows in both, 2 of 3 row pairs (67%) are ordered by our mean AUC as by the "
+            "paper's Industry AUC; Kendall τ-b = +0.33; best: ours DIEN, the paper's DIEN (the same).") in text
+    assert f"`{ML}`: over the 2 rows in both, 1 of 1 row pairs (100%)" in text
+    chime = next(s for s in tables.PAPER_TABLES if s.title.startswith("CHIME Table 3"))
+    assert "No cells of these rows yet" in tables.paper_table(selected, [SYN, ML], chime)
+
+
+def test_write_all(store, tmp_path):
+    # two HSTU depths for the depth curve
+    for row, aucs in (("dmgin-hstu1", (0.70, 0.71)), ("dmgin", (0.73, 0.75))):
+        write_row(store, SYN, row, {1e-3: 0.6, 3e-3: 0.5}, dict(enumerate(aucs)))
+    out = tmp_path / "out"
+    paths = tables.write_all(store, out, BUDGET, [SYN, ML], ["din", "dien", "dsin"], current_code=CODE)
+    names = {p.name for p in paths}
+    assert names == {"overall.md", "papers.md", "missing.md", "summary.json", "quality-vs-cost.png",
+                     "quality-vs-throughput.png", "bars.png", "hstu-depth.png"}
+    for p in paths:
+        assert p.exists() and p.stat().st_size > 0
+    for name in names:
+        if name.endswith(".png"):
+            assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    overall = (out / "overall.md").read_text()
+    assert "Regenerate: `tfrec bench --budget grid --tables-only --seeds 0 1 --results " in overall
+    assert "| DIN | 0.7100 ± 0.0141 | 0.6300 ± 0.0141 |" in overall
+    assert "| DIN | 0.003 | 0, 1 | 1.5 | 150 | 500 | 12,345 | 1.50 | 2.00 | 4,096 | 1.0 |" in overall
+    papers_md = (out / "papers.md").read_text()
+    assert "| 1 | DMGIN HSTU x1 | 0.7050 ± 0.0071 |" in papers_md
+    assert f"`{SYN}`: our mean AUC rises at 1 of the 1 steps between the depths run (1, 2); best depth 2." in papers_md
+    assert f"| `{SYN}` | 1 | 93.75% | 20.50 / 32 | 91.45% | 18.04 / 32 |" in papers_md
+    missing = (out / "missing.md").read_text()
+    assert "ValueError: boom" in missing and "## Stale (1:" in missing
+    summary = json.loads((out / "summary.json").read_text())
+    din = summary["datasets"][SYN]["rows"]["din"]
+    assert din["learning_rate"] == 3e-3 and din["seeds"] == [0, 1]
+    assert din["test"]["auc"]["mean"] == pytest.approx(0.71)
+    assert din["test"]["auc"]["std"] == pytest.approx(0.0141421, abs=1e-6)
+    assert din["oracle"]["auc"]["mean"] == pytest.approx(0.80)
+    assert summary["tuning_incomplete"] == [{"dataset": ML, "row": "dsin", "missing_learning_rates": [3e-3]}]
+    # no depth curve any more: the old PNG goes
+    for row in ("dmgin-hstu1", "dmgin"):
+        for path in (store / SYN / row).glob("*/cell.json"):
+            path.unlink()
+    paths = tables.write_all(store, out, BUDGET, [SYN, ML], ["din"], current_code=CODE)
+    assert not (out / "hstu-depth.png").exists() and "hstu-depth.png" not in {p.name for p in paths}
