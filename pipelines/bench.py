@@ -44,6 +44,17 @@ def add_arguments(p):
     p.add_argument("--missing", action="store_true", help="only list the cells of the selection not run yet")
 
 
+def _stop_on_sigterm():
+    """SIGTERM ends ``tfrec bench`` like Ctrl-C: the cell in flight is terminated with it (its directory
+    keeps no ``cell.json``, so the next run redoes it), never left running."""
+    import signal
+
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+
+
 def run(args):
     from tqdm import tqdm
 
@@ -63,12 +74,14 @@ def run(args):
         if args.missing:
             missing = grid.missing()
             for name, row, seed, lr in missing:
-                print(f"{name} {row} seed {seed} " + (f"lr {lr:g}" if lr is not None else "(learning rate not chosen yet)"))
+                print(f"{name} {row} seed {seed} " + (f"lr {lr:g}" if lr is not None else
+                                                      "(learning rate not chosen yet, or the data set not prepared)"))
             print(f"{len(missing)} of {grid.total()} cells missing")
             return missing
         print(plan.describe(), flush=True)
         print(f"{len(rows)} rows x {len(args.datasets)} data sets: {grid.total()} cells; results in {results}", flush=True)
         deadline = time.time() + args.max_hours * 3600 if args.max_hours else None
+        _stop_on_sigterm()
         t0 = time.time()
         with tqdm(total=grid.total(), desc="cells", unit="cell", dynamic_ncols=True) as bar:
             summary = grid.run(deadline=deadline, progress=bar)

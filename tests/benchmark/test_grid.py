@@ -231,3 +231,72 @@ def test_real_cells_end_to_end_and_resume(tiny_data, tmp_path):
                 runner=runner, log=print).run()["ran"] == 0 and calls == []
     info = json.loads((tmp_path / "cells" / "synthetic-small" / "dataset-e2e.json").read_text())
     assert info["synthetic_report"]["oracle"]["auc"] > 0.8
+
+
+def test_cell_lock_is_exclusive_and_stale_locks_are_taken_over(tmp_path):
+    from tfrec.benchmark.cells import CellLock
+
+    first, second = CellLock(tmp_path), CellLock(tmp_path)
+    assert first.acquire() and not second.acquire()  # this process holds it
+    first.release()
+    assert second.acquire()
+    second.release()
+    (tmp_path / CellLock.NAME).write_text("999999999")  # a dead process's lock
+    assert CellLock(tmp_path).acquire()
+
+
+def test_a_cell_held_by_another_process_is_skipped(tmp_path):
+    from tfrec.benchmark.cells import CellLock
+
+    runner = FakeRunner()
+    grid = make_grid(tmp_path, runner, rows=("din",))
+    cell = plan_cell(zoo.ROWS["din"], fake_dataset(), 0, 1e-3, BUDGET)
+    held = grid.store.cell_dir("toy", "din", 0, 1e-3, cell.key)
+    held.mkdir(parents=True)
+    (held / CellLock.NAME).write_text(str(__import__("os").getpid()))  # alive: "another" grid runs it
+    summary = grid.run()
+    assert summary["skipped"] == 1 and ("din", 0, 1e-3) not in runner.calls
+
+
+def test_diverged_predictions_rank_last_instead_of_failing():
+    from tfrec.benchmark.cell import metrics
+    from tfrec.benchmark.protocol import choose_learning_rate
+
+    out = metrics({"user_id": np.array([1, 1, 2]), "label": np.array([1, 0, 1]),
+                   "prediction": np.array([0.5, np.nan, 0.2])})
+    assert np.isnan(out["auc"]) and out["non_finite"] == 1
+    assert choose_learning_rate({1e-3: 0.6, 3e-3: out["auc"]}) == 1e-3
+    assert choose_learning_rate({1e-3: 0.6, 3e-3: 0.6}) == 1e-3 and choose_learning_rate({1e-3: 0.5, 3e-3: 0.6}) == 3e-3
+
+
+def test_code_text_ignores_docstrings_and_comments(tmp_path):
+    from tfrec.benchmark.cells import _code_text
+
+    a, b, c = tmp_path / "a.py", tmp_path / "b.py", tmp_path / "c.py"
+    a.write_text('"""Module."""\ndef f(x):\n    """Doc."""\n    return x + 1  # one\n')
+    b.write_text('"""Reworded."""\n\n\ndef f(x):\n    """Other doc."""\n    # a comment\n    return x + 1\n')
+    c.write_text('def f(x):\n    return x + 2\n')
+    assert _code_text(a) == _code_text(b) != _code_text(c)
+
+
+def test_a_failed_compressor_fails_its_rows_only(tmp_path, monkeypatch):
+    from tfrec.benchmark import grid as grid_module
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("tfrec chime-compress (chime on toy) failed with exit code 1")
+
+    monkeypatch.setattr(grid_module, "user_vectors", broken)
+    runner = FakeRunner()
+    grid = make_grid(tmp_path, runner, rows=("chime", "din"))
+    summary = grid.run()
+    assert summary["failed"] == 2 and summary["ran"] == 4  # chime's two tuning cells; din's four
+    failed = grid.store.failure("toy", "chime", 0, 1e-3, plan_cell(zoo.ROWS["chime"], fake_dataset(), 0, 1e-3,
+                                                                     BUDGET).key)
+    assert "chime-compress" in failed["error"]
+
+
+def test_repeated_seeds_are_refused():
+    from tfrec.benchmark.protocol import budget
+
+    with pytest.raises(ValueError, match="each seed once"):
+        budget("grid", seeds=(0, 0))

@@ -93,6 +93,26 @@ def store(tmp_path):
     return root
 
 
+def test_cells_of_other_data_or_budget_settings_are_stale(store):
+    """A cell recorded on another data fingerprint or with other budget settings never enters a mean."""
+    info = json.loads((store / SYN / "dataset-grid.json").read_text())
+    info["fingerprint"] = "now"
+    (store / SYN / "dataset-grid.json").write_text(json.dumps(info))
+    path = CellStore(store).cell_dir(SYN, "din", 1, 3e-3, "k") / "cell.json"
+    cell = json.loads(path.read_text())
+    cell["ingredients"]["data"] = "regenerated-since"
+    path.write_text(json.dumps(cell))
+    expected = {SYN: info}
+    sel = tables.select(CellStore(store).cells(), BUDGET, current_code=CODE, expected=expected)
+    assert "k" in {c["key"] for c in sel.stale if c["seed"] == 1}
+    assert all(c["key"] != "k" for c in sel[(SYN, "din")] if c["seed"] == 1)  # (only the old twin is left)
+    cell["ingredients"]["data"] = "now"
+    cell["ingredients"]["budget"] = {"max_epochs": 99}
+    path.write_text(json.dumps(cell))
+    sel = tables.select(CellStore(store).cells(), BUDGET, current_code=CODE, expected=expected)
+    assert all(c["key"] != "k" for c in sel[(SYN, "din")] if c["seed"] == 1)
+
+
 @pytest.fixture()
 def selected(store):
     return tables.select(CellStore(store).cells(), BUDGET, current_code=CODE)

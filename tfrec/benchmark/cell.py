@@ -12,8 +12,10 @@ Writes into ``dir``: ``predictions.csv.gz`` (``user_id,label,prediction``, the t
 order), then ``cell.json`` (atomically, last): the metrics (``test``: AUC, GAUC impression-weighted and
 unweighted, logloss, counts; ``valid``: the best epoch's; ``valid_by_epoch``; ``oracle`` on synthetic
 data), the costs (``cost``: train examples/s, train seconds, peak training RSS, parameters, state
-bytes per user, ``user_tower`` / ``score`` ms, SavedModel bytes, the 1-minute load average while
-timing) and the key's ingredients. On an error it writes ``failed.json`` (the traceback) and exits 1.
+bytes per user, ``user_tower`` / ``score`` ms, SavedModel bytes, and ``other_cpu_cores``: the CPU
+the machine's other processes used while the cell ran, in cores, so a figure taken while something
+else ran shows) and the key's ingredients. The cell refuses to run when the code on disk is not the
+code its key was planned with. On an error it writes ``failed.json`` (the traceback) and exits 1.
 """
 from __future__ import annotations
 
@@ -49,10 +51,34 @@ def read_predictions(path) -> dict:
 
 
 def metrics(preds: dict, score: str = "prediction") -> dict:
+    """``ctr_metrics`` of the predictions, rounded; a model that diverged (NaN or inf predictions) gets
+    NaN metrics and ``non_finite`` (how many), which the protocol ranks below every finite result."""
     from tfrec.metrics import ctr_metrics
 
+    values = np.asarray(preds[score], np.float64)
+    bad = int(np.sum(~np.isfinite(values)))
+    if bad:
+        nan = float("nan")
+        return {"auc": nan, "gauc": nan, "gauc_unweighted": nan, "logloss": nan, "n_examples": int(values.size),
+                "non_finite": bad}
     return {k: (round(v, 6) if isinstance(v, float) else v)
-            for k, v in ctr_metrics(preds["user_id"], preds["label"], preds[score]).items()}
+            for k, v in ctr_metrics(preds["user_id"], preds["label"], values).items()}
+
+
+def _busy_cpu_seconds() -> float:
+    """CPU seconds the whole machine has spent busy (``/proc/stat``), or NaN where it cannot be read."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return float("nan")
+    busy = sum(fields) - fields[3] - (fields[4] if len(fields) > 4 else 0)  # all but idle and iowait
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_seconds() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    return own.ru_utime + own.ru_stime
 
 
 def run_cell(spec: dict) -> dict:
@@ -67,9 +93,14 @@ def run_cell(spec: dict) -> dict:
     from tfrec.training import predict
     from pipelines.common import history_files
 
-    t_start = time.time()
+    from tfrec.benchmark.cells import code_version, model_module
+
+    t_start, busy0, own0 = time.time(), _busy_cpu_seconds(), _own_cpu_seconds()
     out = Path(spec["dir"])
     out.mkdir(parents=True, exist_ok=True)
+    if code_version(model_module(spec["model"])) != spec["ingredients"]["code"]:
+        raise RuntimeError("the code changed after the grid planned this cell (its key would not describe what ran); "
+                           "run `tfrec bench` again to plan it with the current code")
     data, budget, windows = spec["data"], spec["budget"], spec["windows"]
     vectors_path = spec.get("user_vectors")
     vectors = UserVectors.load(vectors_path) if vectors_path else None
@@ -90,22 +121,30 @@ def run_cell(spec: dict) -> dict:
             min_request_timestamp=windows["train_start"], max_request_timestamp=windows["valid_start"],
             callbacks=[early])
         peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # (KiB on Linux)
-        # fit's time less the validation passes (tracing included: the first epoch traces the step)
-        train_seconds = model.throughput["fit_seconds"] - early.eval_seconds
-        train_examples = windows["n_train"] * len(early.history)
+        # training's time (DMGIN's once-per-request stage and the first epoch's tracing included) less the
+        # validation passes; "steady": the epochs after the first, less their validation passes
+        train_seconds = seconds - early.eval_seconds
+        epochs = len(early.history)
+        train_examples = windows["n_train"] * epochs
+        later = sum(model.throughput["epoch_seconds"][1:]) - sum(e["seconds"] for e in early.history[1:])
+        steady = round(windows["n_train"] * (epochs - 1) / later, 1) if epochs > 1 and later > 0 else None
         preds = predict(model, window("test", {"max_request_timestamp": windows["test_end"]}, model.spec))
-        write_predictions(out / "predictions.csv.gz.tmp", preds)
-        os.replace(out / "predictions.csv.gz.tmp", out / "predictions.csv.gz")
+        tmp = out / f".predictions.{os.getpid()}.tmp"
+        write_predictions(tmp, preds)
+        os.replace(tmp, out / "predictions.csv.gz")
         test = metrics(preds)
         oracle = metrics(preds, "true_prob") if "true_prob" in preds else None
         export_base = run_dir / "export"
         version = export_saved_model(model, model.spec, export_base, spec["row"], version=1)
-        load = os.getloadavg()[0]
         serving = serving_costs(version, model.spec, budget["timing_calls"])
+        wall = time.time() - t_start
+        others = (_busy_cpu_seconds() - busy0) - (_own_cpu_seconds() - own0)  # other processes' CPU time
         cost = {"train_seconds": round(train_seconds, 2), "train_examples": int(train_examples),
                 "train_examples_per_second": round(train_examples / max(train_seconds, 1e-9), 1),
+                "train_examples_per_second_steady": steady,
                 "peak_train_rss_mb": round(peak_rss_mb, 1), "params": int(model.count_params()),
-                "state_bytes": state_bytes(model), **serving, "loadavg_1min": round(load, 2)}
+                "state_bytes": state_bytes(model), **serving,
+                "other_cpu_cores": round(max(others, 0.0) / max(wall, 1e-9), 2)}
         cell = {"key": spec["key"], "row": spec["row"], "model": spec["model"], "dataset": spec["dataset"],
                 "seed": spec["seed"], "learning_rate": spec["learning_rate"], "budget": budget["name"],
                 "test": test, **({"oracle": oracle} if oracle else {}),

@@ -39,6 +39,10 @@ PREDICTIONS_FILE = "predictions.csv.gz"
 COMMON_ENTRIES = ("tfrec.benchmark.cell", "pipelines.train", "pipelines.evaluate", "tfrec.export.saved_model")
 # packages whose __init__ imports every member: following it would tie every model to every other
 FAN_OUT_PACKAGES = {"tfrec.models": ("tfrec.models.base",)}
+# the key and store machinery itself (and the benchmark package's docstring): not part of a result
+NOT_RESULTS = {"tfrec.benchmark", "tfrec.benchmark.cells"}
+# the libraries whose versions are part of every key
+LIBRARIES = ("tensorflow", "tf-keras", "numpy")
 
 
 def _module_file(name: str) -> Optional[Path]:
@@ -78,7 +82,7 @@ def source_closure(entries: Iterable[str]) -> list:
     seen, todo = set(), list(entries)
     while todo:
         name = todo.pop()
-        if name in seen:
+        if name in seen or name in NOT_RESULTS:
             continue
         seen.add(name)
         parts = name.split(".")
@@ -93,13 +97,43 @@ def source_closure(entries: Iterable[str]) -> list:
     return sorted(str(f.relative_to(ROOT)) for f in files if f is not None)
 
 
+def _code_text(path: Path) -> str:
+    """The code of a source file without its comments and docstrings (its AST, docstrings dropped): a
+    reworded docstring or comment re-runs no cell."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree, include_attributes=False)
+
+
+def code_version(*entries: str) -> str:
+    """SHA-256 (16 hex digits) of the code a cell runs: the common entries plus ``entries`` (a model's
+    module), every tfrec / pipelines module they import, and the versions of ``LIBRARIES``."""
+    return _code_version(COMMON_ENTRIES + tuple(entries))
+
+
 @lru_cache(maxsize=None)
-def code_version(model_module: str) -> str:
-    """SHA-256 (16 hex digits) of the sources a cell of a model defined in ``model_module`` runs."""
+def _code_version(entries: tuple) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
     digest = hashlib.sha256()
-    for rel in source_closure(COMMON_ENTRIES + (model_module,)):
-        digest.update(rel.encode() + b"\0" + (ROOT / rel).read_bytes() + b"\0")
+    for rel in source_closure(entries):
+        digest.update(rel.encode() + b"\0" + _code_text(ROOT / rel).encode() + b"\0")
+    for lib in LIBRARIES:
+        try:
+            digest.update(f"{lib}=={version(lib)}\0".encode())
+        except PackageNotFoundError:
+            digest.update(f"{lib} missing\0".encode())
     return digest.hexdigest()[:16]
+
+
+def tool_version(entry: str) -> str:
+    """SHA-256 (16 hex digits) of a stage's code alone (e.g. ``pipelines.chime_compress``: CHIME's
+    compressor), as ``code_version`` computes it but without the common entries."""
+    return _code_version((entry,))
 
 
 def model_module(model_type: str) -> str:
@@ -181,6 +215,48 @@ class CellStore:
                 shutil.rmtree(path)
                 removed.append(str(path))
         return removed
+
+
+class CellLock:
+    """An exclusive lock on a cell directory (``lock``: the owner's pid, created with O_EXCL), so two
+    ``tfrec bench`` processes never run the same cell. A lock whose pid is gone is stale and taken over."""
+
+    NAME = "lock"
+
+    def __init__(self, directory):
+        self.path = Path(directory) / self.NAME
+
+    def acquire(self) -> bool:
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                if self.holder_alive():
+                    return False
+                self.path.unlink(missing_ok=True)  # stale: its process died
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(str(os.getpid()))
+            return True
+        return False
+
+    def holder_alive(self) -> bool:
+        try:
+            pid = int(self.path.read_text().strip() or 0)
+        except (OSError, ValueError):
+            return False
+        if pid <= 0:
+            return False
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def release(self) -> None:
+        self.path.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":  # print a model's source closure: python -m tfrec.benchmark.cells dmgin

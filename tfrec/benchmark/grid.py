@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -19,9 +20,9 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from tfrec.benchmark import zoo
-from tfrec.benchmark.cells import (CELL_FILE, COMMON_ENTRIES, CellStore, cell_key, code_version, data_fingerprint,
-                                   model_module, source_closure)
-from tfrec.benchmark.protocol import Budget, Windows, choose_learning_rate, time_windows
+from tfrec.benchmark.cells import (CELL_FILE, COMMON_ENTRIES, FAILED_FILE, CellLock, CellStore, cell_key, code_version,
+                                   data_fingerprint, model_module, source_closure, tool_version)
+from tfrec.benchmark.protocol import Budget, Windows, budget_ingredients, choose_learning_rate, time_windows
 
 ROOT = Path(__file__).resolve().parents[2]
 PROTOCOL_VERSION = 1  # bump when the protocol's meaning changes without a code change the key sees
@@ -44,13 +45,20 @@ class DataSet:
         return self.windows.train_start if self.windows.train_start is not None else self.first_train_request
 
 
-def open_dataset(name: str, data_root, budget: Budget) -> DataSet:
-    """Prepares data set ``name`` (``datasets.prepare``) and computes its windows under ``budget``."""
+class NotPrepared(Exception):
+    """A data set that is not prepared yet (``open_dataset(..., prepare=False)``)."""
+
+
+def open_dataset(name: str, data_root, budget: Budget, prepare: bool = True) -> DataSet:
+    """Prepares data set ``name`` (``datasets.prepare``; with ``prepare=False`` raises ``NotPrepared``
+    instead) and computes its windows under ``budget``."""
     from pipelines.common import load_spec, tfrecord_files
-    from tfrec.benchmark.datasets import prepare
+    from tfrec.benchmark import datasets
     from tfrec.data.tfrecord import read_request_timestamps
 
-    data = prepare(name, data_root)
+    if not prepare and not (Path(data_root) / name / datasets.READY).exists():
+        raise NotPrepared(name)
+    data = datasets.prepare(name, data_root)
     spec = load_spec(data)
     train_times, _ = read_request_timestamps(tfrecord_files(data, "train"), spec)
     test_times, _ = read_request_timestamps(tfrecord_files(data, "test"), spec)
@@ -61,8 +69,8 @@ def open_dataset(name: str, data_root, budget: Budget) -> DataSet:
 def compressor_ingredients(stem: str, ds: DataSet) -> dict:
     """What a CHIME / LEARN row's user vectors depend on (the compressor config, t1, data, code)."""
     config = (zoo.CONFIG_DIR / "compression" / f"{stem}.yaml").read_text()
-    digest = code_version("tfrec.compression.stage")
-    return {"compressor": stem, "config": config, "t1": ds.t1, "data": ds.fingerprint, "code": digest}
+    return {"compressor": stem, "config": config, "t1": ds.t1, "data": ds.fingerprint,
+            "code": tool_version("pipelines.chime_compress")}
 
 
 def user_vectors(stem: str, ds: DataSet, artifacts: Path, store: Optional[CellStore] = None) -> Path:
@@ -72,11 +80,23 @@ def user_vectors(stem: str, ds: DataSet, artifacts: Path, store: Optional[CellSt
     key = cell_key(compressor_ingredients(stem, ds))
     out = Path(artifacts) / ds.name / f"{stem}-{key}"
     if not (out / "compressor.json").exists():
-        out.parent.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "tfrec.cli", "chime-compress", "--data", str(ds.data), "--out", str(out),
+        # into a temporary directory, renamed when complete: a killed compression leaves no half output
+        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "tfrec.cli", "chime-compress", "--data", str(ds.data), "--out", str(tmp),
                "--config", str(zoo.CONFIG_DIR / "compression" / f"{stem}.yaml"), "--t1", str(ds.t1)]
         print(f"compressing {ds.name} with {stem} (t1 = {ds.t1})", flush=True)
-        subprocess.run(cmd, check=True, env=_child_env())
+        with open(out.with_name(f"{out.name}.log"), "w") as log:
+            rc = _run_child(cmd, log)
+        if rc != 0 or not (tmp / "compressor.json").exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise RuntimeError(f"tfrec chime-compress ({stem} on {ds.name}) failed with exit code {rc}; its output: "
+                               f"{out.with_name(out.name + '.log')}")
+        if out.exists():  # (another process finished it meanwhile)
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            os.rename(tmp, out)
     if store is not None:
         summary = store.root / ds.name / "compressors" / f"{stem}.json"
         summary.parent.mkdir(parents=True, exist_ok=True)
@@ -90,11 +110,6 @@ def _child_env() -> dict:
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
     return env
-
-
-def budget_ingredients(budget: Budget) -> dict:
-    """The budget's fields a cell's result depends on (not its name, seed list or learning-rate grid)."""
-    return {k: v for k, v in dataclasses.asdict(budget).items() if k not in ("name", "seeds", "learning_rates")}
 
 
 @dataclass
@@ -120,14 +135,29 @@ def plan_cell(row: zoo.Row, ds: DataSet, seed: int, learning_rate: float, budget
     return Cell(row, ds, seed, learning_rate, config, ingredients, cell_key(ingredients))
 
 
+def _run_child(cmd, log) -> int:
+    """Runs ``cmd`` with its output in ``log``; the child is terminated when this process stops (an
+    exception, Ctrl-C, or SIGTERM turned into ``SystemExit`` by ``tfrec bench``), never left running."""
+    child = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=_child_env())
+    try:
+        return child.wait()
+    finally:
+        if child.poll() is None:
+            child.terminate()
+            try:
+                child.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+
+
 def run_in_subprocess(spec: dict, log: Path) -> bool:
     """Runs ``python -m tfrec.benchmark.cell`` on ``spec``; its output goes to ``log``. True on success."""
     spec_path = Path(spec["dir"]) / "spec.json"
     spec_path.parent.mkdir(parents=True, exist_ok=True)
     spec_path.write_text(json.dumps(spec, indent=2, default=str))
     with open(log, "w") as out:
-        rc = subprocess.run([sys.executable, "-m", "tfrec.benchmark.cell", str(spec_path)], stdout=out,
-                            stderr=subprocess.STDOUT, env=_child_env()).returncode
+        rc = _run_child([sys.executable, "-m", "tfrec.benchmark.cell", str(spec_path)], out)
     return rc == 0
 
 
@@ -141,19 +171,20 @@ class Grid:
         self.budget, self.store, self.runner, self.log = budget, store, runner, log
         self.data_root, self.artifacts = Path(data_root), Path(artifacts)
         self._datasets = {}
-        self.ran, self.failed, self.cached = [], [], []
+        self.ran, self.failed, self.cached, self.skipped = [], [], [], []
 
     @property
     def tuning_seed(self) -> int:
         return self.budget.seeds[0]
 
-    def dataset(self, name: str) -> DataSet:
-        """The prepared data set; also writes ``<store>/<name>/dataset.json`` (the windows, the
-        fingerprint and, on synthetic data, the generator's report: oracle and ceilings) for the tables."""
+    def dataset(self, name: str, prepare: bool = True) -> DataSet:
+        """The prepared data set; also writes ``<store>/<name>/dataset-<budget>.json`` (the windows, the
+        fingerprint and, on synthetic data, the generator's report: oracle and ceilings) for the tables.
+        ``prepare=False``: raise ``NotPrepared`` rather than prepare it."""
         if name not in self._datasets:
             from tfrec.benchmark.datasets import oracle_report
 
-            ds = open_dataset(name, self.data_root, self.budget)
+            ds = open_dataset(name, self.data_root, self.budget, prepare=prepare)
             self._datasets[name] = ds
             info = {"name": name, "budget": self.budget.name, "windows": ds.windows.to_dict(),
                     "fingerprint": ds.fingerprint, "max_history_length": ds.max_history_length,
@@ -215,8 +246,29 @@ class Grid:
     def run_cell(self, cell: Cell) -> bool:
         out = self.store.cell_dir(cell.ds.name, cell.row.label, cell.seed, cell.learning_rate, cell.key)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "failed.json").unlink(missing_ok=True)
-        vectors = str(user_vectors(cell.row.user_vectors, cell.ds, self.artifacts, self.store)) if cell.row.user_vectors else None
+        lock = CellLock(out)
+        if not lock.acquire():
+            self.log(f"{cell.ds.name} / {cell.row.label} / seed {cell.seed} / lr {cell.learning_rate:g}: another "
+                     "tfrec bench process is running it; skipped")
+            self.skipped.append(cell.key)
+            return False
+        try:
+            return self._run_locked(cell, out)
+        finally:
+            lock.release()
+
+    def _run_locked(self, cell: Cell, out: Path) -> bool:
+        (out / FAILED_FILE).unlink(missing_ok=True)
+        for leftover in out.glob("run-*"):  # an earlier attempt's training directory (killed midway)
+            shutil.rmtree(leftover, ignore_errors=True)
+        try:
+            vectors = (str(user_vectors(cell.row.user_vectors, cell.ds, self.artifacts, self.store))
+                       if cell.row.user_vectors else None)
+        except (RuntimeError, OSError) as err:
+            CellStore.write_json(out / FAILED_FILE, {"error": f"{type(err).__name__}: {err}"})
+            self.failed.append(cell.key)
+            self.log(f"{cell.ds.name} / {cell.row.label}: FAILED before training: {err}")
+            return False
         spec = {"dir": str(out), "row": cell.row.label, "model": cell.row.model, "config": cell.config,
                 "dataset": cell.ds.name, "data": str(cell.ds.data), "seed": cell.seed,
                 "learning_rate": cell.learning_rate, "budget": dataclasses.asdict(self.budget),
@@ -238,13 +290,21 @@ class Grid:
         return ok
 
     def summary(self, stopped: bool) -> dict:
-        return {"ran": len(self.ran), "cached": len(self.cached), "failed": len(self.failed), "stopped": stopped}
+        out = {"ran": len(self.ran), "cached": len(self.cached), "failed": len(self.failed), "stopped": stopped}
+        if self.skipped:
+            out["skipped"] = len(self.skipped)
+        return out
 
     def missing(self) -> list:
-        """``(dataset, row, seed, learning rate or None)`` of every planned cell without a result."""
+        """``(dataset, row, seed, learning rate or None)`` of every planned cell without a result; a data
+        set not prepared yet is not prepared here: all its cells are missing (learning rate None)."""
         out = []
         for name in self.dataset_names:
-            ds = self.dataset(name)
+            try:
+                ds = self.dataset(name, prepare=False)
+            except NotPrepared:
+                out += [(name, row.label, seed, None) for row in self.rows for seed in self.budget.seeds]
+                continue
             for row in self.rows:
                 lr = self.chosen_rate(row, ds)
                 for seed in self.budget.seeds:

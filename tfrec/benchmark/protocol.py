@@ -79,9 +79,19 @@ BUDGETS = {
 
 
 def budget(name: str, **changes) -> Budget:
+    """Budget ``name`` with ``changes`` (e.g. ``seeds``); refuses an unknown name and repeated seeds."""
     if name not in BUDGETS:
         raise ValueError(f"--budget: unknown budget {name!r}; budgets: {', '.join(BUDGETS)}")
+    seeds = tuple(changes.get("seeds", BUDGETS[name].seeds))
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated or not seeds:
+        raise ValueError(f"--seeds: give each seed once (repeated: {repeated})" if repeated else "--seeds: none given")
     return dataclasses.replace(BUDGETS[name], **changes)
+
+
+def budget_ingredients(plan: Budget) -> dict:
+    """The budget's fields a cell's result depends on (not its name, seed list or learning-rate grid)."""
+    return {k: v for k, v in dataclasses.asdict(plan).items() if k not in ("name", "seeds", "learning_rates")}
 
 
 def choose_learning_rate(valid_auc: dict) -> float:

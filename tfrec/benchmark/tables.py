@@ -43,7 +43,7 @@ import numpy as np
 
 from tfrec.benchmark import papers, zoo
 from tfrec.benchmark.cells import CELL_FILE, FAILED_FILE, lr_tag
-from tfrec.benchmark.protocol import BUDGETS, Budget, choose_learning_rate
+from tfrec.benchmark.protocol import BUDGETS, Budget, budget_ingredients, choose_learning_rate
 
 DASH = "—"
 METRICS = ("auc", "gauc", "gauc_unweighted", "logloss")
@@ -105,6 +105,11 @@ class _CurrentCode:
         return version is not None and (cell.get("ingredients") or {}).get("code") == version
 
 
+def _differs(recorded, current) -> bool:
+    """Both known and unequal (an older record without the field is not held against the cell)."""
+    return recorded is not None and current is not None and recorded != current
+
+
 def _valid_auc(cell: dict) -> float:
     value = (cell.get("valid") or {}).get("auc")
     return float(value) if _finite(value) else float("-inf")
@@ -114,7 +119,8 @@ def _finite(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def select(cells: Iterable[dict], budget: Budget, current_code: dict[str, str] | None = None) -> Selection:
+def select(cells: Iterable[dict], budget: Budget, current_code: dict[str, str] | None = None,
+           expected: dict[str, dict] | None = None) -> Selection:
     """The cells each (data set, row) shows under ``budget`` (see the module doc).
 
     Args:
@@ -123,6 +129,9 @@ def select(cells: Iterable[dict], budget: Budget, current_code: dict[str, str] |
       current_code: ``{model type: code version}`` deciding between twins of one (data set, row, seed,
         rate); a model absent from it has no current version (``{}``: the newest twin wins). None: the
         current source tree's ``code_version`` (imports the model registry, only when twins exist).
+      expected: ``{dataset: {"data": fingerprint, "windows": {...}}}`` (its ``dataset-<budget>.json``):
+        a cell of another data fingerprint, other windows, or other budget settings than ``budget``'s is
+        stale (left out), so a table never averages cells of two protocols.
 
     Returns:
       A ``Selection``: ``(dataset, row) -> [cells at the chosen rate, in seed order]`` for every tuned row.
@@ -131,8 +140,16 @@ def select(cells: Iterable[dict], budget: Budget, current_code: dict[str, str] |
     rates = {lr_tag(lr): lr for lr in budget.learning_rates}
     slots = defaultdict(list)
     out = Selection(budget)
+    settings = budget_ingredients(budget)
     for cell in cells:
         if cell.get("budget") != budget.name:
+            continue
+        ingredients = cell.get("ingredients") or {}
+        now = (expected or {}).get(cell.get("dataset"))
+        if "budget" in ingredients and ingredients["budget"] != settings or now is not None and (
+                _differs(ingredients.get("data"), now.get("fingerprint"))
+                or _differs(cell.get("windows"), now.get("windows"))):
+            out.stale.append(cell)
             continue
         tag = lr_tag(float(cell["learning_rate"]))
         if tag not in rates or int(cell["seed"]) not in budget.seeds:
@@ -708,7 +725,10 @@ def write_all(store_root, out_dir, budget: Budget, datasets: Sequence[str], rows
 
     store_root, out_dir = Path(store_root), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    selected = select(CellStore(store_root).cells(), budget, current_code)
+    cells = CellStore(store_root).cells()
+    expected = {d: i for d in {c.get("dataset") for c in cells}
+                if (i := _read_json(store_root / d / f"dataset-{budget.name}.json")) is not None}
+    selected = select(cells, budget, current_code, expected)
     shown = _table_datasets(selected, datasets)
     info = {d: _read_json(store_root / d / f"dataset-{budget.name}.json") for d in shown}
     compressors = {d: {p.stem: c for p in sorted((store_root / d / "compressors").glob("*.json"))

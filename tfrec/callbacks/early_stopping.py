@@ -62,10 +62,11 @@ class ValidationEarlyStopping(tf.keras.callbacks.Callback):
             self._wait += 1
             if self._wait >= self.patience:
                 self.model.stop_training = True
-                self.stopped_early = True
+                self.stopped_early = epoch + 1 < (self.params or {}).get("epochs", epoch + 2)
         if self.verbose:
-            print(f"validation after epoch {epoch + 1}: {self.monitor} {metrics[self.monitor]:.4f} "
-                  f"(best {self._best_value:.4f} at epoch {self.best_epoch})", flush=True)
+            best = "none yet" if self._best_value is None else f"{self._best_value:.4f} at epoch {self.best_epoch}"
+            print(f"validation after epoch {epoch + 1}: {self.monitor} {metrics[self.monitor]:.4f} (best {best})",
+                  flush=True)
 
     def on_train_end(self, logs=None):
         if self._weights is not None and self.history and self.best_epoch != self.history[-1]["epoch"]:
