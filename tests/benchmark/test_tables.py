@@ -41,7 +41,7 @@ def write_cell(root, dataset, row, seed, lr, test_auc, valid_auc=None, key="k", 
             "cost": {"train_seconds": 10.0, "train_examples": 1000, "train_examples_per_second": 100.0 * (1 + seed),
                      "peak_train_rss_mb": 500.0, "params": 12345, "state_bytes": 4096 if row == "din" else 8192,
                      "user_tower_ms": 1.5, "score_ms": 2.0 if row == "din" else 4.0, "score_candidates": 100,
-                     "saved_model_bytes": 10 ** 6, "loadavg_1min": 1.0},
+                     "saved_model_bytes": 10 ** 6, "other_cpu_cores": 0.1},
             "windows": WINDOWS, "config": {}, "ingredients": {"code": code}, "wall_seconds": 20.0,
             "finished": finished}
     if dataset == SYN:
@@ -223,7 +223,7 @@ def test_write_all(store, tmp_path):
     overall = (out / "overall.md").read_text()
     assert "Regenerate: `tfrec bench --budget grid --tables-only --seeds 0 1 --results " in overall
     assert "| DIN | 0.7100 ± 0.0141 | 0.6300 ± 0.0141 |" in overall
-    assert "| DIN | 0.003 | 0, 1 | 1.5 | 150 | 500 | 12,345 | 1.50 | 2.00 | 4,096 | 1.0 |" in overall
+    assert "| DIN | 0.003 | 0, 1 | 1.5 | 150 | 500 | 12,345 | 1.50 | 2.00 | 4,096 | 0.10 |" in overall
     papers_md = (out / "papers.md").read_text()
     assert "| 1 | DMGIN HSTU x1 | 0.7050 ± 0.0071 |" in papers_md
     assert f"`{SYN}`: our mean AUC rises at 1 of the 1 steps between the depths run (1, 2); best depth 2." in papers_md

@@ -142,14 +142,6 @@ def model_module(model_type: str) -> str:
     return MODELS[model_type].__module__
 
 
-def file_digest(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def data_fingerprint(data_dir) -> str:
     """SHA-256 (16 hex digits) of a data directory: its small metadata files' contents and every other
     file's name and size (the TFRecords: hashing gigabytes per run would cost minutes)."""

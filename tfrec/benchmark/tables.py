@@ -52,7 +52,7 @@ METRIC_NAMES = {"auc": "AUC", "gauc": "GAUC (impression-weighted)", "gauc_unweig
 LOWER_IS_BETTER = {"logloss"}
 # mean over seeds of these ``cost`` fields (``score_ms_per_100`` = score ms scaled to 100 candidates)
 COST_FIELDS = ("train_examples_per_second", "train_seconds", "peak_train_rss_mb", "params", "user_tower_ms",
-               "score_ms_per_100", "state_bytes", "saved_model_bytes", "loadavg_1min")
+               "score_ms_per_100", "state_bytes", "saved_model_bytes", "other_cpu_cores")
 STD_NOTE = ("mean ± sample standard deviation (ddof = 1) over the seeds; a single seed shows its value and "
             "\"(1 seed)\", fewer seeds than the budget's show their count; — = no cell")
 
@@ -329,11 +329,11 @@ def cost_table(selected: Selection, dataset: str, rows: Sequence[str]) -> str:
                      _fmt(cost["train_examples_per_second"], ",.0f"), _fmt(cost["peak_train_rss_mb"], ",.0f"),
                      _fmt(cost["params"], ",.0f"), _fmt(cost["user_tower_ms"], ".2f"),
                      _fmt(cost["score_ms_per_100"], ".2f"), _fmt(cost["state_bytes"], ",.0f"),
-                     _fmt(cost["loadavg_1min"], ".1f")])
+                     _fmt(cost["other_cpu_cores"], ".2f")])
     if not body:
         return ""
     return "\n".join(_table(["row", "LR", "seeds", "best epoch", "train ex/s", "peak train RSS MB", "params",
-                             "user_tower ms/user", "score ms/100 cand.", "state bytes/user", "load (1 min)"], body))
+                             "user_tower ms/user", "score ms/100 cand.", "state bytes/user", "other CPU (cores)"], body))
 
 
 # ------------------------------------------------------------------------------------------- papers
