@@ -243,3 +243,12 @@ def test_write_all(store, tmp_path):
             path.unlink()
     paths = tables.write_all(store, out, BUDGET, [SYN, ML], ["din"], current_code=CODE)
     assert not (out / "hstu-depth.png").exists() and "hstu-depth.png" not in {p.name for p in paths}
+
+
+def test_time_spent_sums_the_cells_and_estimates_the_rest(store, selected):
+    cells = CellStore(store).cells()
+    text = tables.time_spent_markdown(cells, selected, [SYN, ML], ["din", "dien", "dsin"])
+    n_syn = sum(1 for c in cells if c["dataset"] == SYN and c["budget"] == BUDGET.name)
+    # every fixture cell ran 20 s; SYN misses nothing of these rows, so nothing is left to estimate there
+    assert f"| `{SYN}` | {n_syn} | {n_syn * 20 / 3600:.2f} | 20 | 0 | 0.00 |" in text
+    assert "h measured" in text

@@ -635,6 +635,41 @@ def missing_markdown(selected: Selection, datasets: Sequence[str], rows: Sequenc
     return "\n".join(lines) + "\n"
 
 
+def time_spent_markdown(cells: Iterable[dict], selected: Selection, datasets: Sequence[str],
+                        rows: Sequence[str]) -> str:
+    """The measured wall time of the budget's finished cells per data set (each cell's own
+    ``wall_seconds``: train, evaluate, predict, export, time; a compressor's run and the data's
+    preparation are not in it) and, for the missing cells, that data set's mean per cell times their
+    number: an estimate, labelled so."""
+    budget = selected.budget
+    missing: dict[str, int] = {}
+    for m in missing_cells(selected, datasets, rows):
+        missing[m["dataset"]] = missing.get(m["dataset"], 0) + len(m["tuning"]) + len(m["seeds"])
+    walls = defaultdict(list)
+    for cell in cells:
+        if cell.get("budget") == budget.name and _finite(cell.get("wall_seconds")):
+            walls[cell["dataset"]].append(float(cell["wall_seconds"]))
+    body, done_total, left_total = [], 0.0, 0.0
+    for d in sorted(set(walls) | set(missing), key=lambda d: (list(datasets).index(d) if d in datasets else 99, d)):
+        w = walls.get(d, [])
+        mean = float(np.mean(w)) if w else None
+        left = missing.get(d, 0)
+        estimate = left * mean if mean is not None else None
+        done_total += sum(w)
+        left_total += estimate or 0.0
+        body.append([f"`{d}`", f"{len(w)}", f"{sum(w) / 3600:.2f}", _fmt(mean, ".0f"), f"{left}",
+                     f"{estimate / 3600:.2f}" if estimate is not None else DASH])
+    if not body:
+        return ""
+    return "\n".join(["## Time", "", ("Measured: the finished cells' own wall time (train, evaluate, predict, export, "
+                                      "time the signatures); not in it: preparing the data sets, the CHIME / LEARN "
+                                      "compressors. Estimated: the missing cells x the data set's mean so far."), ""]
+                     + _table(["data set", "cells finished", "measured h", "mean s/cell", "cells missing",
+                               "estimated h to finish"], body)
+                     + ["", f"Total: {done_total / 3600:.2f} h measured, about {left_total / 3600:.1f} h to go "
+                            "(where a data set has no finished cell yet, its time is not estimated)."]) + "\n"
+
+
 # ------------------------------------------------------------------------------------------- write_all
 def _read_json(path: Path) -> dict | None:
     try:
@@ -746,7 +781,8 @@ def write_all(store_root, out_dir, budget: Budget, datasets: Sequence[str], rows
     written += plots.write_plots(stats, shown, out_dir)
     write("overall.md", overall_markdown(selected, shown, info, command, [p.name for p in written]))
     write("papers.md", papers_markdown(selected, shown, compressors))
-    write("missing.md", missing_markdown(selected, datasets, rows, failed))
+    write("missing.md", missing_markdown(selected, datasets, rows, failed) + "\n"
+          + time_spent_markdown(cells, selected, datasets, rows))
     summary = {"budget": dataclasses.asdict(budget), "regenerate": command, "datasets": {
         d: {"windows": (info.get(d) or {}).get("windows"), "rows": stats.get(d, {})} for d in shown},
         "tuning_incomplete": [{"dataset": d, "row": r, "missing_learning_rates": lrs}
