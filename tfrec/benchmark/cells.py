@@ -25,7 +25,6 @@ import ast
 import hashlib
 import json
 import os
-import shutil
 import sys
 from functools import lru_cache
 from pathlib import Path
@@ -197,16 +196,6 @@ class CellStore:
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(value, indent=2, default=str))
         os.replace(tmp, path)
-
-    def prune(self, keep_keys: set, dataset: Optional[str] = None) -> list:
-        """Removes cell directories whose key is not in ``keep_keys`` (stale code or data); returns them."""
-        removed = []
-        pattern = f"{dataset}/*/*" if dataset else "*/*/*"
-        for path in sorted(self.root.glob(pattern)):
-            if path.is_dir() and path.name.rsplit("-", 1)[-1] not in keep_keys:
-                shutil.rmtree(path)
-                removed.append(str(path))
-        return removed
 
 
 class CellLock:

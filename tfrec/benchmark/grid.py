@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from tfrec.benchmark import zoo
-from tfrec.benchmark.cells import (CELL_FILE, COMMON_ENTRIES, FAILED_FILE, CellLock, CellStore, cell_key, code_version,
-                                   data_fingerprint, model_module, source_closure, tool_version)
+from tfrec.benchmark.cells import (CELL_FILE, FAILED_FILE, CellLock, CellStore, cell_key, code_version, data_fingerprint,
+                                   model_module, tool_version)
 from tfrec.benchmark.protocol import Budget, Windows, budget_ingredients, choose_learning_rate, time_windows
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -318,7 +318,3 @@ class Grid:
                             out.append((name, row.label, seed, rate))
         return out
 
-
-def common_sources() -> list:
-    """The source files every cell's code version covers (besides its model's own)."""
-    return source_closure(COMMON_ENTRIES)
