@@ -140,6 +140,43 @@ def test_data_fingerprint_sees_metadata_and_file_sizes(tmp_path):
     assert len({first, second, data_fingerprint(tmp_path)}) == 3
 
 
+def _rewrite_zip_times(path, date_time):
+    """Rewrite a zip (an .npz) with every member stamped ``date_time``: what saving it later does."""
+    import zipfile
+    with zipfile.ZipFile(path) as z:
+        members = [(info.filename, z.read(info)) for info in z.infolist()]
+    with zipfile.ZipFile(path, "w") as z:
+        for name, body in members:
+            z.writestr(zipfile.ZipInfo(name, date_time=date_time), body)
+
+
+def test_data_fingerprint_is_content_not_write_time(tmp_path):
+    """A re-prepared data set (another process, another day) keeps its fingerprint: .npz tables are
+    hashed by their arrays, a stage's wall time (``seconds``) is left out; any data change still shows."""
+    report = {"codebook_size": 64, "seconds": 8.9, "fit": {"epoch_seconds": [1.0, 2.0], "mse": 0.01}}
+    np.savez(tmp_path / "semantic_ids.npz", codes=np.arange(6, dtype=np.int32).reshape(3, 2),
+             report_json=np.array(json.dumps(report)))
+    (tmp_path / "semantic_ids.json").write_text(json.dumps(report))
+    base = data_fingerprint(tmp_path)
+    npz = (tmp_path / "semantic_ids.npz").read_bytes()
+    _rewrite_zip_times(tmp_path / "semantic_ids.npz", (2031, 5, 6, 7, 8, 10))
+    assert (tmp_path / "semantic_ids.npz").read_bytes() != npz  # the bytes differ ...
+    assert data_fingerprint(tmp_path) == base  # ... the content does not
+    slower = dict(report, seconds=12.5, fit={"epoch_seconds": [3.0, 4.0], "mse": 0.01})
+    (tmp_path / "semantic_ids.json").write_text(json.dumps(slower, indent=2))
+    np.savez(tmp_path / "semantic_ids.npz", codes=np.arange(6, dtype=np.int32).reshape(3, 2),
+             report_json=np.array(json.dumps(slower)))
+    assert data_fingerprint(tmp_path) == base
+    # a changed code, a changed report value, a changed dtype each change the fingerprint
+    changed = set()
+    for codes, rep in ((np.array([[0, 1], [2, 3], [4, 9]], np.int32), report),
+                       (np.arange(6, dtype=np.int32).reshape(3, 2), dict(report, codebook_size=32)),
+                       (np.arange(6, dtype=np.int64).reshape(3, 2), report)):
+        np.savez(tmp_path / "semantic_ids.npz", codes=codes, report_json=np.array(json.dumps(rep)))
+        changed.add(data_fingerprint(tmp_path))
+    assert len(changed) == 3 and base not in changed
+
+
 def test_select_rows():
     assert zoo.select_rows(["overall"]) == zoo.OVERALL and len(zoo.OVERALL) == 20
     assert zoo.select_rows(["dmgin"]) == ["dmgin"]

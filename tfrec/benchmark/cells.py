@@ -141,15 +141,67 @@ def model_module(model_type: str) -> str:
     return MODELS[model_type].__module__
 
 
+# what a preparation stage writes about its own run (wall time), not about the data
+VOLATILE_KEYS = ("seconds",)
+
+
+def _stable_json(value):
+    """``value`` with every run-time entry (a key in ``VOLATILE_KEYS`` or ending ``_seconds``) dropped."""
+    if isinstance(value, dict):
+        return {k: _stable_json(v) for k, v in value.items()
+                if not (k in VOLATILE_KEYS or str(k).endswith("_seconds"))}
+    if isinstance(value, list):
+        return [_stable_json(v) for v in value]
+    return value
+
+
+def _json_content(text: str) -> bytes:
+    try:
+        return json.dumps(_stable_json(json.loads(text)), sort_keys=True).encode()
+    except ValueError:
+        return text.encode()
+
+
+def _npz_content(path: Path) -> bytes:
+    """The arrays of an ``.npz`` (names, dtypes, shapes, values): not the zip's bytes, which carry the
+    write time. A 0-d string array holding JSON (a stage's report) is read as JSON, as above."""
+    import numpy as np
+
+    digest = hashlib.sha256()
+    with np.load(path, allow_pickle=False) as arrays:
+        for name in sorted(arrays.files):
+            array = arrays[name]
+            if array.ndim == 0 and array.dtype.kind == "U":  # its width follows the text's length
+                kind, body = "text", _json_content(str(array))
+            else:
+                kind, body = array.dtype.str, np.ascontiguousarray(array).tobytes()
+            digest.update(f"{name}|{kind}|{array.shape}|".encode() + body + b"\0")
+    return digest.digest()
+
+
 def data_fingerprint(data_dir) -> str:
-    """SHA-256 (16 hex digits) of a data directory: its small metadata files' contents and every other
-    file's name and size (the TFRecords: hashing gigabytes per run would cost minutes)."""
+    """SHA-256 (16 hex digits) of a data directory's *content*: its small metadata files (JSON, YAML,
+    the ``.npz`` tables' arrays) and every other file's name and size (the TFRecords: hashing gigabytes
+    per run would cost minutes).
+
+    Preparing the same data set again, in another process or on another day, gives the same
+    fingerprint: an ``.npz`` is hashed by its arrays (the zip's bytes carry the write time) and the
+    stages' wall-time entries (``seconds``) are left out, so a new checkout that re-prepares the data
+    reuses the committed cells; a change of any code, group, item feature or split does not."""
     data = Path(data_dir)
     digest = hashlib.sha256()
     for path in sorted(p for p in data.rglob("*") if p.is_file()):
         rel = str(path.relative_to(data))
         small = path.suffix in (".json", ".yaml", ".npz") and path.stat().st_size < 64 << 20
-        digest.update(rel.encode() + b"\0" + (path.read_bytes() if small else str(path.stat().st_size).encode()) + b"\0")
+        if not small:
+            body = str(path.stat().st_size).encode()
+        elif path.suffix == ".npz":
+            body = _npz_content(path)
+        elif path.suffix == ".json":
+            body = _json_content(path.read_text())
+        else:
+            body = path.read_bytes()
+        digest.update(rel.encode() + b"\0" + body + b"\0")
     return digest.hexdigest()[:16]
 
 
