@@ -44,7 +44,7 @@ class FakeRunner:
 
 def make_grid(tmp_path, runner, rows=("din", "dmgin")):
     grid = Grid(list(rows), ["toy"], BUDGET, CellStore(tmp_path / "cells"), tmp_path / "data", tmp_path / "art",
-                runner=runner, log=lambda *a: None)
+                runner=runner, log=lambda *a: None, probe=lambda: {"probe_ms": 5.0, "boot_id": "b"})
     grid._datasets["toy"] = fake_dataset()
     return grid
 
@@ -58,6 +58,8 @@ def test_grid_runs_tuning_then_seeds_at_the_chosen_rate(tmp_path):
     assert runner.calls[:4] == [("din", 0, 1e-3), ("din", 0, 3e-3), ("dmgin", 0, 1e-3), ("dmgin", 0, 3e-3)]
     assert sorted(runner.calls[4:]) == [("din", 1, 3e-3), ("din", 2, 3e-3), ("dmgin", 1, 1e-3), ("dmgin", 2, 1e-3)]
     assert grid.missing() == []
+    # every cell keeps the machine it ran on and its speed probe, for the cost tables
+    assert [c["machine"] for c in grid.store.cells()] == [{"probe_ms": 5.0, "boot_id": "b"}] * 8
 
 
 def test_interrupted_grid_resumes_without_recomputing(tmp_path):
@@ -249,6 +251,7 @@ def test_real_cells_end_to_end_and_resume(tiny_data, tmp_path):
         assert again["gauc"] == pytest.approx(c["test"]["gauc"], abs=1e-4)
         assert again["gauc_unweighted"] == pytest.approx(c["test"]["gauc_unweighted"], abs=1e-4)
         assert 0 < c["oracle"]["auc"] <= 1  # synthetic: the planted probability on the same window
+        assert c["machine"]["probe_ms"] > 0 and c["machine"]["cpus"] >= 1  # the real speed probe
     # the data the windows select: train < validation < test in request time
     from pipelines.common import load_spec, make_split_dataset
     data = tiny_data / "synthetic-small"

@@ -175,6 +175,27 @@ def test_overall_table(store, selected):
     assert "ceiling" not in logloss
 
 
+def test_cost_table_scales_time_to_the_reference_machine(store):
+    """A machine session whose speed probes ran 4x slower than the reference machine's (median over its
+    cells) has its cells' times divided by 4 and training rates multiplied by 4; a cell without a probe
+    counts as measured; counts never scale."""
+    from tfrec.benchmark.machine import MACHINE_FILE, REFERENCE_PROBE_MS
+    ref = REFERENCE_PROBE_MS
+    # the slow session's probes (median 4 x ref) on ML / DIN seed 0 and two other cells of the store
+    for (row, seed, lr), probe in {("din", 0, 1e-3): 5 * ref, ("dien", 0, 3e-3): 4 * ref,
+                                   ("dien", 0, 1e-3): 3 * ref}.items():
+        path = CellStore(store).cell_dir(ML, row, seed, lr, "k") / MACHINE_FILE
+        path.write_text(json.dumps({"probe_ms": probe, "boot_id": "slow"}))
+    selected = tables.select(CellStore(store).cells(), BUDGET, current_code=CODE)
+    text = tables.cost_table(selected, ML, ["din"])
+    # ML / DIN seeds 0 and 1 at 1e-3: train ex/s 100 x 4 = 400 and 200 -> 300; user_tower (1.5 / 4 + 1.5) / 2
+    # = 0.9375; score (2.0 / 4 + 2.0) / 2 = 1.25; parameters and bytes as recorded
+    assert "| DIN | 0.001 | 0, 1 | 1.5 | 300 | 500 | 12,345 | 0.94 | 1.25 | 4,096 | 0.10 |" in text
+    assert text.splitlines()[-1] == (f"Time columns (train ex/s, ms) are scaled to the reference machine (speed probe "
+                                     f"{ref:g} ms/step): 1 cell from 1 machine session probing {4 * ref:.2f} "
+                                     f"ms/step; 1 cell without a probe shown as measured.")
+
+
 def test_agreement_pair_count():
     ours = {"a": 0.70, "b": 0.72, "c": 0.71, "d": 0.69, "e": None}
     paper = {"a": 1.0, "b": 2.0, "c": 3.0, "d": 1.0, "e": 5.0}

@@ -196,7 +196,10 @@ def data_fingerprint(data_dir) -> str:
         if not small:
             body = str(path.stat().st_size).encode()
         elif path.suffix == ".npz":
-            body = _npz_content(path)
+            try:
+                body = _npz_content(path)
+            except ValueError:  # object arrays (pickles): the bytes, as before
+                body = path.read_bytes()
         elif path.suffix == ".json":
             body = _json_content(path.read_text())
         else:
@@ -233,12 +236,17 @@ class CellStore:
         return json.loads(path.read_text()) if path.exists() else None
 
     def cells(self, dataset: Optional[str] = None) -> list:
-        """Every finished cell (``cell.json`` contents, with ``dir``), any key."""
+        """Every finished cell (``cell.json`` contents, with ``dir`` and, where the grid measured it,
+        ``machine``: ``machine.json``, the machine and its speed probe), any key."""
+        from tfrec.benchmark.machine import MACHINE_FILE
+
         out = []
         pattern = f"{dataset}/*/*/{CELL_FILE}" if dataset else f"*/*/*/{CELL_FILE}"
         for path in sorted(self.root.glob(pattern)):
             cell = json.loads(path.read_text())
             cell["dir"] = str(path.parent)
+            if (path.parent / MACHINE_FILE).exists():
+                cell["machine"] = json.loads((path.parent / MACHINE_FILE).read_text())
             out.append(cell)
         return out
 

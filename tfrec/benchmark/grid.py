@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from tfrec.benchmark import zoo
+from tfrec.benchmark import machine, zoo
 from tfrec.benchmark.cells import (CELL_FILE, FAILED_FILE, CellLock, CellStore, cell_key, code_version, data_fingerprint,
                                    model_module, tool_version)
 from tfrec.benchmark.protocol import Budget, Windows, budget_ingredients, choose_learning_rate, time_windows
@@ -165,10 +165,11 @@ class Grid:
     """The grid of ``rows`` x ``datasets`` x ``budget.seeds`` (+ the learning-rate grid on the tuning seed)."""
 
     def __init__(self, rows, datasets, budget: Budget, store: CellStore, data_root, artifacts,
-                 runner: Callable[[dict, Path], bool] = run_in_subprocess, log=print):
+                 runner: Callable[[dict, Path], bool] = run_in_subprocess, log=print,
+                 probe: Optional[Callable[[], dict]] = machine.measure):
         self.rows = [zoo.ROWS[r] for r in rows]
         self.dataset_names = list(datasets)
-        self.budget, self.store, self.runner, self.log = budget, store, runner, log
+        self.budget, self.store, self.runner, self.log, self.probe = budget, store, runner, log, probe
         self.data_root, self.artifacts = Path(data_root), Path(artifacts)
         self._datasets = {}
         self.ran, self.failed, self.cached, self.skipped = [], [], [], []
@@ -274,6 +275,8 @@ class Grid:
                 "learning_rate": cell.learning_rate, "budget": dataclasses.asdict(self.budget),
                 "windows": cell.ds.windows.to_dict(), "user_vectors": vectors, "key": cell.key,
                 "ingredients": cell.ingredients}
+        if self.probe is not None:  # the machine and its speed, for the cost tables (machine.py)
+            CellStore.write_json(out / machine.MACHINE_FILE, self.probe())
         t0 = time.time()
         self.log(f"{cell.ds.name} / {cell.row.label} / seed {cell.seed} / lr {cell.learning_rate:g}: running "
                  f"(log: {out / 'log.txt'})")

@@ -43,6 +43,7 @@ import numpy as np
 
 from tfrec.benchmark import papers, zoo
 from tfrec.benchmark.cells import CELL_FILE, FAILED_FILE, lr_tag
+from tfrec.benchmark.machine import REFERENCE_PROBE_MS, scale_cost, with_session_speeds
 from tfrec.benchmark.protocol import BUDGETS, Budget, budget_ingredients, choose_learning_rate
 
 DASH = "—"
@@ -137,6 +138,7 @@ def select(cells: Iterable[dict], budget: Budget, current_code: dict[str, str] |
       A ``Selection``: ``(dataset, row) -> [cells at the chosen rate, in seed order]`` for every tuned row.
     """
     code = _CurrentCode(current_code)
+    cells = with_session_speeds(list(cells))
     rates = {lr_tag(lr): lr for lr in budget.learning_rates}
     slots = defaultdict(list)
     out = Selection(budget)
@@ -182,14 +184,17 @@ def _values(cells: Sequence[dict], metric: str, section: str = "test") -> list[f
 
 
 def _cost_values(cells: Sequence[dict], name: str) -> list[float]:
+    """The cells' cost field ``name``; time-based ones scaled to the reference machine where the cell
+    has a speed probe (``machine.scale_cost``)."""
     out = []
     for c in cells:
         cost = c.get("cost") or {}
         if name == "score_ms_per_100":
             value = cost.get("score_ms")
             value = value * 100.0 / (cost.get("score_candidates") or 100) if _finite(value) else None
+            value = scale_cost("score_ms", value, c.get("machine"))
         else:
-            value = cost.get(name)
+            value = scale_cost(name, cost.get(name), c.get("machine"))
         if _finite(value):
             out.append(float(value))
     return out
@@ -332,8 +337,35 @@ def cost_table(selected: Selection, dataset: str, rows: Sequence[str]) -> str:
                      _fmt(cost["other_cpu_cores"], ".2f")])
     if not body:
         return ""
-    return "\n".join(_table(["row", "LR", "seeds", "best epoch", "train ex/s", "peak train RSS MB", "params",
-                             "user_tower ms/user", "score ms/100 cand.", "state bytes/user", "other CPU (cores)"], body))
+    table = "\n".join(_table(["row", "LR", "seeds", "best epoch", "train ex/s", "peak train RSS MB", "params",
+                              "user_tower ms/user", "score ms/100 cand.", "state bytes/user", "other CPU (cores)"],
+                             body))
+    return table + "\n\n" + machine_note([c for r in rows for c in selected.get((dataset, r)) or ()])
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def machine_note(cells: Sequence[dict]) -> str:
+    """One sentence: how the time columns of ``cells`` were scaled (``tfrec/benchmark/machine.py``)."""
+    sessions = {}
+    for c in cells:
+        m = c.get("machine") or {}
+        if _finite(m.get("session_probe_ms") or m.get("probe_ms")):
+            sessions.setdefault(m.get("boot_id"), m.get("session_probe_ms") or m["probe_ms"])
+    scaled = sum(1 for c in cells if _finite((c.get("machine") or {}).get("probe_ms")))
+    raw = len(cells) - scaled
+    text = (f"Time columns (train ex/s, ms) are scaled to the reference machine (speed probe "
+            f"{REFERENCE_PROBE_MS:g} ms/step): ")
+    if sessions:
+        speeds = sorted(sessions.values())
+        spread = f"{speeds[0]:.2f}-{speeds[-1]:.2f}" if len(speeds) > 1 else f"{speeds[0]:.2f}"
+        text += f"{_count(scaled, 'cell')} from {_count(len(sessions), 'machine session')} probing {spread} ms/step"
+        text += f"; {_count(raw, 'cell')} without a probe shown as measured." if raw else "."
+    else:
+        text += f"no cell here has a probe ({_count(raw, 'cell')} shown as measured)."
+    return text
 
 
 # ------------------------------------------------------------------------------------------- papers
