@@ -155,7 +155,7 @@ def _rewrite_zip_times(path, date_time):
 def test_data_fingerprint_is_content_not_write_time(tmp_path):
     """A re-prepared data set (another process, another day) keeps its fingerprint: .npz tables are
     hashed by their arrays, a stage's wall time (``seconds``) is left out; any data change still shows."""
-    report = {"codebook_size": 64, "seconds": 8.9, "fit": {"epoch_seconds": [1.0, 2.0], "mse": 0.01}}
+    report = {"codebook_size": 64, "seconds": 8.9, "fit": {"seconds": [1.0, 2.0], "mse": 0.01}}
     np.savez(tmp_path / "semantic_ids.npz", codes=np.arange(6, dtype=np.int32).reshape(3, 2),
              report_json=np.array(json.dumps(report)))
     (tmp_path / "semantic_ids.json").write_text(json.dumps(report))
@@ -164,10 +164,14 @@ def test_data_fingerprint_is_content_not_write_time(tmp_path):
     _rewrite_zip_times(tmp_path / "semantic_ids.npz", (2031, 5, 6, 7, 8, 10))
     assert (tmp_path / "semantic_ids.npz").read_bytes() != npz  # the bytes differ ...
     assert data_fingerprint(tmp_path) == base  # ... the content does not
-    slower = dict(report, seconds=12.5, fit={"epoch_seconds": [3.0, 4.0], "mse": 0.01})
+    slower = dict(report, seconds=12.5, fit={"seconds": [3.0, 4.0], "mse": 0.01})
     (tmp_path / "semantic_ids.json").write_text(json.dumps(slower, indent=2))
     np.savez(tmp_path / "semantic_ids.npz", codes=np.arange(6, dtype=np.int32).reshape(3, 2),
              report_json=np.array(json.dumps(slower)))
+    assert data_fingerprint(tmp_path) == base
+    # the generator's report (no model reads it; its floats differ between machines) is left out
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "synthetic_report.json").write_text(json.dumps({"ceilings": {"last50": 0.7823649}}))
     assert data_fingerprint(tmp_path) == base
     # a changed code, a changed report value, a changed dtype each change the fingerprint
     changed = set()

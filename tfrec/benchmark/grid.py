@@ -276,7 +276,11 @@ class Grid:
                 "windows": cell.ds.windows.to_dict(), "user_vectors": vectors, "key": cell.key,
                 "ingredients": cell.ingredients}
         if self.probe is not None:  # the machine and its speed, for the cost tables (machine.py)
-            CellStore.write_json(out / machine.MACHINE_FILE, self.probe())
+            try:
+                info = self.probe()
+            except Exception as err:  # a probe that cannot run must not stop the grid: no scaling
+                info = {"error": f"{type(err).__name__}: {err}"}
+            CellStore.write_json(out / machine.MACHINE_FILE, info)
         t0 = time.time()
         self.log(f"{cell.ds.name} / {cell.row.label} / seed {cell.seed} / lr {cell.learning_rate:g}: running "
                  f"(log: {out / 'log.txt'})")
