@@ -85,7 +85,7 @@ def quality_vs_cost(summary: dict[str, dict], datasets: Sequence[str], path,
         return None
     fig, axes = _figure(2, len(panels), 5.5, 4.2)
     for j, (d, by_score, by_state) in enumerate(panels):
-        for i, (points, xlabel) in enumerate(((by_score, "score ms per 100 candidates (log)"),
+        for i, (points, xlabel) in enumerate(((by_score, "score ms per 100 candidates, reference machine (log)"),
                                               (by_state, "user state bytes (log)"))):
             if points:
                 _scatter(axes[i][j], points, xlabel, d)
@@ -104,7 +104,7 @@ def quality_vs_throughput(summary: dict[str, dict], datasets: Sequence[str], pat
         return None
     fig, axes = _figure(1, len(panels), 5.5, 4.2)
     for j, (d, points) in enumerate(panels):
-        _scatter(axes[0][j], points, "training examples / s (log)", d)
+        _scatter(axes[0][j], points, "training examples / s, reference machine (log)", d)
     fig.suptitle("Quality vs training throughput")
     return _save(fig, path)
 

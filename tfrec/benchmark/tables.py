@@ -43,7 +43,7 @@ import numpy as np
 
 from tfrec.benchmark import papers, zoo
 from tfrec.benchmark.cells import CELL_FILE, FAILED_FILE, lr_tag
-from tfrec.benchmark.machine import REFERENCE_PROBE_MS, scale_cost, with_session_speeds
+from tfrec.benchmark.machine import REFERENCE_PROBE_MS, scale_cost, speed_factor, with_session_speeds
 from tfrec.benchmark.protocol import BUDGETS, Budget, budget_ingredients, choose_learning_rate
 
 DASH = "—"
@@ -349,12 +349,13 @@ def _count(n: int, noun: str) -> str:
 
 def machine_note(cells: Sequence[dict]) -> str:
     """One sentence: how the time columns of ``cells`` were scaled (``tfrec/benchmark/machine.py``)."""
-    sessions = {}
-    for c in cells:
+    sessions, scaled = {}, 0
+    for i, c in enumerate(cells):
         m = c.get("machine") or {}
-        if _finite(m.get("session_probe_ms") or m.get("probe_ms")):
-            sessions.setdefault(m.get("boot_id"), m.get("session_probe_ms") or m["probe_ms"])
-    scaled = sum(1 for c in cells if _finite((c.get("machine") or {}).get("probe_ms")))
+        factor = speed_factor(m)
+        if factor is not None:  # a probe without a boot id is its own session
+            scaled += 1
+            sessions.setdefault(m.get("boot_id") or f"cell {i}", REFERENCE_PROBE_MS / factor)
     raw = len(cells) - scaled
     text = (f"Time columns (train ex/s, ms) are scaled to the reference machine (speed probe "
             f"{REFERENCE_PROBE_MS:g} ms/step): ")
