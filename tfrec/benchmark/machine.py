@@ -23,9 +23,9 @@ import time
 from pathlib import Path
 
 MACHINE_FILE = "machine.json"
-# speed_probe's ms per step on the reference machine: the 2-core AMD EPYC box of 2026-12-03, idle
-# (16 probes: 2.47-4.11 ms/step, median 2.97)
-REFERENCE_PROBE_MS = 3.0
+# speed_probe's ms per step on the reference machine: the 2-core AMD EPYC box of 2026-12-03, the median
+# of the probes before its 52 grid cells (2.07-6.14 ms/step; 16 probes with the box idle: median 2.97)
+REFERENCE_PROBE_MS = 2.65
 # cost fields measured in time: ms and seconds scale with the probe, rates against it
 TIME_FIELDS = ("train_seconds", "user_tower_ms", "user_tower_ms_p90", "score_ms", "score_ms_p90")
 RATE_FIELDS = ("train_examples_per_second", "train_examples_per_second_steady")
