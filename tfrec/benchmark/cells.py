@@ -30,6 +30,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Optional
 
+from tfrec.benchmark.machine import MACHINE_FILE
+
 ROOT = Path(__file__).resolve().parents[2]
 CELL_FILE = "cell.json"
 FAILED_FILE = "failed.json"
@@ -244,8 +246,6 @@ class CellStore:
     def cells(self, dataset: Optional[str] = None) -> list:
         """Every finished cell (``cell.json`` contents, with ``dir`` and, where the grid measured it,
         ``machine``: ``machine.json``, the machine and its speed probe), any key."""
-        from tfrec.benchmark.machine import MACHINE_FILE
-
         out = []
         pattern = f"{dataset}/*/*/{CELL_FILE}" if dataset else f"*/*/*/{CELL_FILE}"
         for path in sorted(self.root.glob(pattern)):
