@@ -266,10 +266,28 @@ def test_write_all(store, tmp_path):
     assert not (out / "hstu-depth.png").exists() and "hstu-depth.png" not in {p.name for p in paths}
 
 
-def test_time_spent_sums_the_cells_and_estimates_the_rest(store, selected):
-    cells = CellStore(store).cells()
+def test_time_spent_sums_the_cells_and_estimates_the_rest(tmp_path):
+    """Hand-computed: SYN / DIN's two cells ran 720 s each in a session probing 2x the reference (360 s each
+    on the reference machine); SYN / DIEN's one cell ran 3600 s without a probe (counts as run). Missing:
+    DIN seed 1 at DIN's mean (360), DIEN's lr 3e-3 and seed 1 at DIEN's (2 x 3600), DSIN's 3 cells at the
+    data set's mean ((360 + 360 + 3600) / 3 = 1440): 11,880 s = 3.30 h. ml-100k has no cell: not estimated."""
+    from tfrec.benchmark.machine import MACHINE_FILE, REFERENCE_PROBE_MS
+    root = tmp_path / "cells"
+    for row, lr, valid, wall, probe in (("din", 1e-3, 0.60, 720.0, 2 * REFERENCE_PROBE_MS),
+                                        ("din", 3e-3, 0.65, 720.0, 2 * REFERENCE_PROBE_MS),
+                                        ("dien", 1e-3, 0.66, 3600.0, None)):
+        path = write_cell(root, SYN, row, 0, lr, 0.7, valid)
+        cell = json.loads((path / "cell.json").read_text())
+        cell["wall_seconds"] = wall
+        (path / "cell.json").write_text(json.dumps(cell))
+        if probe:
+            (path / MACHINE_FILE).write_text(json.dumps({"probe_ms": probe, "boot_id": "slow"}))
+    cells = CellStore(root).cells()
+    selected = tables.select(cells, BUDGET, current_code=CODE)
     text = tables.time_spent_markdown(cells, selected, [SYN, ML], ["din", "dien", "dsin"])
-    n_syn = sum(1 for c in cells if c["dataset"] == SYN and c["budget"] == BUDGET.name)
-    # every fixture cell ran 20 s; SYN misses nothing of these rows, so nothing is left to estimate there
-    assert f"| `{SYN}` | {n_syn} | {n_syn * 20 / 3600:.2f} | 20 | 0 | 0.00 |" in text
-    assert "h measured" in text
+    assert f"| `{SYN}` | 3 | 1.40 | 1.20 | 1440 | 6 | 3.30 |" in text
+    assert f"| `{ML}` | 0 | 0.00 | 0.00 | — | 9 | — |" in text
+    assert text.rstrip().splitlines()[-1] == (
+        "Total: 1.40 h measured as run (1.20 h on the reference machine), about 3.3 h to go on the reference "
+        "machine for the cells that can be estimated (9 cells of data sets with no finished cell yet are not).")
+

@@ -670,37 +670,60 @@ def missing_markdown(selected: Selection, datasets: Sequence[str], rows: Sequenc
 
 def time_spent_markdown(cells: Iterable[dict], selected: Selection, datasets: Sequence[str],
                         rows: Sequence[str]) -> str:
-    """The measured wall time of the budget's finished cells per data set (each cell's own
-    ``wall_seconds``: train, evaluate, predict, export, time; a compressor's run and the data's
-    preparation are not in it) and, for the missing cells, that data set's mean per cell times their
-    number: an estimate, labelled so."""
+    """The wall time of the budget's finished cells per data set (each cell's own ``wall_seconds``: train,
+    evaluate, predict, export, time; a compressor's run and the data's preparation are not in it), as run
+    and scaled to the reference machine by each cell's machine session (``machine.speed_factor``; a cell
+    without a probe counts as run), and an estimate for the missing cells: each missing cell at its row's
+    mean on that data set (reference machine), or the data set's mean where the row has no cell yet;
+    labelled an estimate."""
     budget = selected.budget
-    missing: dict[str, int] = {}
+    missing: dict[tuple[str, str], int] = {}
     for m in missing_cells(selected, datasets, rows):
-        missing[m["dataset"]] = missing.get(m["dataset"], 0) + len(m["tuning"]) + len(m["seeds"])
-    walls = defaultdict(list)
-    for cell in cells:
-        if cell.get("budget") == budget.name and _finite(cell.get("wall_seconds")):
-            walls[cell["dataset"]].append(float(cell["wall_seconds"]))
-    body, done_total, left_total = [], 0.0, 0.0
-    for d in sorted(set(walls) | set(missing), key=lambda d: (list(datasets).index(d) if d in datasets else 99, d)):
-        w = walls.get(d, [])
-        mean = float(np.mean(w)) if w else None
-        left = missing.get(d, 0)
-        estimate = left * mean if mean is not None else None
-        done_total += sum(w)
-        left_total += estimate or 0.0
-        body.append([f"`{d}`", f"{len(w)}", f"{sum(w) / 3600:.2f}", _fmt(mean, ".0f"), f"{left}",
-                     f"{estimate / 3600:.2f}" if estimate is not None else DASH])
+        missing[(m["dataset"], m["row"])] = len(m["tuning"]) + len(m["seeds"])
+    raw, ref = defaultdict(list), defaultdict(list)
+    for cell in with_session_speeds([c for c in cells if c.get("budget") == budget.name]):
+        if not _finite(cell.get("wall_seconds")):
+            continue
+        seconds = float(cell["wall_seconds"])
+        raw[cell["dataset"]].append(seconds)
+        ref[(cell["dataset"], cell.get("row"))].append(seconds * (speed_factor(cell.get("machine")) or 1.0))
+    names = set(raw) | {d for d, _ in missing}
+    body, done_raw, done_ref, left_total, unknown = [], 0.0, 0.0, 0.0, 0
+    for d in sorted(names, key=lambda d: (list(datasets).index(d) if d in datasets else 99, d)):
+        scaled = [s for (dd, _), v in ref.items() if dd == d for s in v]
+        mean = float(np.mean(scaled)) if scaled else None
+        left, estimate = 0, 0.0
+        for (dd, r), n in missing.items():
+            if dd != d:
+                continue
+            left += n
+            own = ref.get((d, r))
+            per_cell = float(np.mean(own)) if own else mean
+            if per_cell is None:
+                unknown += n
+            else:
+                estimate += n * per_cell
+        known = mean is not None or left == 0
+        done_raw += sum(raw.get(d, []))
+        done_ref += sum(scaled)
+        left_total += estimate
+        body.append([f"`{d}`", f"{len(raw.get(d, []))}", f"{sum(raw.get(d, [])) / 3600:.2f}",
+                     f"{sum(scaled) / 3600:.2f}", _fmt(mean, ".0f"), f"{left}",
+                     f"{estimate / 3600:.2f}" if known else DASH])
     if not body:
         return ""
-    return "\n".join(["## Time", "", ("Measured: the finished cells' own wall time (train, evaluate, predict, export, "
-                                      "time the signatures); not in it: preparing the data sets, the CHIME / LEARN "
-                                      "compressors. Estimated: the missing cells x the data set's mean so far."), ""]
-                     + _table(["data set", "cells finished", "measured h", "mean s/cell", "cells missing",
-                               "estimated h to finish"], body)
-                     + ["", f"Total: {done_total / 3600:.2f} h measured, about {left_total / 3600:.1f} h to go "
-                            "(where a data set has no finished cell yet, its time is not estimated)."]) + "\n"
+    return "\n".join(["## Time", "", (
+        "Measured: the finished cells' own wall time (train, evaluate, predict, export, time the signatures), as "
+        "run and on the reference machine (each cell scaled by its machine session's speed probe, as the cost "
+        f"columns are: {REFERENCE_PROBE_MS:g} ms/step; a cell without a probe counts as run); not in it: preparing "
+        "the data sets, the CHIME / LEARN compressors. Estimated, on the reference machine: each missing cell at "
+        "its row's mean on that data set so far, or the data set's mean where the row has no cell yet."), ""]
+        + _table(["data set", "cells finished", "measured h (as run)", "measured h (reference machine)",
+                  "mean s/cell (reference machine)", "cells missing", "estimated h to finish"], body)
+        + ["", (f"Total: {done_raw / 3600:.2f} h measured as run ({done_ref / 3600:.2f} h on the reference "
+                f"machine), about {left_total / 3600:.1f} h to go on the reference machine"
+                + (f" for the cells that can be estimated ({unknown} cells of data sets with no finished cell "
+                   "yet are not)" if unknown else "") + ".")]) + "\n"
 
 
 # ------------------------------------------------------------------------------------------- write_all
