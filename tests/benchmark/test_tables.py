@@ -258,6 +258,12 @@ def test_write_all(store, tmp_path):
     assert din["test"]["auc"]["std"] == pytest.approx(0.0141421, abs=1e-6)
     assert din["oracle"]["auc"]["mean"] == pytest.approx(0.80)
     assert summary["tuning_incomplete"] == [{"dataset": ML, "row": "dsin", "missing_learning_rates": [3e-3]}]
+    assert "reading.md" not in overall
+    # a hand-written reading beside the tables: linked from overall.md, never overwritten
+    (out / "reading.md").write_text("# by hand\n")
+    tables.write_all(store, out, BUDGET, [SYN, ML], ["din", "dien", "dsin"], current_code=CODE)
+    assert "not regenerated): reading.md." in (out / "overall.md").read_text()
+    assert (out / "reading.md").read_text() == "# by hand\n"
     # no depth curve any more: the old PNG goes
     for row in ("dmgin-hstu1", "dmgin"):
         for path in (store / SYN / row).glob("*/cell.json"):

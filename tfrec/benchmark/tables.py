@@ -47,6 +47,7 @@ from tfrec.benchmark.machine import REFERENCE_PROBE_MS, scale_cost, speed_factor
 from tfrec.benchmark.protocol import BUDGETS, Budget, budget_ingredients, choose_learning_rate
 
 DASH = "—"
+READING_FILE = "reading.md"  # the hand-written reading beside the generated tables (write_all links it)
 METRICS = ("auc", "gauc", "gauc_unweighted", "logloss")
 METRIC_NAMES = {"auc": "AUC", "gauc": "GAUC (impression-weighted)", "gauc_unweighted": "GAUC (unweighted: mean over users)",
                 "logloss": "logloss"}
@@ -761,14 +762,17 @@ def _table_datasets(selected: Selection, datasets: Sequence[str]) -> list[str]:
 
 
 def overall_markdown(selected: Selection, datasets: Sequence[str], info: dict[str, dict | None],
-                     command: str, plots: Sequence[str] = ()) -> str:
+                     command: str, plots: Sequence[str] = (), reading: str | None = None) -> str:
     """``overall.md``: the four metric tables of the overall rows, oracle / ceilings, the cost tables and
-    links to ``plots`` (file names)."""
+    links to ``plots`` (file names) and, if given, to ``reading`` (the hand-written reading's file name,
+    which no command regenerates)."""
     budget = selected.budget
     lines = [f"# The benchmark: budget `{budget.name}`", "", f"Regenerate: `{command}`", "",
              (f"{budget.describe()}. Each row's learning rate is chosen per data set on the validation AUC of seed "
              f"{budget.seeds[0]}; the tables show the test window, {STD_NOTE}. Bold = the best mean of the column "
-             "(the lowest for logloss). Missing cells: missing.md; the papers' tables: papers.md."), ""]
+             "(the lowest for logloss). Missing cells: missing.md; the papers' tables: papers.md."
+             + (f" A reading of these results against the papers (by hand, dated; not regenerated): {reading}."
+                if reading else "")), ""]
     for d in datasets:
         w = (info.get(d) or {}).get("windows")
         if w:
@@ -835,7 +839,8 @@ def write_all(store_root, out_dir, budget: Budget, datasets: Sequence[str], rows
         written.append(path)
 
     written += plots.write_plots(stats, shown, out_dir)
-    write("overall.md", overall_markdown(selected, shown, info, command, [p.name for p in written]))
+    reading = READING_FILE if (out_dir / READING_FILE).exists() else None
+    write("overall.md", overall_markdown(selected, shown, info, command, [p.name for p in written], reading))
     write("papers.md", papers_markdown(selected, shown, compressors))
     write("missing.md", missing_markdown(selected, datasets, rows, failed) + "\n"
           + time_spent_markdown(cells, selected, datasets, rows))
