@@ -445,7 +445,8 @@ class SIMConfig:
       embedding_dim, history_length (N), gsu_k (K = 50, as the papers), num_heads, key_dim,
       short_term_length, attention_units, mlp_units, dropout: as ``MISSConfig``.
       gsu: ``"hard"`` or ``"soft"``.
-      category_feature: the declared categorical item feature the hard GSU matches on.
+      category_feature: the declared categorical item feature the hard GSU matches on (multi_categorical:
+        a behavior sharing any value with the target matches).
       gsu_loss_weight: alpha of the soft GSU's auxiliary loss (SIM: 1; 0 = no auxiliary loss).
       gsu_units: hidden units of the auxiliary loss's MLP.
     """

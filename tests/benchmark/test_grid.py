@@ -192,6 +192,9 @@ def test_select_rows():
         zoo.select_rows(["nope"])
     for label, row in zoo.ROWS.items():  # every row's config resolves
         assert isinstance(zoo.resolve_config(row, 100), dict), label
+    sim = zoo.ROWS["sim-hard"]  # MovieLens has no single category: SIM hard matches on the genre list there
+    assert zoo.resolve_config(sim, 100, "synthetic-medium")["category_feature"] == "category"
+    assert zoo.resolve_config(sim, 100, "ml-1m")["category_feature"] == "genres"
 
 
 # ---- one real cell, end to end ------------------------------------------------------------------------

@@ -58,6 +58,31 @@ def test_hard_gsu_keeps_the_k_most_recent_same_category_behaviors():
     assert picked[2] == []  # category 2: nothing matches, every slot masked (padding never retrieved)
 
 
+def test_hard_gsu_on_a_multi_categorical_feature_matches_any_shared_value():
+    """MovieLens ``genres``: a behavior sharing one genre with the target matches; padding (-1) never does."""
+    genres = np.full((N_ITEMS, 2), -1, np.int64)
+    genres[:, 0] = np.arange(N_ITEMS) % 3  # first genre: i mod 3
+    genres[::2, 1] = 3  # even items also carry genre 3
+    spec = dataclasses.replace(SPEC, item_features=(FeatureDef("genres", "multi_categorical", vocab_size=4,
+                                                               max_len=2),))
+
+    class Table:
+        columns = {"genres": genres}
+
+    tf.keras.utils.set_random_seed(0)
+    model = SIM(spec, dataclasses.replace(CONFIG, category_feature="genres", gsu_k=4), item_table=Table())
+    model(random_features(spec, 2, 3, seed=0))
+    state = _state([3, 4, 7, 9, 10, 13])  # genres {0,-} {1,3} {1,-} {0,-} {1,3} {1,-}
+    cand = tf.constant([[0, 1, 5, 29]], tf.int64)  # {0,3} {1,-} {2,-} {2,-}
+    out = model.retrieve(state, cand, model.item_embedding(cand), model.window_tokens(state))
+    ids = state["history_item_id"].numpy()[0]
+    picked = [sorted(int(ids[p]) for p, m in zip(pos, mk) if m)
+              for pos, mk in zip(out["positions"].numpy()[0], out["mask"].numpy()[0])]
+    assert picked[0] == [3, 4, 9, 10]  # genre 0 (3, 9) or genre 3 (4, 10)
+    assert picked[1] == [4, 7, 10, 13]  # genre 1
+    assert picked[2] == picked[3] == []  # genre 2: no behavior carries it
+
+
 def test_soft_gsu_ranks_by_relevance_and_never_retrieves_padding():
     model = _model(gsu="soft")
     state = _state([5, 8])
@@ -92,6 +117,9 @@ def test_soft_auxiliary_loss_is_in_training_only_and_trains_the_gsu():
 def test_hard_gsu_needs_a_categorical_item_feature():
     with pytest.raises(ValueError, match="category_feature='genre'"):
         SIM(SPEC, dataclasses.replace(CONFIG, category_feature="genre"))
+    dense = dataclasses.replace(SPEC, item_features=(FeatureDef("category", "dense", dim=2),))
+    with pytest.raises(ValueError, match="categorical or multi_categorical"):
+        SIM(dense, CONFIG)
     with pytest.raises(ValueError, match="gsu must be one of"):
         SIMConfig(gsu="medium")
     assert MODELS["sim"] is SIM

@@ -126,7 +126,7 @@ class Cell:
 
 
 def plan_cell(row: zoo.Row, ds: DataSet, seed: int, learning_rate: float, budget: Budget) -> Cell:
-    config = zoo.resolve_config(row, ds.max_history_length)
+    config = zoo.resolve_config(row, ds.max_history_length, ds.name)
     ingredients = {"row": row.label, "model": row.model, "config": config, "dataset": ds.name, "data": ds.fingerprint,
                    "windows": ds.windows.to_dict(), "seed": seed, "learning_rate": learning_rate,
                    "budget": budget_ingredients(budget), "code": code_version(model_module(row.model)),

@@ -7,6 +7,8 @@ per-user vector file (CHIME / LEARN, ``user_vectors``) names the compressor conf
 data set on the behaviors before the training window (CHIME sec. 5.1).
 
 ``None`` in ``overrides`` means "the data set's longest history" (DIN-Full's ``recent_length``).
+``data_overrides`` are set on top for one data set only: where a config names a feature of the data's
+schema (SIM hard's ``category_feature``: the synthetic ``category``, MovieLens's ``genres``).
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ class Row:
         the model reads, or None.
       tables: the tables it appears in (``overall``, ``dmgin``, ``dmqn``, ``siren``, ``chime``).
       title: the display name.
+      data_overrides: data set name -> config fields set for that data set only (after ``overrides``).
     """
 
     label: str
@@ -39,6 +42,7 @@ class Row:
     user_vectors: Optional[str] = None
     tables: tuple = ("overall",)
     title: str = ""
+    data_overrides: dict = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -49,6 +53,8 @@ def _rows(*rows: Row) -> dict:
     return {r.label: r for r in rows}
 
 
+# MovieLens items carry a genre list, no single category: SIM hard matches a shared genre
+MOVIELENS_CATEGORY = {"ml-100k": {"category_feature": "genres"}, "ml-1m": {"category_feature": "genres"}}
 ESU_ABLATION = {"semantic_id": False, "similarity_buckets": False, "target_interaction": False}
 
 ROWS = _rows(
@@ -59,7 +65,8 @@ ROWS = _rows(
     Row("dien", "dien", "dien", title="DIEN", tables=("overall", "dmgin", "dmqn")),
     Row("dsin", "dsin", "dsin", title="DSIN", tables=("overall", "dmgin", "dmqn")),
     Row("dsin-full", "dsin", "dsin-full", title="DSIN-Full", tables=("overall", "dmgin")),
-    Row("sim-hard", "sim", "sim", title="SIM (hard)", tables=("overall", "dmgin", "dmqn", "siren")),
+    Row("sim-hard", "sim", "sim", title="SIM (hard)", tables=("overall", "dmgin", "dmqn", "siren"),
+        data_overrides=MOVIELENS_CATEGORY),
     Row("sim-soft", "sim", "sim-soft", title="SIM (soft)", tables=("overall", "siren", "chime")),
     Row("eta", "eta", "eta", title="ETA", tables=("overall", "dmgin", "chime")),
     Row("sdim", "sdim", "sdim", title="SDIM", tables=("overall", "dmgin", "dmqn", "chime")),
@@ -108,12 +115,14 @@ OVERALL = [label for label, row in ROWS.items() if "overall" in row.tables]
 PAPER_ROWS = [label for label in ROWS if label not in OVERALL]
 
 
-def resolve_config(row: Row, max_history_length: int) -> dict:
-    """The row's full model config: its YAML + overrides (``None`` -> the data's longest history)."""
+def resolve_config(row: Row, max_history_length: int, dataset: str = "") -> dict:
+    """The row's full model config on data set ``dataset``: its YAML + overrides (``None`` -> the data's
+    longest history) + the data set's ``data_overrides``."""
     from pipelines.common import load_yaml_config
 
     config = load_yaml_config(CONFIG_DIR / f"{row.config}.yaml")
     config.update({k: (max_history_length if v is None else v) for k, v in row.overrides.items()})
+    config.update(row.data_overrides.get(dataset, {}))
     return config
 
 

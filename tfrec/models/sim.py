@@ -15,7 +15,9 @@ class SIM(SearchThenAttendModel):
 
     User tower (cached per user): the behavior window (``TwoStageModel``). Score, per candidate t:
       hard GSU (sec. 4.1, eq. 1 hard): the behaviors with ``c_i = c_t`` (``category_feature``), the
-        K most recent kept; an unknown target category matches nothing.
+        K most recent kept; an unknown target category matches nothing. A multi_categorical
+        ``category_feature`` (MovieLens ``genres``) matches a behavior sharing at least one value with
+        the target (ours: the paper's items have one category each).
       soft GSU (eq. 1 soft): ``r_i = (W_a e_t)·(W_b h_i)`` (own projections, ``key_dim``), top-K.
       ESU: multi-head target attention over the K retrieved behavior tokens (query ``e_t``).
       Head: ``[e_t, short-term DIN, user, context, ESU output]``.
@@ -39,10 +41,11 @@ class SIM(SearchThenAttendModel):
         super().__init__(spec, config, **kwargs)
         if config.gsu == "hard":
             fd = next((f for f in spec.item_features if f.name == config.category_feature), None)
-            if fd is None or fd.kind != "categorical":
+            kinds = ("categorical", "multi_categorical")
+            if fd is None or fd.kind not in kinds:
                 raise ValueError(f"SIMConfig.category_feature={config.category_feature!r} must name a declared "
-                                 f"categorical item feature for the hard GSU. Declared: "
-                                 f"{[f.name for f in spec.item_features if f.kind == 'categorical']}")
+                                 f"categorical or multi_categorical item feature for the hard GSU. Declared: "
+                                 f"{[f.name for f in spec.item_features if f.kind in kinds]}")
         self.gsu_query = self.gsu_key = self.gsu_head = None
         if config.gsu == "soft":
             self.gsu_query = tf.keras.layers.Dense(config.key_dim, use_bias=False, name="gsu_query")
@@ -60,9 +63,13 @@ class SIM(SearchThenAttendModel):
         if self.config.gsu == "soft":
             return self.relevance(item_emb, tokens), valid[:, None, :]
         lookup = self.item_embedding.lookup
-        target = lookup.column(candidate_item_id, self.config.category_feature)  # [B, C]
-        behaviors = lookup.column(user_state["history_item_id"], self.config.category_feature)  # [B, N]
-        eligible = valid[:, None, :] & (behaviors[:, None, :] == target[:, :, None]) & (target[:, :, None] >= 0)
+        target = lookup.column(candidate_item_id, self.config.category_feature)  # [B, C] or [B, C, L]
+        behaviors = lookup.column(user_state["history_item_id"], self.config.category_feature)  # [B, N] or [B, N, L]
+        if target.shape.rank == 2:  # one category per item: a list of one
+            target, behaviors = target[..., None], behaviors[..., None]
+        t, h = target[:, :, None, :, None], behaviors[:, None, :, None, :]  # [B, C, 1, L, 1], [B, 1, N, 1, L]
+        shared = tf.reduce_any((t == h) & (t >= 0), axis=[-2, -1])  # [B, C, N]: a known value in common
+        eligible = valid[:, None, :] & shared
         n = tf.shape(valid)[1]
         recency = tf.cast(tf.range(n), tf.float32)[None, None, :]  # later position = more recent
         return tf.broadcast_to(recency, tf.shape(eligible)), eligible
