@@ -62,6 +62,20 @@ def test_grid_runs_tuning_then_seeds_at_the_chosen_rate(tmp_path):
     assert [c["machine"] for c in grid.store.cells()] == [{"probe_ms": 5.0, "boot_id": "b"}] * 8
 
 
+def test_a_paper_row_runs_every_seed_at_its_base_rows_rate(tmp_path):
+    """``dmgin-simple`` (rate_from ``dmgin``): DMGIN's tuning cells run though DMGIN was not asked for, then
+    the ablation's three seeds at DMGIN's rate; no tuning cells of its own."""
+    runner = FakeRunner()
+    grid = make_grid(tmp_path, runner, rows=("dmgin-simple",))
+    assert grid.total() == 2 + 3
+    assert grid.run()["ran"] == 5
+    assert runner.calls == [("dmgin", 0, 1e-3), ("dmgin", 0, 3e-3), ("dmgin-simple", 0, 1e-3),
+                            ("dmgin-simple", 1, 1e-3), ("dmgin-simple", 2, 1e-3)]
+    assert grid.missing() == []
+    both = make_grid(tmp_path, FakeRunner(), rows=("dmgin", "dmgin-simple"))  # the base asked for too
+    assert both.total() == (2 + 2) + 3 and both.run() == {"ran": 2, "cached": 5, "failed": 0, "stopped": False}
+
+
 def test_interrupted_grid_resumes_without_recomputing(tmp_path):
     first = FakeRunner(interrupt_after=3)
     with pytest.raises(KeyboardInterrupt):

@@ -141,6 +141,23 @@ def test_tuning_incomplete_is_listed_as_missing(selected):
     assert "seed 0 at lr 0.003 (tuning incomplete); seed 1 at the rate not chosen yet" in text
 
 
+def test_a_paper_row_takes_its_base_rows_rate(store):
+    """``dmgin-simple`` (rate_from ``dmgin``) has no tuning cells: every seed at DMGIN's chosen rate."""
+    write_row(store, SYN, "dmgin", {1e-3: 0.60, 3e-3: 0.70}, {0: 0.75, 1: 0.76})  # DMGIN picks 3e-3
+    write_cell(store, SYN, "dmgin-simple", 0, 3e-3, 0.71)
+    write_cell(store, SYN, "dmgin-simple", 1, 1e-3, NOT_CHOSEN_AUC)  # not the base's rate: unused
+    write_cell(store, ML, "dmgin-simple", 0, 1e-3, NOT_CHOSEN_AUC)  # DMGIN not tuned on ml-100k yet
+    sel = tables.select(CellStore(store).cells(), BUDGET, current_code=CODE)
+    assert sel.rates[(SYN, "dmgin-simple")] == 3e-3
+    assert [c["test"]["auc"] for c in sel[(SYN, "dmgin-simple")]] == [0.71]
+    assert (ML, "dmgin-simple") not in sel and sel.incomplete[(ML, "dmgin-simple")] == [1e-3, 3e-3]
+    missing = tables.missing_cells(sel, [SYN, ML], ["dmgin-simple"])
+    assert missing == [
+        {"dataset": SYN, "row": "dmgin-simple", "tuning": [], "seeds": [1], "learning_rate": 3e-3},
+        {"dataset": ML, "row": "dmgin-simple", "tuning": [], "seeds": [0, 1], "learning_rate": None}]
+    assert "3 of 4 cells" in tables.missing_markdown(sel, [SYN, ML], ["dmgin-simple"])
+
+
 def test_stale_twin_is_not_used(store, selected):
     assert [c["test"]["auc"] for c in selected[(SYN, "din")]] == [0.70, 0.72]
     assert [c["key"] for c in selected.stale] == ["old"]

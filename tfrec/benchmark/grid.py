@@ -2,7 +2,8 @@
 
 Order: for every data set, every row's learning-rate grid on the tuning seed (the budget's first
 seed) -- the rate with the best validation AUC becomes the row's rate on that data set -- then the
-other seeds at that rate. A cell already in the store is never run again; an interrupted grid
+other seeds at that rate. A paper-table row with a ``rate_from`` base has no tuning cells: it runs
+every seed at its base's rate (the base's tuning cells run even when the base row is not asked for). A cell already in the store is never run again; an interrupted grid
 resumes where it stopped (the cell in flight starts over). A failed cell is recorded
 (``failed.json``) and the grid goes on; the next run retries it.
 """
@@ -195,13 +196,24 @@ class Grid:
             CellStore.write_json(path, info)
         return self._datasets[name]
 
+    @property
+    def tuned_rows(self) -> list:
+        """The rows whose tuning cells run: the asked rows that tune their own rate, then the ``rate_from``
+        bases of the others that were not asked for."""
+        own = [r for r in self.rows if not r.rate_from]
+        bases = [zoo.ROWS[b] for b in dict.fromkeys(r.rate_from for r in self.rows if r.rate_from)]
+        return own + [b for b in bases if b not in own]
+
     def total(self) -> int:
-        per_row = len(self.budget.learning_rates) + len(self.budget.seeds) - 1
-        return per_row * len(self.rows) * len(self.dataset_names)
+        tuning = len(self.budget.learning_rates) * len(self.tuned_rows)
+        seeds = sum(len(self.budget.seeds) - (0 if r.rate_from else 1) for r in self.rows)
+        return (tuning + seeds) * len(self.dataset_names)
 
     def chosen_rate(self, row: zoo.Row, ds: DataSet) -> Optional[float]:
         """The row's learning rate on ``ds``: the best validation AUC of its tuning-seed cells (None until
-        all of them finished; ties go to the smaller rate)."""
+        all of them finished; ties go to the smaller rate); a ``rate_from`` row's: its base's."""
+        if row.rate_from:
+            return self.chosen_rate(zoo.ROWS[row.rate_from], ds)
         aucs = {}
         for lr in self.budget.learning_rates:
             cell = plan_cell(row, ds, self.tuning_seed, lr, self.budget)
@@ -213,19 +225,20 @@ class Grid:
 
     def planned(self, phase: str):
         """The cells of ``phase`` (``tune``: every learning rate on the tuning seed; ``seeds``: the other
-        seeds at the chosen rate, for rows whose rate is known)."""
+        seeds at the chosen rate, for rows whose rate is known -- every seed for a ``rate_from`` row)."""
         for name in self.dataset_names:
             ds = self.dataset(name)
-            for row in self.rows:
-                if phase == "tune":
+            if phase == "tune":
+                for row in self.tuned_rows:
                     for lr in self.budget.learning_rates:
                         yield plan_cell(row, ds, self.tuning_seed, lr, self.budget)
-                else:
-                    lr = self.chosen_rate(row, ds)
-                    if lr is None:
-                        continue
-                    for seed in self.budget.seeds[1:]:
-                        yield plan_cell(row, ds, seed, lr, self.budget)
+                continue
+            for row in self.rows:
+                lr = self.chosen_rate(row, ds)
+                if lr is None:
+                    continue
+                for seed in self.budget.seeds if row.rate_from else self.budget.seeds[1:]:
+                    yield plan_cell(row, ds, seed, lr, self.budget)
 
     def run(self, deadline: Optional[float] = None, progress=None) -> dict:
         """Runs every missing cell (until ``deadline``, a ``time.time()``, if given); returns a summary."""
@@ -315,7 +328,7 @@ class Grid:
             for row in self.rows:
                 lr = self.chosen_rate(row, ds)
                 for seed in self.budget.seeds:
-                    rates = self.budget.learning_rates if seed == self.tuning_seed else [lr]
+                    rates = self.budget.learning_rates if seed == self.tuning_seed and not row.rate_from else [lr]
                     for rate in rates:
                         if rate is None:
                             out.append((name, row.label, seed, None))

@@ -6,7 +6,8 @@ Everything here reads JSON and writes text: no TensorFlow, no training. The choi
   rate with the best validation AUC among its tuning-seed cells (the budget's first seed), once there is
   one for every rate of the budget's grid (ties go to the smaller rate, as in ``Grid.chosen_rate``); until
   then the row is *tuning incomplete* and shows nowhere but in ``missing.md``. The row's cells are then its
-  cells at that rate, one per seed. Two cells for the same (data set, row, seed, rate) differ in their key
+  cells at that rate, one per seed. A paper-table row with a ``rate_from`` base (``zoo.Row``) takes its
+  base's rate on the data set and has no tuning cells of its own. Two cells for the same (data set, row, seed, rate) differ in their key
   (the code or the data changed): the one run with the current code wins (``code_version`` of the
   model's module, computed only when such a duplicate exists), else the newest; the other is *stale* and
   only counted. A cell whose code is outdated but which has no newer twin is used.
@@ -166,7 +167,10 @@ def select(cells: Iterable[dict], budget: Budget, current_code: dict[str, str] |
             out.stale += twins[1:]
         chosen[slot] = twins[0]
     tuning_seed = budget.seeds[0]
-    for dataset, row in sorted({slot[:2] for slot in chosen}):
+    pairs = sorted({slot[:2] for slot in chosen})
+    for dataset, row in pairs:
+        if zoo.tuning_row(row) != row:
+            continue
         tuned = {lr: chosen.get((dataset, row, tuning_seed, lr)) for lr in budget.learning_rates}
         out.tuning[(dataset, row)] = {lr: _valid_auc(c) for lr, c in tuned.items() if c is not None}
         missing = [lr for lr, c in tuned.items() if c is None]
@@ -176,6 +180,19 @@ def select(cells: Iterable[dict], budget: Budget, current_code: dict[str, str] |
         rate = choose_learning_rate({lr: _valid_auc(tuned[lr]) for lr in budget.learning_rates})
         out.rates[(dataset, row)] = rate
         out[(dataset, row)] = [chosen[(dataset, row, s, rate)] for s in budget.seeds if (dataset, row, s, rate) in chosen]
+    for dataset, row in pairs:  # the rows that take their base's rate
+        base = zoo.tuning_row(row)
+        if base == row:
+            continue
+        rate = out.rates.get((dataset, base))
+        if rate is None:
+            out.incomplete[(dataset, row)] = [lr for lr in budget.learning_rates
+                                              if (dataset, base, tuning_seed, lr) not in chosen]
+            continue
+        out.rates[(dataset, row)] = rate
+        out[(dataset, row)] = [chosen[(dataset, row, s, rate)] for s in budget.seeds if (dataset, row, s, rate) in chosen]
+        if not out[(dataset, row)]:
+            del out[(dataset, row)]
     return out
 
 
@@ -595,17 +612,19 @@ def missing_cells(selected: Selection, datasets: Sequence[str], rows: Sequence[s
 
     One dict per (data set, row) with something missing: ``dataset``, ``row``, ``tuning`` (the learning
     rates missing on the tuning seed), ``seeds`` (the other seeds missing at the chosen rate, or every
-    other seed while the rate is not chosen) and ``learning_rate`` (the chosen rate or None).
+    other seed while the rate is not chosen) and ``learning_rate`` (the chosen rate or None). A
+    ``rate_from`` row tunes nothing of its own: every seed is in its ``seeds``.
     """
     budget = budget or selected.budget
     out = []
     for d in datasets:
         for r in rows:
+            own = zoo.tuning_row(r) == r
             done = selected.tuning.get((d, r), {})
-            tuning = [lr for lr in budget.learning_rates if lr not in done]
+            tuning = [lr for lr in budget.learning_rates if lr not in done] if own else []
             rate = selected.rates.get((d, r))
             have = {c["seed"] for c in selected.get((d, r), [])}
-            seeds = [s for s in budget.seeds[1:] if s not in have]
+            seeds = [s for s in (budget.seeds[1:] if own else budget.seeds) if s not in have]
             if tuning or seeds:
                 out.append({"dataset": d, "row": r, "tuning": tuning, "seeds": seeds, "learning_rate": rate})
     return out
@@ -634,12 +653,13 @@ def missing_markdown(selected: Selection, datasets: Sequence[str], rows: Sequenc
     budget = selected.budget
     missing = missing_cells(selected, datasets, rows)
     per_row = len(budget.learning_rates) + len(budget.seeds) - 1
+    n_cells = sum(per_row if zoo.tuning_row(r) == r else len(budget.seeds) for r in rows) * len(datasets)
     n_missing = sum(len(m["tuning"]) + len(m["seeds"]) for m in missing)
     lines = ["# Missing cells", "", f"{budget.describe()}.", "",
-             (f"{n_missing} of {per_row * len(rows) * len(datasets)} cells of the {len(rows)} rows x "
+             (f"{n_missing} of {n_cells} cells of the {len(rows)} rows x "
              f"{len(datasets)} data sets asked for have no result. A row shows in the tables once every learning "
-             f"rate has run on seed {budget.seeds[0]} (*tuning incomplete* until then). Run the same `tfrec bench` "
-             "command to go on (finished cells are kept)."), ""]
+             f"rate has run on seed {budget.seeds[0]} (*tuning incomplete* until then; a paper-table row takes "
+             "its base row's rate). Run the same `tfrec bench` command to go on (finished cells are kept)."), ""]
     if missing:
         body = []
         for m in missing:

@@ -33,6 +33,9 @@ class Row:
       tables: the tables it appears in (``overall``, ``dmgin``, ``dmqn``, ``siren``, ``chime``).
       title: the display name.
       data_overrides: data set name -> config fields set for that data set only (after ``overrides``).
+      rate_from: a paper-table row's base (an overall row): the row runs every seed at the learning rate
+        its base chose on the data set and has no tuning cells of its own (an ablation changes one
+        switch, not the rate); "" = the row tunes its own rate.
     """
 
     label: str
@@ -43,6 +46,7 @@ class Row:
     tables: tuple = ("overall",)
     title: str = ""
     data_overrides: dict = field(default_factory=dict)
+    rate_from: str = ""
 
     @property
     def name(self) -> str:
@@ -83,35 +87,46 @@ ROWS = _rows(
     Row("chime", "din", "din", user_vectors="chime", title="DIN + CHIME", tables=("overall", "chime")),
     Row("learn", "din", "din", user_vectors="learn", title="DIN + LEARN", tables=("overall", "chime")),
     # ---- DMGIN Tables 2-4: the paper's exact config, Table 3 on DMGIN-simple, Table 4 HSTU depth
-    Row("dmgin-paper", "dmgin", "dmgin-paper", title="DMGIN (paper-exact)", tables=("dmgin",)),
-    Row("dmgin-no-match", "dmgin", "dmgin", {"match_prior": False}, title="DMGIN w/o match prior", tables=("dmgin",)),
-    Row("dmgin-simple", "dmgin", "dmgin", {"hstu_layers": 0}, title="DMGIN-simple", tables=("dmgin",)),
+    Row("dmgin-paper", "dmgin", "dmgin-paper", title="DMGIN (paper-exact)", tables=("dmgin",), rate_from="dmgin"),
+    Row("dmgin-no-match", "dmgin", "dmgin", {"match_prior": False}, title="DMGIN w/o match prior", tables=("dmgin",),
+        rate_from="dmgin"),
+    Row("dmgin-simple", "dmgin", "dmgin", {"hstu_layers": 0}, title="DMGIN-simple", tables=("dmgin",), rate_from="dmgin"),
     Row("dmgin-simple-no-stats", "dmgin", "dmgin", {"hstu_layers": 0, "statistics": False},
-        title="DMGIN-simple w/o statistics", tables=("dmgin",)),
+        title="DMGIN-simple w/o statistics", tables=("dmgin",), rate_from="dmgin"),
     Row("dmgin-simple-no-evolution", "dmgin", "dmgin", {"hstu_layers": 0, "evolution": False},
-        title="DMGIN-simple w/o intra-group attention", tables=("dmgin",)),
-    *[Row(f"dmgin-hstu{n}", "dmgin", "dmgin", {"hstu_layers": n}, title=f"DMGIN HSTU x{n}", tables=("dmgin",))
+        title="DMGIN-simple w/o intra-group attention", tables=("dmgin",), rate_from="dmgin"),
+    *[Row(f"dmgin-hstu{n}", "dmgin", "dmgin", {"hstu_layers": n}, title=f"DMGIN HSTU x{n}", tables=("dmgin",),
+          rate_from="dmgin")
       for n in (1, 3, 4, 5, 6)],
     # ---- DMQN Table 3
-    Row("dmqn-simple", "dmqn", "dmqn", {"use_icim": False}, title="DMQN-simple", tables=("dmqn",)),
+    Row("dmqn-simple", "dmqn", "dmqn", {"use_icim": False}, title="DMQN-simple", tables=("dmqn",), rate_from="dmqn"),
     # ---- SIREN Tables 1-2: the SemID GSU and the ESU ablations (soft GSU)
-    Row("siren-semid-gsu", "siren", "siren-semid-gsu", title="SIREN (SemID GSU)", tables=("siren",)),
-    Row("ta-base", "siren", "siren", ESU_ABLATION, title="TA base", tables=("siren",)),
-    Row("ta+semid", "siren", "siren", {**ESU_ABLATION, "semantic_id": True}, title="TA + SemID", tables=("siren",)),
+    Row("siren-semid-gsu", "siren", "siren-semid-gsu", title="SIREN (SemID GSU)", tables=("siren",),
+        rate_from="siren"),
+    Row("ta-base", "siren", "siren", ESU_ABLATION, title="TA base", tables=("siren",), rate_from="siren"),
+    Row("ta+semid", "siren", "siren", {**ESU_ABLATION, "semantic_id": True}, title="TA + SemID", tables=("siren",),
+        rate_from="siren"),
     Row("ta+simbucket", "siren", "siren", {**ESU_ABLATION, "similarity_buckets": True}, title="TA + SimBucket",
-        tables=("siren",)),
+        tables=("siren",), rate_from="siren"),
     Row("ta+simbucket+semid", "siren", "siren", {**ESU_ABLATION, "semantic_id": True, "similarity_buckets": True},
-        title="TA + SimBucket + SemID", tables=("siren",)),
+        title="TA + SimBucket + SemID", tables=("siren",), rate_from="siren"),
     # ---- CHIME Table 2 (the other rankers with LEARN / CHIME) and Table 3 (CHIME's ablations, on DIN)
-    *[Row(f"{r}+{c}", m, stem, user_vectors=c, title=f"{t} + {c.upper()}", tables=("chime",))
+    *[Row(f"{r}+{c}", m, stem, user_vectors=c, title=f"{t} + {c.upper()}", tables=("chime",),
+          rate_from=r)
       for r, m, stem, t in (("sim-soft", "sim", "sim-soft", "SIM (soft)"), ("eta", "eta", "eta", "ETA"),
                             ("sdim", "sdim", "sdim", "SDIM"), ("twin", "twin", "twin", "TWIN"))
       for c in ("learn", "chime")],
     *[Row(f"chime-no-{part}", "din", "din", user_vectors=f"chime-no-{part}", title=f"DIN + CHIME w/o {part.upper()}",
-          tables=("chime",)) for part in ("il", "icm", "iam")],
+          tables=("chime",), rate_from="chime") for part in ("il", "icm", "iam")],
 )
 
 OVERALL = [label for label, row in ROWS.items() if "overall" in row.tables]
+assert all(r.rate_from in OVERALL for r in ROWS.values() if r.rate_from), "rate_from names an overall row"
+
+
+def tuning_row(label: str) -> str:
+    """The row whose tuning-seed cells choose ``label``'s learning rate: its ``rate_from`` or itself."""
+    return (ROWS[label].rate_from or label) if label in ROWS else label
 PAPER_ROWS = [label for label in ROWS if label not in OVERALL]
 
 
