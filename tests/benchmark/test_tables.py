@@ -314,3 +314,18 @@ def test_time_spent_sums_the_cells_and_estimates_the_rest(tmp_path):
         "Total: 1.40 h measured as run (1.20 h on the reference machine), about 3.3 h to go on the reference "
         "machine for the cells that can be estimated (9 cells of data sets with no finished cell yet are not).")
 
+
+
+def test_time_estimate_of_a_paper_row_uses_its_base_rows_cells(tmp_path):
+    """``dmgin-simple`` has no cell: its 2 missing cells are estimated at DMGIN's mean (100 s), not the data
+    set's (DIN's 3600 s pulls that to 1850): DMGIN's 2 missing + 2 = 4 x 100 s = 0.11 h."""
+    root = tmp_path / "cells"
+    for row, wall in (("dmgin", 100.0), ("din", 3600.0)):
+        path = write_cell(root, SYN, row, 0, 1e-3, 0.7, 0.6)
+        cell = json.loads((path / "cell.json").read_text())
+        cell["wall_seconds"] = wall
+        (path / "cell.json").write_text(json.dumps(cell))
+    cells = CellStore(root).cells()
+    selected = tables.select(cells, BUDGET, current_code=CODE)
+    text = tables.time_spent_markdown(cells, selected, [SYN], ["dmgin", "dmgin-simple"])
+    assert f"| `{SYN}` | 2 | 1.03 | 1.03 | 1850 | 4 | 0.11 |" in text

@@ -695,8 +695,8 @@ def time_spent_markdown(cells: Iterable[dict], selected: Selection, datasets: Se
     evaluate, predict, export, time; a compressor's run and the data's preparation are not in it), as run
     and scaled to the reference machine by each cell's machine session (``machine.speed_factor``; a cell
     without a probe counts as run), and an estimate for the missing cells: each missing cell at its row's
-    mean on that data set (reference machine), or the data set's mean where the row has no cell yet;
-    labelled an estimate."""
+    mean on that data set (reference machine), else its base row's (``rate_from``), else the data set's
+    mean; labelled an estimate."""
     budget = selected.budget
     missing: dict[tuple[str, str], int] = {}
     for m in missing_cells(selected, datasets, rows):
@@ -718,7 +718,7 @@ def time_spent_markdown(cells: Iterable[dict], selected: Selection, datasets: Se
             if dd != d:
                 continue
             left += n
-            own = ref.get((d, r))
+            own = ref.get((d, r)) or ref.get((d, zoo.tuning_row(r)))  # a paper row: its base's cells
             per_cell = float(np.mean(own)) if own else mean
             if per_cell is None:
                 unknown += n
