@@ -23,16 +23,17 @@ def fake_dataset(name="toy"):
 
 
 class FakeRunner:
-    """Writes a cell.json like the real cell; valid AUC is higher at lr 3e-3 for `din`, 1e-3 otherwise."""
+    """Writes a cell.json like the real cell; valid AUC is higher at lr 3e-3 for `din` (and the rows in
+    ``best_3e3``), 1e-3 otherwise."""
 
-    def __init__(self, interrupt_after=None):
-        self.calls, self.interrupt_after = [], interrupt_after
+    def __init__(self, interrupt_after=None, best_3e3=("din",)):
+        self.calls, self.interrupt_after, self.best_3e3 = [], interrupt_after, best_3e3
 
     def __call__(self, spec, log):
         if self.interrupt_after is not None and len(self.calls) == self.interrupt_after:
             raise KeyboardInterrupt  # the grid is killed while this cell runs
         self.calls.append((spec["row"], spec["seed"], spec["learning_rate"]))
-        best = 3e-3 if spec["row"] == "din" else 1e-3
+        best = 3e-3 if spec["row"] in self.best_3e3 else 1e-3
         valid_auc = 0.7 if spec["learning_rate"] == best else 0.6
         cell = {"key": spec["key"], "row": spec["row"], "model": spec["model"], "dataset": spec["dataset"],
                 "seed": spec["seed"], "learning_rate": spec["learning_rate"], "budget": spec["budget"]["name"],
@@ -65,14 +66,16 @@ def test_grid_runs_tuning_then_seeds_at_the_chosen_rate(tmp_path):
 def test_a_paper_row_runs_every_seed_at_its_base_rows_rate(tmp_path):
     """``dmgin-simple`` (rate_from ``dmgin``): DMGIN's tuning cells run though DMGIN was not asked for, then
     the ablation's three seeds at DMGIN's rate; no tuning cells of its own."""
-    runner = FakeRunner()
+    runner = FakeRunner(best_3e3=("dmgin",))  # DMGIN's rate: 3e-3 (the grid's first rate is 1e-3)
     grid = make_grid(tmp_path, runner, rows=("dmgin-simple",))
     assert grid.total() == 2 + 3
+    assert grid.missing() == [("toy", "dmgin-simple", s, None) for s in (0, 1, 2)] + [
+        ("toy", "dmgin", 0, 1e-3), ("toy", "dmgin", 0, 3e-3)]
     assert grid.run()["ran"] == 5
-    assert runner.calls == [("dmgin", 0, 1e-3), ("dmgin", 0, 3e-3), ("dmgin-simple", 0, 1e-3),
-                            ("dmgin-simple", 1, 1e-3), ("dmgin-simple", 2, 1e-3)]
+    assert runner.calls == [("dmgin", 0, 1e-3), ("dmgin", 0, 3e-3), ("dmgin-simple", 0, 3e-3),
+                            ("dmgin-simple", 1, 3e-3), ("dmgin-simple", 2, 3e-3)]
     assert grid.missing() == []
-    both = make_grid(tmp_path, FakeRunner(), rows=("dmgin", "dmgin-simple"))  # the base asked for too
+    both = make_grid(tmp_path, FakeRunner(best_3e3=("dmgin",)), rows=("dmgin", "dmgin-simple"))  # base asked too
     assert both.total() == (2 + 2) + 3 and both.run() == {"ran": 2, "cached": 5, "failed": 0, "stopped": False}
 
 

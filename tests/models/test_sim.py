@@ -61,8 +61,8 @@ def test_hard_gsu_keeps_the_k_most_recent_same_category_behaviors():
 def test_hard_gsu_on_a_multi_categorical_feature_matches_any_shared_value():
     """MovieLens ``genres``: a behavior sharing one genre with the target matches; padding (-1) never does."""
     genres = np.full((N_ITEMS, 2), -1, np.int64)
-    genres[:, 0] = np.arange(N_ITEMS) % 3  # first genre: i mod 3
-    genres[::2, 1] = 3  # even items also carry genre 3
+    genres[:, 0] = np.arange(N_ITEMS) % 3  # odd items: [i mod 3, -]
+    genres[::2] = np.stack([np.full(N_ITEMS // 2, 3), np.arange(0, N_ITEMS, 2) % 3], 1)  # even: [3, i mod 3]
     spec = dataclasses.replace(SPEC, item_features=(FeatureDef("genres", "multi_categorical", vocab_size=4,
                                                                max_len=2),))
 
@@ -72,15 +72,16 @@ def test_hard_gsu_on_a_multi_categorical_feature_matches_any_shared_value():
     tf.keras.utils.set_random_seed(0)
     model = SIM(spec, dataclasses.replace(CONFIG, category_feature="genres", gsu_k=4), item_table=Table())
     model(random_features(spec, 2, 3, seed=0))
-    state = _state([3, 4, 7, 9, 10, 13])  # genres {0,-} {1,3} {1,-} {0,-} {1,3} {1,-}
-    cand = tf.constant([[0, 1, 5, 29]], tf.int64)  # {0,3} {1,-} {2,-} {2,-}
+    state = _state([3, 4, 7, 9, 10, 13, 16])  # [0,-] [3,1] [1,-] [0,-] [3,1] [1,-] [3,1], oldest first
+    cand = tf.constant([[0, 1, 5, 29, N_ITEMS + 5]], tf.int64)  # [3,0] [1,-] [2,-] [2,-] unknown (all -1)
     out = model.retrieve(state, cand, model.item_embedding(cand), model.window_tokens(state))
     ids = state["history_item_id"].numpy()[0]
     picked = [sorted(int(ids[p]) for p, m in zip(pos, mk) if m)
               for pos, mk in zip(out["positions"].numpy()[0], out["mask"].numpy()[0])]
-    assert picked[0] == [3, 4, 9, 10]  # genre 0 (3, 9) or genre 3 (4, 10)
-    assert picked[1] == [4, 7, 10, 13]  # genre 1
-    assert picked[2] == picked[3] == []  # genre 2: no behavior carries it
+    # genre 0 (3, 9: in the other slot than the target's) or genre 3 (4, 10, 16): 5 match, the K = 4 most recent
+    assert picked[0] == [4, 9, 10, 16]
+    assert picked[1] == [7, 10, 13, 16]  # genre 1 (4, 7, 10, 13, 16; 4 is the oldest)
+    assert picked[2] == picked[3] == picked[4] == []  # genre 2: no behavior carries it; unknown matches nothing
 
 
 def test_soft_gsu_ranks_by_relevance_and_never_retrieves_padding():

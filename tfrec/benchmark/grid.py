@@ -3,8 +3,9 @@
 Order: for every data set, every row's learning-rate grid on the tuning seed (the budget's first
 seed) -- the rate with the best validation AUC becomes the row's rate on that data set -- then the
 other seeds at that rate. A paper-table row with a ``rate_from`` base has no tuning cells: it runs
-every seed at its base's rate (the base's tuning cells run even when the base row is not asked for). A cell already in the store is never run again; an interrupted grid
-resumes where it stopped (the cell in flight starts over). A failed cell is recorded
+every seed at its base's rate (the base's tuning cells run even when the base row is not asked for).
+A cell already in the store is never run again; an interrupted grid resumes where it stopped (the
+cell in flight starts over). A failed cell is recorded
 (``failed.json``) and the grid goes on; the next run retries it.
 """
 from __future__ import annotations
@@ -316,18 +317,22 @@ class Grid:
         return out
 
     def missing(self) -> list:
-        """``(dataset, row, seed, learning rate or None)`` of every planned cell without a result; a data
-        set not prepared yet is not prepared here: all its cells are missing (learning rate None)."""
+        """``(dataset, row, seed, learning rate or None)`` of every planned cell without a result (the
+        tuning cells of a ``rate_from`` base not asked for included); a data set not prepared yet is not
+        prepared here: all its cells are missing (learning rate None)."""
         out = []
+        extra = [r for r in self.tuned_rows if r not in self.rows]  # bases run for their tuning cells only
         for name in self.dataset_names:
             try:
                 ds = self.dataset(name, prepare=False)
             except NotPrepared:
                 out += [(name, row.label, seed, None) for row in self.rows for seed in self.budget.seeds]
+                out += [(name, row.label, self.tuning_seed, None) for row in extra for _ in self.budget.learning_rates]
                 continue
-            for row in self.rows:
+            for row in self.rows + extra:
                 lr = self.chosen_rate(row, ds)
-                for seed in self.budget.seeds:
+                seeds = [self.tuning_seed] if row in extra else self.budget.seeds
+                for seed in seeds:
                     rates = self.budget.learning_rates if seed == self.tuning_seed and not row.rate_from else [lr]
                     for rate in rates:
                         if rate is None:

@@ -14,7 +14,8 @@ One protocol for every model (bench/PROTOCOL.md says it in words):
 * **Early stopping.** Up to ``max_epochs`` epochs; after each, the exact AUC on the validation window;
   training stops after ``patience`` epochs without a better one and the best epoch's weights are kept.
 * **Learning rate.** Every row runs the same grid ``learning_rates`` on seed 0; the rate with the best
-  validation AUC is the row's rate on that data set, for every seed.
+  validation AUC is the row's rate on that data set, for every seed. A paper-table row (``rate_from``
+  in ``zoo``) takes its base row's rate instead and runs no tuning cells.
 * **Seeds** ``seeds``; batch ``batch_size``; each model at its own config (the same embedding size,
   16, for all unless a paper's setting is the point).
 
@@ -42,7 +43,7 @@ class Budget:
       test_examples: the test window's size cap (the earliest test requests; None = all).
       max_epochs: the most epochs a cell trains.
       patience: epochs without a better validation AUC before stopping.
-      learning_rates: the learning-rate grid, run on seed 0 of every row.
+      learning_rates: the learning-rate grid, run on seed 0 of every row that tunes its own rate.
       seeds: the model seeds.
       batch_size: the training batch.
       timing_calls: calls per signature when timing the exported SavedModel.

@@ -68,7 +68,8 @@ class Selection(dict):
       budget: the ``Budget`` selected for.
       rates: ``(dataset, row) -> learning rate`` chosen on the tuning seed.
       tuning: ``(dataset, row) -> {learning rate: validation AUC}`` of the tuning-seed cells present.
-      incomplete: ``(dataset, row) -> [learning rates]`` missing on the tuning seed (no rate chosen yet).
+      incomplete: ``(dataset, row) -> [learning rates]`` missing on the tuning seed (no rate chosen yet;
+        for a ``rate_from`` row with cells: its base's missing rates).
       stale: cells superseded by a twin (same data set, row, seed and rate, another key), not used.
       ignored: cells of the budget at a rate or seed outside its grid, not used.
     """
@@ -180,7 +181,7 @@ def select(cells: Iterable[dict], budget: Budget, current_code: dict[str, str] |
         rate = choose_learning_rate({lr: _valid_auc(tuned[lr]) for lr in budget.learning_rates})
         out.rates[(dataset, row)] = rate
         out[(dataset, row)] = [chosen[(dataset, row, s, rate)] for s in budget.seeds if (dataset, row, s, rate) in chosen]
-    for dataset, row in pairs:  # the rows that take their base's rate
+    for dataset, row in pairs:  # the rows that take their base's rate (the bases are done above)
         base = zoo.tuning_row(row)
         if base == row:
             continue
@@ -613,18 +614,19 @@ def missing_cells(selected: Selection, datasets: Sequence[str], rows: Sequence[s
     One dict per (data set, row) with something missing: ``dataset``, ``row``, ``tuning`` (the learning
     rates missing on the tuning seed), ``seeds`` (the other seeds missing at the chosen rate, or every
     other seed while the rate is not chosen) and ``learning_rate`` (the chosen rate or None). A
-    ``rate_from`` row tunes nothing of its own: every seed is in its ``seeds``.
+    ``rate_from`` row tunes nothing of its own: every seed is in its ``seeds``, at its base's rate; a base
+    not among ``rows`` is listed for its tuning cells only (the grid runs them).
     """
     budget = budget or selected.budget
     out = []
     for d in datasets:
-        for r in rows:
+        for r in zoo.with_bases(rows):
             own = zoo.tuning_row(r) == r
             done = selected.tuning.get((d, r), {})
             tuning = [lr for lr in budget.learning_rates if lr not in done] if own else []
-            rate = selected.rates.get((d, r))
+            rate = selected.rates.get((d, zoo.tuning_row(r)))
             have = {c["seed"] for c in selected.get((d, r), [])}
-            seeds = [s for s in (budget.seeds[1:] if own else budget.seeds) if s not in have]
+            seeds = [s for s in (budget.seeds[1:] if own else budget.seeds) if s not in have] if r in rows else []
             if tuning or seeds:
                 out.append({"dataset": d, "row": r, "tuning": tuning, "seeds": seeds, "learning_rate": rate})
     return out
@@ -653,7 +655,8 @@ def missing_markdown(selected: Selection, datasets: Sequence[str], rows: Sequenc
     budget = selected.budget
     missing = missing_cells(selected, datasets, rows)
     per_row = len(budget.learning_rates) + len(budget.seeds) - 1
-    n_cells = sum(per_row if zoo.tuning_row(r) == r else len(budget.seeds) for r in rows) * len(datasets)
+    n_cells = (sum(per_row if zoo.tuning_row(r) == r else len(budget.seeds) for r in rows)
+               + len(budget.learning_rates) * (len(zoo.with_bases(rows)) - len(rows))) * len(datasets)
     n_missing = sum(len(m["tuning"]) + len(m["seeds"]) for m in missing)
     lines = ["# Missing cells", "", f"{budget.describe()}.", "",
              (f"{n_missing} of {n_cells} cells of the {len(rows)} rows x "
@@ -866,7 +869,8 @@ def write_all(store_root, out_dir, budget: Budget, datasets: Sequence[str], rows
           + time_spent_markdown(cells, selected, datasets, rows))
     summary = {"budget": dataclasses.asdict(budget), "regenerate": command, "datasets": {
         d: {"windows": (info.get(d) or {}).get("windows"), "rows": stats.get(d, {})} for d in shown},
-        "tuning_incomplete": [{"dataset": d, "row": r, "missing_learning_rates": lrs}
+        "tuning_incomplete": [{"dataset": d, "row": r, "missing_learning_rates": lrs,
+                               **({"rate_from": zoo.tuning_row(r)} if zoo.tuning_row(r) != r else {})}
                               for (d, r), lrs in sorted(selected.incomplete.items())],
         "missing": missing_cells(selected, datasets, rows), "failed": failed,
         "stale": [c.get("dir", c.get("key")) for c in selected.stale]}

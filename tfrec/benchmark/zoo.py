@@ -121,13 +121,19 @@ ROWS = _rows(
 )
 
 OVERALL = [label for label, row in ROWS.items() if "overall" in row.tables]
+PAPER_ROWS = [label for label in ROWS if label not in OVERALL]
 assert all(r.rate_from in OVERALL for r in ROWS.values() if r.rate_from), "rate_from names an overall row"
 
 
 def tuning_row(label: str) -> str:
     """The row whose tuning-seed cells choose ``label``'s learning rate: its ``rate_from`` or itself."""
     return (ROWS[label].rate_from or label) if label in ROWS else label
-PAPER_ROWS = [label for label in ROWS if label not in OVERALL]
+
+
+def with_bases(labels) -> list:
+    """``labels`` then the ``rate_from`` bases they need that are not among them (tuning cells only)."""
+    labels = list(labels)
+    return labels + [b for b in dict.fromkeys(tuning_row(r) for r in labels) if b not in labels]
 
 
 def resolve_config(row: Row, max_history_length: int, dataset: str = "") -> dict:
