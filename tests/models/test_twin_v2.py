@@ -212,8 +212,10 @@ def test_config_errors_name_the_field():
     assert MODELS["twinv2"] is TWINV2
 
 
-def test_export_round_trip(tmp_path):
-    """One export (each signature traces the clustering: seconds), with a bucketed numeric group key."""
+def test_export_round_trip(tmp_path, monkeypatch):
+    """One export (each signature traces the clustering: seconds), with a bucketed numeric group key and
+    projected content vectors (``cluster_dim`` 2 < 3: the SavedModel carries the projected table)."""
+    monkeypatch.setattr(TWINV2, "cluster_dim", 2)
     model = _model(group_feature="rating", group_boundaries=(0.5,), max_depth=2)
     features = random_features(SPEC, 3, N, seed=4)
     version = export_saved_model(model, SPEC, tmp_path, "twinv2")
@@ -233,3 +235,39 @@ def test_twinv2_learns_the_old_clusters():
     baseline = din_auc(spec, _TABLE, N_ITEMS)
     print(f"TWIN-V2 {twin_auc:.3f}, DIN (4 recent) {baseline:.3f}")
     assert twin_auc > 0.9 and baseline < 0.7 and twin_auc - baseline > 0.25, (twin_auc, baseline)
+
+
+def test_wide_content_vectors_are_clustered_on_their_principal_directions(monkeypatch):
+    """Content vectors wider than ``cluster_dim`` (3 > 2 here): the clustering reads their projection
+    onto the top principal directions (against numpy's SVD, up to each column's sign, which the
+    largest entry fixes positive); both clustering paths read it; a model rebuilt from its config
+    (zero tables) restores it from the weights. Narrower vectors are clustered as they are."""
+    from tfrec.data.item_content import normalize_rows
+    from tfrec.grouping.hierarchical_clustering import principal_directions
+
+    assert _model().cluster_content is None  # 3-d vectors, cluster_dim 32
+    monkeypatch.setattr(TWINV2, "cluster_dim", 2)
+    model = _model()
+    table = normalize_rows(CONTENT.vectors)  # the content table's rows (the 3-d table itself goes unused)
+    projected = model.cluster_content.tables["cluster_content"].numpy()
+    assert projected.shape == (N_ITEMS + 1, 2) and not projected[-1].any()  # the unknown item: zeros
+    _, _, vt = np.linalg.svd(table - table.mean(0))
+    expected = table @ vt[:2].T
+    np.testing.assert_allclose(np.abs(projected[:-1]), np.abs(expected), atol=1e-5)
+    directions = principal_directions(table, 2)
+    np.testing.assert_allclose(directions.T @ directions, np.eye(2), atol=1e-6)
+    assert (directions[np.abs(directions).argmax(0), [0, 1]] > 0).all()
+    assert not principal_directions(np.zeros((4, 3)), 2).any()  # no item given: zeros
+    features = random_features(SPEC, 4, N, seed=3)
+    window = model._window(features)
+    vectors = model._clustering_inputs(window)["vectors"].numpy()
+    np.testing.assert_array_equal(vectors, projected[np.where(window["item_id"].numpy() < 0, N_ITEMS,
+                                                              window["item_id"].numpy())])
+    state = _numpy(model.encode_user(features))
+    assert_nested_allclose(_numpy(model.encode_user({**features, **model.precompute_clusters(features)})), state,
+                           atol=0.0)
+    rebuilt = TWINV2.from_config(model.get_config())
+    rebuilt(features)
+    assert not rebuilt.cluster_content.tables["cluster_content"].numpy().any()
+    rebuilt.set_weights(model.get_weights())
+    assert_nested_allclose(_numpy(rebuilt.encode_user(features)), state, atol=0.0)

@@ -174,3 +174,30 @@ def cluster_histories(vectors, groups, mask, **params) -> dict[str, np.ndarray]:
     leading ``B``."""
     rows = [cluster_history(v, g, m, **params) for v, g, m in zip(vectors, groups, mask)]
     return {key: np.stack([r[key] for r in rows]) for key in ("assignment", "representative", "size", "mask")}
+
+
+def principal_directions(vectors, dim: int) -> np.ndarray:
+    """``[D, min(dim, D)]`` float32: the top principal directions of the rows of ``vectors`` ``[n, D]``.
+
+    TWIN-V2 clusters on ``vectors @ principal_directions(table, dim)`` when its items' content vectors
+    are wider than ``dim``: k-means' squared distances cost O(D) per point and centroid, and a
+    384-d text embedding made the clustering ~10x slower than a 32-d one (``bench/clustering_width.py``)
+    while the leading directions keep most of the spread the splits follow.
+
+    All-zero rows (unknown / unlisted items) are left out. Eigenvectors of the rows' covariance
+    (float64), by decreasing eigenvalue; each column's sign is fixed so that its largest-magnitude
+    entry is positive (deterministic across LAPACK builds up to exact ties). No rows: zeros.
+    """
+    x = np.asarray(vectors, np.float64)
+    d = x.shape[1]
+    k = min(int(dim), d)
+    if k < 1:
+        raise ValueError(f"principal_directions needs dim >= 1. Received: dim={dim}")
+    rows = x[np.any(x != 0.0, axis=1)]
+    if not len(rows):
+        return np.zeros((d, k), np.float32)
+    centered = rows - rows.mean(0)
+    values, vecs = np.linalg.eigh(centered.T @ centered / len(rows))
+    top = vecs[:, np.argsort(-values, kind="stable")[:k]]
+    signs = np.sign(top[np.argmax(np.abs(top), axis=0), np.arange(k)])
+    return (top * np.where(signs == 0, 1.0, signs)).astype(np.float32)

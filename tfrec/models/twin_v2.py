@@ -5,8 +5,10 @@ import numpy as np
 import tensorflow as tf
 
 from tfrec.configs import TWINV2Config
+from tfrec.data.schema import FeatureDef
 from tfrec.data.spec import HIST_LENGTH
-from tfrec.grouping.hierarchical_clustering import cluster_histories
+from tfrec.grouping.hierarchical_clustering import cluster_histories, principal_directions
+from tfrec.layers.embedding.item_features import ItemFeatureLookup
 from tfrec.layers.hierarchical_clustering import HierarchicalClustering
 from tfrec.layers.retrieval import TopKTargetAttention
 from tfrec.models.two_stage import CONTENT, TwoStageModel
@@ -15,6 +17,7 @@ from tfrec.registry import register
 # Model-feature keys of clusters precomputed in the input pipeline (``TWINV2.precompute_clusters``).
 PRECOMPUTED = ("twinv2_assignment", "twinv2_representative", "twinv2_size", "twinv2_mask")
 BUILTIN_NUMERIC = ("duration", "amount")
+CLUSTER_CONTENT = "cluster_content"  # the projected content column the clustering reads
 
 
 @register
@@ -23,7 +26,9 @@ class TWINV2(TwoStageModel):
 
     User tower (cached per user), TWIN V2 sec. 3.2 (Algorithm 1) on the window of the N most recent
     behaviors: ``HierarchicalClustering`` of their content vectors (the ``content`` table, rows
-    L2-normalised), first split by ``group_feature``; each cluster becomes one "virtual item": the
+    L2-normalised; vectors wider than ``cluster_dim`` = 32 are projected onto their 32 top principal
+    directions over the item table, a non-trainable ``cluster_content`` table of the checkpoint),
+    first split by ``group_feature``; each cluster becomes one "virtual item": the
     categorical fields (item id, behavior type, categorical behavior features) of its representative
     (the member closest to the cluster mean), numeric behavior features averaged over its members
     (sec. 3.3), its size n. State: ``cluster_<f>`` ``[B, M]`` per behavior field (ids int32 as
@@ -45,7 +50,9 @@ class TWINV2(TwoStageModel):
 
     Choices the paper leaves open, ours (docs/models.md, "TWIN-V2"): clustering runs on the window
     (N, not the whole life cycle: ScaNN / narrowing serve longer ones for the other models) over the
-    items' content vectors (the paper clusters on item embeddings it does not specify); the paper's
+    items' content vectors (the paper clusters on item embeddings it does not specify), PCA-projected
+    to 32 dimensions when wider (the clustering's cost grows with the width: 384-d text vectors made
+    a training step ~20x slower than 32-d ones; ``principal_directions``); the paper's
     play-completion groups map to ``group_feature`` (default the behavior type); fixed-depth recursion
     (``max_depth``), deterministic farthest-point seeds and ``kmeans_iterations`` Lloyd steps; at most
     ``max_clusters`` clusters (the largest kept); ``ln n`` and the cross bias rank the clusters for retrieval
@@ -56,6 +63,8 @@ class TWINV2(TwoStageModel):
 
     config_class = TWINV2Config
     model_name = "twinv2"
+    # content vectors wider than this are clustered on their top principal directions (the docstring)
+    cluster_dim = 32
 
     def __init__(self, spec, config: TWINV2Config = TWINV2Config(), **kwargs):
         super().__init__(spec, config, **kwargs)
@@ -70,8 +79,21 @@ class TWINV2(TwoStageModel):
             self.num_groups, cluster_size=config.cluster_size, max_clusters=config.max_clusters,
             max_depth=config.max_depth, iterations=config.kmeans_iterations, max_branching=config.max_branching,
             branching_exponent=config.branching_exponent, name="hierarchical_clustering")
+        self.cluster_content = self._cluster_content(spec)
         self.attention = TopKTargetAttention(config.num_heads, config.key_dim, d_item, config.gsu_k, name="twin")
         self.cross = tf.keras.layers.Dense(1, use_bias=False, name="cross_bias") if config.cross_bias else None
+
+    def _cluster_content(self, spec):
+        """The projected content table (``ItemFeatureLookup`` of ``CLUSTER_CONTENT``, ``cluster_dim``
+        wide) when the content vectors are wider than ``cluster_dim``, else None (cluster on them)."""
+        if self.content is None or self.content_dim <= self.cluster_dim:
+            return None
+        table = self.content._initial[CONTENT][:-1]  # the initial L2-normalised rows (zeros: none given)
+        tables = None
+        if np.any(table):  # rebuilt from its config: zeros, the checkpoint restores the projected table
+            tables = {CLUSTER_CONTENT: table @ principal_directions(table, self.cluster_dim)}
+        return ItemFeatureLookup(spec.n_items, [FeatureDef(CLUSTER_CONTENT, "dense", dim=self.cluster_dim)], tables,
+                                 name="cluster_content")
 
     @staticmethod
     def _group_key(spec, config) -> tuple[str, int]:
@@ -123,7 +145,11 @@ class TWINV2(TwoStageModel):
         return tf.cast(tf.where((ids >= 0) & (ids < self.num_groups), ids, unknown), tf.int32)
 
     def _clustering_inputs(self, window):
-        return {"vectors": self.content.column(window["item_id"], CONTENT), "groups": self._groups(window),
+        if self.cluster_content is not None:
+            vectors = self.cluster_content.column(window["item_id"], CLUSTER_CONTENT)
+        else:
+            vectors = self.content.column(window["item_id"], CONTENT)
+        return {"vectors": vectors, "groups": self._groups(window),
                 "mask": window["mask"]}
 
     def precompute_clusters(self, features) -> dict[str, np.ndarray]:
