@@ -38,9 +38,10 @@ CONFIG = TWINV2Config(embedding_dim=8, history_length=N, cluster_size=3, max_clu
 _TABLE = types.SimpleNamespace(columns={"category": CATEGORY})  # the item table's declared features
 
 
-def _model(spec=SPEC, **changes):
+def _model(spec=SPEC, cluster_dim=32, **changes):
     tf.keras.utils.set_random_seed(0)
-    model = TWINV2(spec, dataclasses.replace(CONFIG, **changes), item_content=CONTENT, item_table=_TABLE)
+    model = TWINV2(spec, dataclasses.replace(CONFIG, **changes), item_content=CONTENT, item_table=_TABLE,
+                   cluster_dim=cluster_dim)
     model(random_features(spec, 2, N, seed=0))
     return model
 
@@ -212,11 +213,10 @@ def test_config_errors_name_the_field():
     assert MODELS["twinv2"] is TWINV2
 
 
-def test_export_round_trip(tmp_path, monkeypatch):
+def test_export_round_trip(tmp_path):
     """One export (each signature traces the clustering: seconds), with a bucketed numeric group key and
     projected content vectors (``cluster_dim`` 2 < 3: the SavedModel carries the projected table)."""
-    monkeypatch.setattr(TWINV2, "cluster_dim", 2)
-    model = _model(group_feature="rating", group_boundaries=(0.5,), max_depth=2)
+    model = _model(group_feature="rating", group_boundaries=(0.5,), max_depth=2, cluster_dim=2)
     features = random_features(SPEC, 3, N, seed=4)
     version = export_saved_model(model, SPEC, tmp_path, "twinv2")
     assert_saved_model_matches(model, SPEC, version, features, np.array([[0, 1, 2, 5]] * 3))
@@ -237,17 +237,18 @@ def test_twinv2_learns_the_old_clusters():
     assert twin_auc > 0.9 and baseline < 0.7 and twin_auc - baseline > 0.25, (twin_auc, baseline)
 
 
-def test_wide_content_vectors_are_clustered_on_their_principal_directions(monkeypatch):
+def test_wide_content_vectors_are_clustered_on_their_principal_directions(tmp_path):
     """Content vectors wider than ``cluster_dim`` (3 > 2 here): the clustering reads their projection
     onto the top principal directions (against numpy's SVD, up to each column's sign, which the
     largest entry fixes positive); both clustering paths read it; a model rebuilt from its config
-    (zero tables) restores it from the weights. Narrower vectors are clustered as they are."""
+    (zero tables) restores it from the weights or a checkpoint, and refuses a checkpoint without it
+    (written before the projection existed). Narrower vectors are clustered as they are."""
     from tfrec.data.item_content import normalize_rows
     from tfrec.grouping.hierarchical_clustering import principal_directions
 
     assert _model().cluster_content is None  # 3-d vectors, cluster_dim 32
-    monkeypatch.setattr(TWINV2, "cluster_dim", 2)
-    model = _model()
+    model = _model(cluster_dim=2)
+    assert model.get_config()["cluster_dim"] == 2
     table = normalize_rows(CONTENT.vectors)  # the content table's rows (the 3-d table itself goes unused)
     projected = model.cluster_content.tables["cluster_content"].numpy()
     assert projected.shape == (N_ITEMS + 1, 2) and not projected[-1].any()  # the unknown item: zeros
@@ -271,3 +272,14 @@ def test_wide_content_vectors_are_clustered_on_their_principal_directions(monkey
     assert not rebuilt.cluster_content.tables["cluster_content"].numpy().any()
     rebuilt.set_weights(model.get_weights())
     assert_nested_allclose(_numpy(rebuilt.encode_user(features)), state, atol=0.0)
+    model.save_weights(str(tmp_path / "new" / "ckpt"))
+    restored = TWINV2.from_config(model.get_config())
+    restored(features)
+    restored.load_weights(str(tmp_path / "new" / "ckpt"))
+    assert_nested_allclose(_numpy(restored.encode_user(features)), state, atol=0.0)
+    old = _model()  # the layout before the projection: no cluster_content table in its checkpoint
+    old.save_weights(str(tmp_path / "old" / "ckpt"))
+    fresh = TWINV2.from_config(model.get_config())  # as tfrec.training.load_trained rebuilds a run
+    fresh(features)
+    with pytest.raises(ValueError, match="no projected cluster_content table.*retrain"):
+        fresh.load_weights(str(tmp_path / "old" / "ckpt")).expect_partial()

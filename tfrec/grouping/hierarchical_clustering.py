@@ -186,7 +186,8 @@ def principal_directions(vectors, dim: int) -> np.ndarray:
 
     All-zero rows (unknown / unlisted items) are left out. Eigenvectors of the rows' covariance
     (float64), by decreasing eigenvalue; each column's sign is fixed so that its largest-magnitude
-    entry is positive (deterministic across LAPACK builds up to exact ties). No rows: zeros.
+    entry is positive (deterministic across LAPACK builds, except that near-equal eigenvalues at the
+    cut may rotate the basis there). No rows: zeros.
     """
     x = np.asarray(vectors, np.float64)
     d = x.shape[1]

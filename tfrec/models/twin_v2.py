@@ -18,6 +18,7 @@ from tfrec.registry import register
 PRECOMPUTED = ("twinv2_assignment", "twinv2_representative", "twinv2_size", "twinv2_mask")
 BUILTIN_NUMERIC = ("duration", "amount")
 CLUSTER_CONTENT = "cluster_content"  # the projected content column the clustering reads
+CLUSTER_DIM = 32  # content vectors wider than this are clustered on their top principal directions
 
 
 @register
@@ -26,8 +27,9 @@ class TWINV2(TwoStageModel):
 
     User tower (cached per user), TWIN V2 sec. 3.2 (Algorithm 1) on the window of the N most recent
     behaviors: ``HierarchicalClustering`` of their content vectors (the ``content`` table, rows
-    L2-normalised; vectors wider than ``cluster_dim`` = 32 are projected onto their 32 top principal
-    directions over the item table, a non-trainable ``cluster_content`` table of the checkpoint),
+    L2-normalised; vectors wider than ``cluster_dim`` (default 32) are projected onto their top
+    principal directions over the item table, a non-trainable ``cluster_content`` table of the
+    checkpoint),
     first split by ``group_feature``; each cluster becomes one "virtual item": the
     categorical fields (item id, behavior type, categorical behavior features) of its representative
     (the member closest to the cluster mean), numeric behavior features averaged over its members
@@ -51,8 +53,9 @@ class TWINV2(TwoStageModel):
     Choices the paper leaves open, ours (docs/models.md, "TWIN-V2"): clustering runs on the window
     (N, not the whole life cycle: ScaNN / narrowing serve longer ones for the other models) over the
     items' content vectors (the paper clusters on item embeddings it does not specify), PCA-projected
-    to 32 dimensions when wider (the clustering's cost grows with the width: 384-d text vectors made
-    a training step ~20x slower than 32-d ones; ``principal_directions``); the paper's
+    to ``cluster_dim`` = 32 dimensions when wider (the clustering's cost grows with the width: the
+    layer alone is ~11x slower at 384-d than at 32-d, ``bench/clustering_width.py``; on ml-100k's
+    384-d text vectors a benchmark cell took 5,890 s against TWIN's 290 s; ``principal_directions``); the paper's
     play-completion groups map to ``group_feature`` (default the behavior type); fixed-depth recursion
     (``max_depth``), deterministic farthest-point seeds and ``kmeans_iterations`` Lloyd steps; at most
     ``max_clusters`` clusters (the largest kept); ``ln n`` and the cross bias rank the clusters for retrieval
@@ -63,11 +66,12 @@ class TWINV2(TwoStageModel):
 
     config_class = TWINV2Config
     model_name = "twinv2"
-    # content vectors wider than this are clustered on their top principal directions (the docstring)
-    cluster_dim = 32
 
-    def __init__(self, spec, config: TWINV2Config = TWINV2Config(), **kwargs):
+    def __init__(self, spec, config: TWINV2Config = TWINV2Config(), cluster_dim: int = CLUSTER_DIM, **kwargs):
         super().__init__(spec, config, **kwargs)
+        if cluster_dim < 1:
+            raise ValueError(f"TWINV2 needs cluster_dim >= 1. Received: cluster_dim={cluster_dim}")
+        self.cluster_dim = int(cluster_dim)
         d_item = self.item_embedding.output_dim
         self.check_heads(d_item, "the item representation")
         if any(e.feature.name == "size" for e in self.behavior_feature_embeddings):
@@ -88,12 +92,29 @@ class TWINV2(TwoStageModel):
         wide) when the content vectors are wider than ``cluster_dim``, else None (cluster on them)."""
         if self.content is None or self.content_dim <= self.cluster_dim:
             return None
-        table = self.content._initial[CONTENT][:-1]  # the initial L2-normalised rows (zeros: none given)
+        # the initial L2-normalised rows (zeros: none given). (A public accessor on ItemFeatureLookup
+        # would change every two-stage model's benchmark key: add it when that file changes anyway.)
+        table = self.content._initial[CONTENT][:-1]
         tables = None
         if np.any(table):  # rebuilt from its config: zeros, the checkpoint restores the projected table
             tables = {CLUSTER_CONTENT: table @ principal_directions(table, self.cluster_dim)}
         return ItemFeatureLookup(spec.n_items, [FeatureDef(CLUSTER_CONTENT, "dense", dim=self.cluster_dim)], tables,
                                  name="cluster_content")
+
+    def load_weights(self, *args, **kwargs):
+        """``Model.load_weights``, refusing a checkpoint without the projected table: one written before
+        TWIN-V2 projected wide content vectors leaves it at zeros, which would silently put every
+        behavior of a group in one cluster."""
+        status = super().load_weights(*args, **kwargs)
+        if self.cluster_content is not None and self.cluster_content.built and not any(
+                tf.reduce_any(t != 0.0).numpy() for t in self.cluster_content.tables.values()):
+            raise ValueError(f"TWINV2: the checkpoint {args[0] if args else ''} has no projected cluster_content "
+                             f"table (content vectors of {self.content_dim} dims are clustered on their "
+                             f"{self.cluster_dim} top principal directions since tfrec 57ab237): retrain the run")
+        return status
+
+    def get_config(self):
+        return {**super().get_config(), "cluster_dim": self.cluster_dim}
 
     @staticmethod
     def _group_key(spec, config) -> tuple[str, int]:
