@@ -185,20 +185,25 @@ def principal_directions(vectors, dim: int) -> np.ndarray:
     while the leading directions keep most of the spread the splits follow.
 
     All-zero rows (unknown / unlisted items) are left out. Eigenvectors of the rows' covariance
-    (float64), by decreasing eigenvalue; each column's sign is fixed so that its largest-magnitude
+    (float64, accumulated over chunks of rows), by decreasing eigenvalue; each column's sign is fixed so that its largest-magnitude
     entry is positive (deterministic across LAPACK builds, except that near-equal eigenvalues at the
     cut may rotate the basis there). No rows: zeros.
     """
-    x = np.asarray(vectors, np.float64)
+    x = np.asarray(vectors)
     d = x.shape[1]
     k = min(int(dim), d)
     if k < 1:
         raise ValueError(f"principal_directions needs dim >= 1. Received: dim={dim}")
-    rows = x[np.any(x != 0.0, axis=1)]
-    if not len(rows):
+    # sum and Gram matrix over chunks of rows, in float64: memory O(chunk * D), not copies of the table
+    n, total, gram = 0, np.zeros(d), np.zeros((d, d))
+    for start in range(0, len(x), 65536):
+        rows = x[start:start + 65536].astype(np.float64)
+        rows = rows[np.any(rows != 0.0, axis=1)]
+        n, total, gram = n + len(rows), total + rows.sum(0), gram + rows.T @ rows
+    if not n:
         return np.zeros((d, k), np.float32)
-    centered = rows - rows.mean(0)
-    values, vecs = np.linalg.eigh(centered.T @ centered / len(rows))
+    mean = total / n
+    values, vecs = np.linalg.eigh(gram / n - np.outer(mean, mean))
     top = vecs[:, np.argsort(-values, kind="stable")[:k]]
     signs = np.sign(top[np.argmax(np.abs(top), axis=0), np.arange(k)])
     return (top * np.where(signs == 0, 1.0, signs)).astype(np.float32)
