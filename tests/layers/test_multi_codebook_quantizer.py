@@ -1,5 +1,8 @@
 """MultiCodebookQuantizer (DMQN eqs. 3-10): a hand-computed golden case, padding, noise, the
-straight-through gradient against a numpy reference, the temperature and the dead-codeword restart."""
+straight-through gradient against a numpy reference, the temperature and the dead-codeword restart
+(on eq. 5's dot-product scores, where hand computation is simplest), then the default scaled cosine
+scores: a golden case, their bound, the learnable scale, and training assignments that follow the
+served argmax where dot products of small embeddings are drowned by the Gumbel noise."""
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -49,7 +52,8 @@ EXPECTED = {
 
 
 def _golden_layer(estimator="gumbel", temperature=1.0):
-    layer = MultiCodebookQuantizer(num_codebooks=2, codebook_size=3, estimator=estimator, temperature=temperature)
+    layer = MultiCodebookQuantizer(num_codebooks=2, codebook_size=3, estimator=estimator, temperature=temperature,
+                                   scores="dot")
     layer(INPUTS, training=False)
     layer.projection.assign(PROJECTION)
     layer.codebooks.assign(CODEBOOKS)
@@ -108,7 +112,7 @@ def _random_inputs(b=3, length=50, d=4, seed=0):
 def test_inference_is_deterministic_argmax_of_scores():
     tf.keras.utils.set_random_seed(1)
     inputs = _random_inputs()
-    layer = MultiCodebookQuantizer(3, 5, estimator="gumbel")
+    layer = MultiCodebookQuantizer(3, 5, estimator="gumbel", scores="dot")
     first, second = _numpy(layer(inputs, training=False)), _numpy(layer(inputs, training=False))
     assert_nested_allclose(second, first, atol=0.0)
     argmax = layer.scores(inputs["behaviors"]).numpy().argmax(-1)  # [B, N, L]
@@ -124,7 +128,7 @@ def test_gumbel_training_forward_is_a_sample_of_softmax_scores():
     # identity projection and codebook: the scores are the behaviors themselves
     inputs = {"behaviors": np.tile(np.log(probs).astype(np.float32), (1, n, 1)), "mask": np.ones([1, n], bool),
               "timestamp": np.arange(n, dtype=np.int64)[None]}
-    layer = MultiCodebookQuantizer(1, 3, estimator="gumbel")
+    layer = MultiCodebookQuantizer(1, 3, estimator="gumbel", scores="dot")
     layer(inputs, training=False)
     layer.projection.assign(np.eye(3, dtype=np.float32)[None])
     layer.codebooks.assign(np.eye(3, dtype=np.float32)[None])
@@ -144,7 +148,7 @@ def test_gumbel_training_forward_is_a_sample_of_softmax_scores():
 def test_gumbel_training_codes_differ_from_argmax_when_scores_are_close():
     tf.keras.utils.set_random_seed(3)
     inputs = _random_inputs(b=2, length=100)
-    layer = MultiCodebookQuantizer(2, 4, estimator="gumbel")
+    layer = MultiCodebookQuantizer(2, 4, estimator="gumbel", scores="dot")
     layer(inputs, training=False)
     layer.codebooks.assign(layer.codebooks * 0.05)  # scores within ~0.1 of each other
     hard = layer(inputs, training=False)["codes"].numpy()
@@ -157,7 +161,7 @@ def test_gumbel_training_codes_differ_from_argmax_when_scores_are_close():
 def test_training_usage_counts_the_served_argmax_not_the_noisy_samples():
     tf.keras.utils.set_random_seed(4)
     inputs = _random_inputs(b=2, length=100)
-    layer = MultiCodebookQuantizer(2, 4, estimator="gumbel")
+    layer = MultiCodebookQuantizer(2, 4, estimator="gumbel", scores="dot")
     layer(inputs, training=False)
     layer.codebooks.assign(layer.codebooks * 0.05)  # the noise changes most training assignments
     served = layer(inputs, training=False)["codes"].numpy()
@@ -173,7 +177,7 @@ def test_training_usage_counts_the_served_argmax_not_the_noisy_samples():
 def test_softmax_estimator_training_forward_equals_inference():
     tf.keras.utils.set_random_seed(4)
     inputs = _random_inputs()
-    layer = MultiCodebookQuantizer(2, 4, estimator="softmax", temperature=0.7)
+    layer = MultiCodebookQuantizer(2, 4, estimator="softmax", temperature=0.7, scores="dot")
     inference = _numpy(layer(inputs, training=False))
     for _ in range(2):
         assert_nested_allclose(_numpy(layer(inputs, training=True)), inference, atol=1e-6)
@@ -220,7 +224,7 @@ def _tf_grads(layer, inputs, g, training):
 def test_straight_through_gradients_in_training(estimator):
     tf.keras.utils.set_random_seed(5)
     inputs = _random_inputs(b=2, length=12, d=3)
-    layer = MultiCodebookQuantizer(2, 4, code_dim=5, estimator=estimator, temperature=0.8)
+    layer = MultiCodebookQuantizer(2, 4, code_dim=5, estimator=estimator, temperature=0.8, scores="dot")
     layer(inputs, training=False)
     g = tf.constant(np.random.default_rng(6).normal(size=(2, 2, 4, 3)), tf.float32)
     out, grads = _tf_grads(layer, inputs, g, training=True)
@@ -237,7 +241,7 @@ def test_no_gradient_to_codebooks_at_inference():
     """Hard argmax at inference: the clusters do not depend differentiably on codebooks or projection."""
     tf.keras.utils.set_random_seed(7)
     inputs = _random_inputs(b=2, length=12, d=3)
-    layer = MultiCodebookQuantizer(2, 4, estimator="softmax")
+    layer = MultiCodebookQuantizer(2, 4, estimator="softmax", scores="dot")
     layer(inputs, training=False)
     g = tf.constant(np.random.default_rng(8).normal(size=(2, 2, 4, 3)), tf.float32)
     _, grads = _tf_grads(layer, inputs, g, training=False)
@@ -258,7 +262,7 @@ def test_no_gradient_to_codebooks_at_inference():
 def test_temperature_is_a_non_trainable_weight_shaping_only_the_gradient():
     tf.keras.utils.set_random_seed(9)
     inputs = _random_inputs(b=2, length=12, d=3)
-    layer = MultiCodebookQuantizer(2, 4, estimator="softmax", temperature=2.5)
+    layer = MultiCodebookQuantizer(2, 4, estimator="softmax", temperature=2.5, scores="dot")
     layer(inputs, training=False)
     assert float(layer.temperature.numpy()) == 2.5
     assert any(w is layer.temperature for w in layer.non_trainable_weights)
@@ -280,7 +284,7 @@ def _collapsed_layer():
     rng = np.random.default_rng(11)
     behaviors = np.abs(rng.normal(size=(1, 40, 3))).astype(np.float32) + 0.1
     inputs = {"behaviors": behaviors, "mask": np.ones([1, 40], bool), "timestamp": np.zeros([1, 40], np.int64)}
-    layer = MultiCodebookQuantizer(2, 4)
+    layer = MultiCodebookQuantizer(2, 4, scores="dot")
     layer(inputs, training=False)
     layer.projection.assign(np.stack([np.eye(3, dtype=np.float32)] * 2))
     book0 = rng.normal(scale=0.01, size=(4, 3))
@@ -338,6 +342,9 @@ def test_reset_dead_codewords_without_dead_codewords_changes_nothing():
     ({"estimator": "hard"}, "estimator='hard'"),
     ({"temperature": 0.0}, "temperature=0.0"),
     ({"temperature": -1.0}, "temperature=-1.0"),
+    ({"scores": "l2"}, "scores='l2'"),
+    ({"logit_scale": 0.0}, "logit_scale=0.0"),
+    ({"logit_scale": 1000.0}, "logit_scale=1000.0"),
 ])
 def test_validation(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -345,8 +352,72 @@ def test_validation(kwargs, match):
 
 
 def test_config_roundtrip():
-    layer = MultiCodebookQuantizer(2, 3, code_dim=5, estimator="softmax", temperature=0.5)
+    layer = MultiCodebookQuantizer(2, 3, code_dim=5, estimator="softmax", temperature=0.5, scores="dot")
     rebuilt, _ = assert_layer_config_roundtrip(layer, INPUTS, training=False, expected_shapes={
         "clusters": (2, 2, 3, 2), "mask": (2, 2, 3), "count": (2, 2, 3), "max_timestamp": (2, 2, 3),
         "codes": (2, 2, 4)})
     assert rebuilt.get_config()["temperature"] == 0.5 and float(rebuilt.temperature.numpy()) == 0.5
+
+
+@pytest.mark.parametrize("scores", ["cosine", "dot"])
+def test_config_roundtrip_keeps_the_scores(scores):
+    layer = MultiCodebookQuantizer(2, 3, scores=scores, logit_scale=7.0)
+    rebuilt, _ = assert_layer_config_roundtrip(layer, INPUTS, training=False)
+    assert rebuilt.get_config()["scores"] == scores and rebuilt.get_config()["logit_scale"] == 7.0
+    assert (rebuilt.log_logit_scale is None) == (scores == "dot")
+
+
+def test_cosine_golden_scores():
+    """``s cos(h_i, c_k)`` on the golden projections / codebooks, by hand: s = 10 initially; a zero
+    behavior scores 0; the scale is trainable and capped at 100."""
+    layer = MultiCodebookQuantizer(2, 3)  # scores="cosine", logit_scale=10
+    layer(INPUTS, training=False)
+    layer.projection.assign(PROJECTION)
+    layer.codebooks.assign(CODEBOOKS * np.float32([[[3.0]], [[0.5]]]))  # norms do not matter
+    h = np.einsum("ble,ned->bnld", BEHAVIORS, PROJECTION)
+    h /= np.linalg.norm(h, axis=-1, keepdims=True)
+    c = CODEBOOKS / np.linalg.norm(CODEBOOKS, axis=-1, keepdims=True)
+    expected = 10.0 * np.einsum("bnld,nwd->bnlw", h, c)
+    np.testing.assert_allclose(layer.scores(BEHAVIORS).numpy(), expected, atol=1e-5)
+    # e.g. user 0, behavior (2, 1) against codebook 0's (-1, -1): 10 * -3 / (sqrt(5) sqrt(2))
+    np.testing.assert_allclose(layer.scores(BEHAVIORS).numpy()[0, 0, 0, 2], -30 / np.sqrt(10), rtol=1e-5)
+    assert np.all(layer.scores(np.zeros((1, 2, 2), np.float32)).numpy() == 0.0)
+    assert any(w is layer.log_logit_scale for w in layer.trainable_weights)
+    layer.log_logit_scale.assign(np.log(1e4))
+    assert np.abs(layer.scores(BEHAVIORS).numpy()).max() <= 100.0 + 1e-3
+    inputs = _random_inputs(b=2, length=30, d=2)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(layer(inputs, training=True)["clusters"] ** 2)
+    assert tape.gradient(loss, layer.log_logit_scale) is not None
+
+
+def test_cosine_training_assignments_follow_the_served_argmax_for_small_embeddings():
+    """The defect the cosine scores fix: embeddings of norm ~0.1 (as an embedding table starts)
+    give dot-product logits far below the Gumbel noise's scale, so training assigned behaviors nearly
+    at random (the clusters trained on were not the clusters served); scaled cosines keep most
+    training assignments on the served argmax."""
+    tf.keras.utils.set_random_seed(12)
+    inputs = _random_inputs(b=4, length=200, d=16)
+    inputs["behaviors"] *= np.float32(0.1 / 4.0)  # norm ~0.1
+    agree = {}
+    for scores in ("dot", "cosine"):
+        layer = MultiCodebookQuantizer(4, 16, scores=scores)
+        served = layer(inputs, training=False)["codes"].numpy()
+        noisy = layer(inputs, training=True)["codes"].numpy()
+        valid = served >= 0
+        agree[scores] = (noisy[valid] == served[valid]).mean()
+    assert agree["dot"] < 0.15 and agree["cosine"] > 0.4, agree  # measured: 0.06 / 0.53 (16 codewords)
+
+
+def test_cosine_padding_gets_no_nan_and_no_gradient():
+    """Padded (zeroed) behaviors have |h| = 0: their cosine is 0 and their gradients finite zeros."""
+    tf.keras.utils.set_random_seed(13)
+    inputs = _random_inputs(b=3, length=20, d=4)
+    layer = MultiCodebookQuantizer(2, 4)
+    e = tf.constant(inputs["behaviors"])
+    with tf.GradientTape() as tape:
+        tape.watch(e)
+        loss = tf.reduce_sum(layer({**inputs, "behaviors": e}, training=True)["clusters"] ** 2)
+    grads = tape.gradient(loss, [e, layer.codebooks, layer.projection, layer.log_logit_scale])
+    assert all(np.isfinite(g.numpy()).all() for g in grads)
+    assert np.all(grads[0].numpy()[~inputs["mask"]] == 0.0)
