@@ -37,7 +37,7 @@ class MultiCodebookQuantizer(tf.keras.layers.Layer):
       ``s`` whatever the embeddings' norms: at initialization (16 random codewords of 16 dims)
       53% of training assignments equal the served argmax (dot products: 6%; 64 codewords: ~30%),
       and more as the codewords align with the behaviors. The same benchmark cell: AUC 0.614 ->
-      0.652 (docs/models.md, "DMQN").
+      0.630 / 0.652 (two runs), logloss 0.621 -> 0.602 / 0.591 (docs/models.md, "DMQN").
     * **Straight-through.** The forward pass uses the hard one-hot ``onehot(z)``; gradients reach
       the codebook and the projection through the relaxation ``softmax((score + g) / tau)``
       (``assign = hard + soft - stop_gradient(soft)``). ``tau`` therefore only shapes the
