@@ -35,8 +35,9 @@ class MultiCodebookQuantizer(tf.keras.layers.Layer):
       with the served argmax), the clusters trained on were not the clusters served, and the
       model fit worse than a constant (test logloss 0.621). Cosines put the logits on a scale of
       ``s`` whatever the embeddings' norms: at initialization (16 random codewords of 16 dims)
-      53% of training assignments equal the served argmax (dot products: 6%; 64 codewords: ~30%),
-      and more as the codewords align with the behaviors. The same benchmark cell: AUC 0.614 ->
+      53% of training assignments equal the served argmax (dot products: 6%; the test
+      ``test_cosine_training_assignments_follow_the_served_argmax_for_small_embeddings``), fewer
+      with more codewords, more as the codewords align with the behaviors. The same benchmark cell: AUC 0.614 ->
       0.630 / 0.652 (two runs), logloss 0.621 -> 0.602 / 0.591 (docs/models.md, "DMQN").
     * **Straight-through.** The forward pass uses the hard one-hot ``onehot(z)``; gradients reach
       the codebook and the projection through the relaxation ``softmax((score + g) / tau)``
@@ -48,9 +49,9 @@ class MultiCodebookQuantizer(tf.keras.layers.Layer):
     * ``r_k`` averages the behaviors' *input* embeddings ``e_i`` (eq. 9), not the projections; the
       denominator is the (non-differentiable) member count; empty codewords are zero and masked.
     * Codebook entries start unit-variance normal (norm ~sqrt(D)) and the projections
-      Glorot-uniform (with ``scores="dot"``, so that at initialization the scores of small
-      embeddings (norm ~0.1) are less drowned by the Gumbel noise: with norm-1 codewords the
-      planted-signal test (tests/models/test_dmqn.py) reached AUC 0.65 / 0.74 / 0.66 on seeds 0-2,
+      Glorot-uniform. Chosen for ``scores="dot"``: at initialization the scores of small embeddings
+      (norm ~0.1) are then less drowned by the Gumbel noise (with norm-1 codewords the
+      planted-signal test, tests/models/test_dmqn.py, reached AUC 0.65 / 0.74 / 0.66 on seeds 0-2,
       with these 0.78 / 0.75 / 0.69). With dot-product scores a codeword of large norm can
       capture everything, which is why ``reset_dead_codewords`` restarts unused codewords at the
       live codewords' largest norm (with cosines only the direction counts).
@@ -195,7 +196,8 @@ class MultiCodebookQuantizer(tf.keras.layers.Layer):
         Each dead codeword of codebook j becomes the direction of a randomly drawn projected
         behavior ``h_i`` scaled to the largest norm among codebook j's live codewords, so
         ``h_i`` scores it at least as high as any live codeword (Cauchy-Schwarz; with cosine
-        scores its cosine is 1) and the codeword is used again. The draws come from the behaviors the caller observed.
+        scores its cosine is 1) and the codeword is used again. The draws come from the
+        behaviors the caller observed.
 
         Args:
           dead: bool ``[N, W]``, the codewords to restart.
