@@ -1,7 +1,7 @@
 """Stage `bench`: the benchmark grid -- every model x every data set x seeds under one protocol
 (bench/PROTOCOL.md), each cell cached, tables and plots regenerated from the cached cells.
 
-    tfrec bench                                   # the whole grid (budget `grid`, ~8 h on 2 cores)
+    tfrec bench                                   # the whole grid (budget `grid`, 400 cells; wall time: PROTOCOL.md)
     tfrec bench --models dmgin din --datasets synthetic-medium --seeds 0
     tfrec bench --models papers --datasets synthetic-medium ml-100k   # the papers' ablation rows
     tfrec bench --budget smoke --datasets synthetic-small            # minutes: the machinery end to end
