@@ -260,16 +260,10 @@ def test_a_worker_without_a_full_batch_is_refused_up_front(data):
 
 
 def _complete_backup(backup: Path) -> bool:
-    """Whether a checkpoint in ``backup`` is whole: its ``checkpoint`` state file (written last) names a
-    checkpoint whose index exists. A kill between the index and the state file leaves nothing to restore
-    (the run then starts over), which is not what the test below kills for."""
-    for state in backup.rglob("checkpoint"):
-        for line in state.read_text(errors="replace").splitlines():
-            if line.startswith("model_checkpoint_path:"):
-                name = Path(line.split(":", 1)[1].strip().strip('"'))
-                if (name if name.is_absolute() else state.parent / name).with_name(name.name + ".index").exists():
-                    return True
-    return False
+    """Whether ``backup`` holds a whole checkpoint, as the restore sees it (``tf.train.latest_checkpoint``:
+    the ``checkpoint`` state file, written last, names one whose index exists). A kill between the index
+    and the state file leaves nothing to restore (the run starts over), not what the test below kills for."""
+    return any(tf.train.latest_checkpoint(str(state.parent)) for state in backup.rglob("checkpoint"))
 
 
 def test_one_process_run_killed_mid_epoch_resumes_from_its_backup(data, tmp_path):
