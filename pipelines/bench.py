@@ -61,6 +61,7 @@ def run(args):
     from tfrec.benchmark import zoo
     from tfrec.benchmark.cells import CellStore
     from tfrec.benchmark.grid import Grid
+    from tfrec.benchmark.datasets import LOCK_ROOT
     from tfrec.benchmark.protocol import budget as make_budget
 
     changes = {"seeds": tuple(args.seeds)} if args.seeds else {}
@@ -70,7 +71,8 @@ def run(args):
     store = CellStore(results / "cells")
     work = Path(args.workdir)
     if not args.tables_only:
-        grid = Grid(rows, args.datasets, plan, store, work / "data", work / "artifacts", log=tqdm.write)
+        grid = Grid(rows, args.datasets, plan, store, work / "data", work / "artifacts", log=tqdm.write,
+                    lock_root=LOCK_ROOT)
         if args.missing:
             missing = grid.missing()
             for name, row, seed, lr in missing:

@@ -218,7 +218,8 @@ def test_select_rows():
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
-    """synthetic-small, prepared by the benchmark's own recipe (RQ-VAE shortened)."""
+    """synthetic-small, prepared by the benchmark's own recipe (RQ-VAE shortened), writing its data lock
+    under ``<root>/lock``."""
     from pipelines import semantic_ids
     from pipelines.common import stage_args
     from tfrec.benchmark import datasets
@@ -233,7 +234,7 @@ def tiny_data(tmp_path_factory):
 
     semantic_ids.run = quick
     try:
-        datasets.prepare("synthetic-small", root)
+        datasets.prepare("synthetic-small", root, lock_root=root / "lock")
     finally:
         semantic_ids.run = original
     assert (data / datasets.READY).exists()
@@ -295,6 +296,49 @@ def test_real_cells_end_to_end_and_resume(tiny_data, tmp_path):
                 runner=runner, log=print).run()["ran"] == 0 and calls == []
     info = json.loads((tmp_path / "cells" / "synthetic-small" / "dataset-e2e.json").read_text())
     assert info["synthetic_report"]["oracle"]["auc"] > 0.8
+
+
+def test_data_lock_gives_every_box_the_same_data(tiny_data, tmp_path, monkeypatch):
+    """The stages whose floats follow the CPU (the RQ-VAE; MovieLens's text encoder) are taken from the
+    data lock: a second preparation runs no RQ-VAE and ends with the same fingerprint, so it reuses the
+    cells; a stale stamp runs the stage and rewrites the lock; data that still differs is named."""
+    from pipelines import semantic_ids
+    from tfrec.benchmark import datasets
+
+    lock_dir = tiny_data / "lock" / "synthetic-small"
+    lock = json.loads((lock_dir / datasets.LOCK_FILE).read_text())
+    first = data_fingerprint(tiny_data / "synthetic-small")
+    assert lock["fingerprint"] == first and set(lock["stamps"]) == {"semantic_ids"}  # synthetic: no item texts
+    assert sorted(p.name for p in lock_dir.iterdir()) == ["lock.json", "semantic_ids.json", "semantic_ids.npz"]
+
+    def no_rqvae(args):
+        raise AssertionError("the RQ-VAE ran although the lock holds its codes")
+
+    monkeypatch.setattr(semantic_ids, "run", no_rqvae)
+    logs = []
+    again = datasets.prepare("synthetic-small", tmp_path, lock_root=tiny_data / "lock", log=logs.append)
+    assert data_fingerprint(again) == first
+    assert [m for m in logs if "taken from the lock" in m] and not [m for m in logs if "differs" in m]
+    assert (lock_dir / datasets.LOCK_FILE).read_text() == json.dumps(lock, indent=1, sort_keys=True) + "\n"
+
+    # the stage's code or input changed since the lock was written: not restored; the lock is rewritten
+    stale = datasets.DataLock(tmp_path / "lock")
+    stale.dir.mkdir()
+    for f in lock_dir.iterdir():
+        (stale.dir / f.name).write_bytes(f.read_bytes())
+    (stale.dir / datasets.LOCK_FILE).write_text(json.dumps(dict(lock, stamps={"semantic_ids": "0" * 16})))
+    assert not stale.restore("semantic_ids", again, log=logs.append) and "changed" in logs[-1]
+    stale.check_or_write(again, log=logs.append)
+    assert stale.read()["stamps"] == lock["stamps"] and "written" in logs[-1]
+
+    # a preparation that still ends elsewhere (here: one code changed) names the file
+    with np.load(again / "semantic_ids.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["codes"][0, 0] += 1
+    np.savez(again / "semantic_ids.npz", **arrays)
+    stale.check_or_write(again, log=logs.append)
+    assert "differs" in logs[-1] and "files: semantic_ids.npz)" in logs[-1]
+    assert stale.read()["fingerprint"] == first  # the lock is left as it was
 
 
 def test_cell_lock_is_exclusive_and_stale_locks_are_taken_over(tmp_path):

@@ -184,18 +184,10 @@ def _npz_content(path: Path) -> bytes:
     return digest.digest()
 
 
-def data_fingerprint(data_dir) -> str:
-    """SHA-256 (16 hex digits) of a data directory's *content*: its small metadata files (JSON, YAML,
-    the ``.npz`` tables' arrays) and every other file's name and size (the TFRecords: hashing gigabytes
-    per run would cost minutes).
-
-    Preparing the same data set again, in another process or on another day, gives the same
-    fingerprint: an ``.npz`` is hashed by its arrays (the zip's bytes carry the write time), the
-    stages' wall-time entries (``seconds``) and the generator's report (``REPORT_FILES``) are left out,
-    so a new checkout that re-prepares the data reuses the committed cells; a change of any code, group,
-    item feature or split does not."""
+def _data_contents(data_dir):
+    """``(relative path, content bytes)`` of every file of a data directory, in path order, as
+    ``data_fingerprint`` hashes them."""
     data = Path(data_dir)
-    digest = hashlib.sha256()
     for path in sorted(p for p in data.rglob("*") if p.is_file()):
         rel = path.relative_to(data).as_posix()
         if rel in REPORT_FILES:
@@ -212,8 +204,30 @@ def data_fingerprint(data_dir) -> str:
             body = _json_content(path.read_text())
         else:
             body = path.read_bytes()
+        yield rel, body
+
+
+def data_fingerprint(data_dir) -> str:
+    """SHA-256 (16 hex digits) of a data directory's *content*: its small metadata files (JSON, YAML,
+    the ``.npz`` tables' arrays) and every other file's name and size (the TFRecords: hashing gigabytes
+    per run would cost minutes).
+
+    Preparing the same data set again, in another process or on another day, gives the same
+    fingerprint: an ``.npz`` is hashed by its arrays (the zip's bytes carry the write time), the
+    stages' wall-time entries (``seconds``) and the generator's report (``REPORT_FILES``) are left out,
+    so a new checkout that re-prepares the data reuses the committed cells; a change of any code, group,
+    item feature or split does not. (Another CPU trains the RQ-VAE and runs the text encoder to other
+    floats; the benchmark's data lock, ``tfrec.benchmark.datasets``, carries those stages' outputs.)"""
+    digest = hashlib.sha256()
+    for rel, body in _data_contents(data_dir):
         digest.update(rel.encode() + b"\0" + body + b"\0")
     return digest.hexdigest()[:16]
+
+
+def data_manifest(data_dir) -> dict:
+    """``{relative path: 16 hex digits}`` of each file's content as ``data_fingerprint`` reads it: which
+    files two preparations of a data set disagree on."""
+    return {rel: hashlib.sha256(body).hexdigest()[:16] for rel, body in _data_contents(data_dir)}
 
 
 def cell_key(ingredients: dict) -> str:

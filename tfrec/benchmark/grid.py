@@ -51,16 +51,16 @@ class NotPrepared(Exception):
     """A data set that is not prepared yet (``open_dataset(..., prepare=False)``)."""
 
 
-def open_dataset(name: str, data_root, budget: Budget, prepare: bool = True) -> DataSet:
-    """Prepares data set ``name`` (``datasets.prepare``; with ``prepare=False`` raises ``NotPrepared``
-    instead) and computes its windows under ``budget``."""
+def open_dataset(name: str, data_root, budget: Budget, prepare: bool = True, lock_root=None) -> DataSet:
+    """Prepares data set ``name`` (``datasets.prepare`` with the data lock under ``lock_root``, None: none;
+    with ``prepare=False`` raises ``NotPrepared`` instead) and computes its windows under ``budget``."""
     from pipelines.common import load_spec, tfrecord_files
     from tfrec.benchmark import datasets
     from tfrec.data.tfrecord import read_request_timestamps
 
     if not prepare and not (Path(data_root) / name / datasets.READY).exists():
         raise NotPrepared(name)
-    data = datasets.prepare(name, data_root)
+    data = datasets.prepare(name, data_root, lock_root=lock_root)
     spec = load_spec(data)
     train_times, _ = read_request_timestamps(tfrecord_files(data, "train"), spec)
     test_times, _ = read_request_timestamps(tfrecord_files(data, "test"), spec)
@@ -168,11 +168,12 @@ class Grid:
 
     def __init__(self, rows, datasets, budget: Budget, store: CellStore, data_root, artifacts,
                  runner: Callable[[dict, Path], bool] = run_in_subprocess, log=print,
-                 probe: Optional[Callable[[], dict]] = machine.measure):
+                 probe: Optional[Callable[[], dict]] = machine.measure, lock_root: Optional[Path] = None):
         self.rows = [zoo.ROWS[r] for r in rows]
         self.dataset_names = list(datasets)
         self.budget, self.store, self.runner, self.log, self.probe = budget, store, runner, log, probe
         self.data_root, self.artifacts = Path(data_root), Path(artifacts)
+        self.lock_root = lock_root  # the data lock (datasets.LOCK_ROOT for `tfrec bench`; None: none)
         self._datasets = {}
         self.ran, self.failed, self.cached, self.skipped = [], [], [], []
 
@@ -187,7 +188,7 @@ class Grid:
         if name not in self._datasets:
             from tfrec.benchmark.datasets import oracle_report
 
-            ds = open_dataset(name, self.data_root, self.budget, prepare=prepare)
+            ds = open_dataset(name, self.data_root, self.budget, prepare=prepare, lock_root=self.lock_root)
             self._datasets[name] = ds
             info = {"name": name, "budget": self.budget.name, "windows": ds.windows.to_dict(),
                     "fingerprint": ds.fingerprint, "max_history_length": ds.max_history_length,
