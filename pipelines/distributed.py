@@ -34,7 +34,14 @@ def check_backup(out_dir, fingerprint: str, is_chief: bool) -> None:
                   "removing it and starting from scratch", flush=True)
             shutil.rmtree(backup, ignore_errors=True)
     elif backup.exists():
-        print(f"{backup}: resuming the interrupted training from its backup", flush=True)
+        # a whole checkpoint is one the ``checkpoint`` state file (written last) names and whose index exists
+        import tensorflow as tf
+
+        if any(tf.train.latest_checkpoint(str(state.parent)) for state in backup.rglob("checkpoint")):
+            print(f"{backup}: resuming the interrupted training from its backup", flush=True)
+        else:
+            print(f"{backup}: the interrupted training left no whole checkpoint (killed while writing its "
+                  "first): starting from scratch", flush=True)
     if is_chief:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         stamp.write_text(fingerprint)

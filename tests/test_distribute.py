@@ -334,3 +334,24 @@ def test_tasks_die_with_a_killed_launcher(data, tmp_path):
     finally:
         proc.kill()
         _kill_tasks(log_dir)
+
+
+def test_resume_message_says_whether_the_backup_holds_a_whole_checkpoint(tmp_path, capsys):
+    """The same training's backup: "resuming" only when its ``checkpoint`` state file names a checkpoint
+    whose index exists; a run killed before its first whole checkpoint starts over, and says so."""
+    from pipelines.distributed import check_backup
+    from tfrec.training import BACKUP
+
+    chief = tmp_path / BACKUP / "chief"
+    chief.mkdir(parents=True)
+    (tmp_path / f"{BACKUP}.json").write_text("same")
+    (chief / "ckpt-1.data-00000-of-00001").write_bytes(b"partial")  # killed before the index and state file
+    check_backup(tmp_path, "same", is_chief=True)
+    assert "left no whole checkpoint" in capsys.readouterr().out
+    tf.train.Checkpoint(step=tf.Variable(3)).write(str(chief / "ckpt-1"))
+    (chief / "checkpoint").write_text('model_checkpoint_path: "ckpt-1"\nall_model_checkpoint_paths: "ckpt-1"\n')
+    check_backup(tmp_path, "same", is_chief=True)
+    assert "resuming the interrupted training from its backup" in capsys.readouterr().out
+    (chief / "ckpt-1.index").unlink()  # the state file names a checkpoint that is not there
+    check_backup(tmp_path, "same", is_chief=True)
+    assert "left no whole checkpoint" in capsys.readouterr().out

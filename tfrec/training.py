@@ -7,6 +7,7 @@ import os
 import shutil
 import tempfile
 import time
+import weakref
 from pathlib import Path
 from typing import Callable, Dict, Optional
 
@@ -239,10 +240,26 @@ def load_trained(run_dir: os.PathLike):
     return model, info
 
 
+# one inference function per model, kept across calls: a new tf.function per call traced the model anew
+# on every validation pass (the benchmark's first 135 cells spent 0.93 h of 7.99 h in validation passes
+# whose forward cost was ~0.20 h); weak keys, so a model's function goes with the model
+_PREDICT_STEPS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _predict_step(model):
+    step = _PREDICT_STEPS.get(model)
+    if step is None:
+        ref = weakref.ref(model)  # (the function must not keep its own key alive)
+        step = tf.function(lambda f: ref()(f, training=False), reduce_retracing=True)
+        _PREDICT_STEPS[model] = step
+    return step
+
+
 def predict(model, dataset: tf.data.Dataset) -> Dict[str, np.ndarray]:
     """Runs ``model`` over ``(features, label)`` batches; returns user_id, label, prediction
-    (+ true_prob when the dataset carries it)."""
-    step = tf.function(lambda f: model(f, training=False), reduce_retracing=True)
+    (+ true_prob when the dataset carries it). The model's inference function is traced once and kept
+    (``reduce_retracing``: a batch of another history length relaxes the traced shapes once)."""
+    step = _predict_step(model)
     cols: Dict[str, list] = {"user_id": [], "label": [], "prediction": []}
     for features, label in dataset:
         cols["user_id"].append(features["user_id"].numpy())

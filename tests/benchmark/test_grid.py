@@ -147,6 +147,9 @@ def test_code_version_covers_the_model_and_not_the_others():
     twin = source_closure(COMMON_ENTRIES + (model_module("twin"),))
     assert "tfrec/models/dmgin.py" not in twin
     assert code_version(model_module("dmgin")) != code_version(model_module("twin"))
+    # each model reads its own config module (+ the shared base), not the package's re-exports of all
+    assert {f for f in dmgin if f.startswith("tfrec/configs/")} == {"tfrec/configs/base.py", "tfrec/configs/dmgin.py"}
+    assert {f for f in twin if f.startswith("tfrec/configs/")} == {"tfrec/configs/base.py", "tfrec/configs/twin.py"}
 
 
 def test_data_fingerprint_sees_metadata_and_file_sizes(tmp_path):

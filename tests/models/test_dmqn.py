@@ -139,9 +139,10 @@ def test_recency_order_sorts_codewords_by_their_newest_member():
 
 
 @pytest.mark.parametrize("overrides", [dict(num_codebooks=1, codebook_size=4), dict(num_codebooks=4, codebook_size=3),
-                                       dict(use_icim=False), dict(estimator="softmax")])
+                                       dict(use_icim=False), dict(estimator="softmax"), dict(scores="dot")])
 def test_ablations_build_the_documented_state(overrides):
     model = make_dmqn(**overrides)
+    assert model.quantizer.get_config()["scores"] == model.config.scores
     state = model.encode_user(random_features(SPEC, 3, 12, seed=5))
     cfg = model.config
     n_codewords = cfg.num_codebooks * cfg.codebook_size
@@ -175,7 +176,8 @@ def test_shipped_configs_load(name):
                                            (dict(codebook_size=1), "codebook_size"),
                                            (dict(temperature_decay=1.5), "temperature_decay"),
                                            (dict(short_term_length=-3), "short_term_length"),
-                                           (dict(health_batches=0), "health_batches")])
+                                           (dict(health_batches=0), "health_batches"),
+                                           (dict(scores="l2"), "scores")])
 def test_config_validation_names_the_field(kwargs, match):
     with pytest.raises(ValueError, match=match):
         DMQNConfig(**kwargs)

@@ -146,3 +146,35 @@ def test_losses_under_a_mirrored_strategy_count_each_term_once(tmp_path):
         np.testing.assert_allclose(float(summed), float(expected), rtol=1e-4, err_msg=regularization)
         np.testing.assert_allclose(float(ctr_loss), float(logloss), rtol=1e-4, err_msg=regularization)
     assert out.stdout.count("RESULT") == 2 and "FINITE True" in out.stdout, out.stdout
+
+
+def test_predict_traces_the_model_once_across_calls():
+    """``predict`` keeps one inference function per model: the validation pass of every epoch and the
+    test pass do not trace the model again (a new function per call did, every time); a batch of another
+    history length relaxes the traced shapes once; the function goes with its model."""
+    import gc
+
+    from tfrec import training
+
+    model = DIN(SPEC, CONFIG)
+    model(random_features(SPEC, 2, 6))  # built, as a trained model is
+
+    def batches(length, seed):
+        features = random_features(SPEC, 8, length, seed=seed)
+        return tf.data.Dataset.from_tensor_slices((features, np.zeros(8, np.float32))).batch(4)
+
+    first = training.predict(model, batches(6, 0))
+    step = training._predict_step(model)
+    traces = step.experimental_get_tracing_count()
+    assert traces == 1 and first["prediction"].shape == (8,)
+    for seed in (1, 2, 3):  # later passes (the next epochs' validation): no new trace
+        again = training.predict(model, batches(6, seed))
+    assert step.experimental_get_tracing_count() == 1 and training._predict_step(model) is step
+    np.testing.assert_allclose(training.predict(model, batches(6, 0))["prediction"], first["prediction"], rtol=1e-6)
+    for length in (4, 5, 3):  # other history lengths: one relaxed trace serves them all
+        training.predict(model, batches(length, 7))
+    assert step.experimental_get_tracing_count() == 2
+    assert np.isfinite(again["prediction"]).all()
+    del model, step
+    gc.collect()
+    assert len(training._PREDICT_STEPS) == 0

@@ -38,10 +38,9 @@ CONFIG = TWINV2Config(embedding_dim=8, history_length=N, cluster_size=3, max_clu
 _TABLE = types.SimpleNamespace(columns={"category": CATEGORY})  # the item table's declared features
 
 
-def _model(spec=SPEC, cluster_dim=32, **changes):
+def _model(spec=SPEC, **changes):
     tf.keras.utils.set_random_seed(0)
-    model = TWINV2(spec, dataclasses.replace(CONFIG, **changes), item_content=CONTENT, item_table=_TABLE,
-                   cluster_dim=cluster_dim)
+    model = TWINV2(spec, dataclasses.replace(CONFIG, **changes), item_content=CONTENT, item_table=_TABLE)
     model(random_features(spec, 2, N, seed=0))
     return model
 
@@ -248,7 +247,10 @@ def test_wide_content_vectors_are_clustered_on_their_principal_directions(tmp_pa
 
     assert _model().cluster_content is None  # 3-d vectors, cluster_dim 32
     model = _model(cluster_dim=2)
-    assert model.get_config()["cluster_dim"] == 2
+    assert model.get_config()["config"]["cluster_dim"] == 2 and "cluster_dim" not in model.get_config()
+    # a model saved when cluster_dim was a constructor argument (its config beside the model config)
+    old = TWINV2(SPEC, CONFIG, cluster_dim=2, item_content=CONTENT, item_table=_TABLE)
+    assert old.config.cluster_dim == 2 and old.cluster_dim == 2
     table = normalize_rows(CONTENT.vectors)  # the content table's rows (the 3-d table itself goes unused)
     projected = model.cluster_content.tables["cluster_content"].numpy()
     assert projected.shape == (N_ITEMS + 1, 2) and not projected[-1].any()  # the unknown item: zeros

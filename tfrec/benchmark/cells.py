@@ -39,7 +39,9 @@ PREDICTIONS_FILE = "predictions.csv.gz"
 # the modules every cell runs (their tfrec / pipelines imports are followed)
 COMMON_ENTRIES = ("tfrec.benchmark.cell", "pipelines.train", "pipelines.evaluate", "tfrec.export.saved_model")
 # packages whose __init__ imports every member: following it would tie every model to every other
-FAN_OUT_PACKAGES = {"tfrec.models": ("tfrec.models.base",)}
+FAN_OUT_PACKAGES = {"tfrec.models": ("tfrec.models.base",),
+                    # re-exports every model's config: a model imports its own module (tfrec.configs.din)
+                    "tfrec.configs": ("tfrec.configs.base",)}
 # the key and store machinery itself (and the benchmark package's docstring): not part of a result
 NOT_RESULTS = {"tfrec.benchmark", "tfrec.benchmark.cells"}
 # the libraries whose versions are part of every key

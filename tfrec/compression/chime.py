@@ -34,7 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfrec.compression.backbone import MINILM_DIM, MINILM_FFN_DIM, build_backbone
-from tfrec.configs import CompressorConfig
+from tfrec.configs.compressor import CompressorConfig
 from tfrec.data.item_content import normalize_rows
 from tfrec.data.schema import FeatureDef
 from tfrec.data.spec import FeatureSpec

@@ -29,7 +29,7 @@ import tensorflow as tf
 from tfrec import configs as configs_lib
 from tfrec.compression.chime import SequenceCompressor, sequence_dataset
 from tfrec.compression.sequences import user_sequences
-from tfrec.configs import CompressorConfig
+from tfrec.configs.compressor import CompressorConfig
 from tfrec.data.tfrecord import read_request_timestamps
 from tfrec.data.user_vectors import UserVectors
 from tfrec.grouping.rqvae import codebook_report

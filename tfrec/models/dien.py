@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tfrec.configs import DIENConfig
+from tfrec.configs.dien import DIENConfig
 from tfrec.data.negatives import HIST_NEGATIVE_ITEM_ID, with_negative_behaviors
 from tfrec.data.spec import HIST_LENGTH
 from tfrec.layers.augru import AUGRU

@@ -1,5 +1,5 @@
 """DIN: Deep Interest Network (Zhou et al. 2018) on the most recent behaviors."""
-from tfrec.configs import DINConfig
+from tfrec.configs.din import DINConfig
 from tfrec.models.base import CTRModel
 from tfrec.registry import register
 

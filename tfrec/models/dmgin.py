@@ -5,7 +5,7 @@ from typing import Dict
 import numpy as np
 import tensorflow as tf
 
-from tfrec.configs import DMGINConfig
+from tfrec.configs.dmgin import DMGINConfig
 from tfrec.data.spec import HIST_LENGTH
 from tfrec.grouping.coverage import choose_top_k, coverage_at, target_group_ranks
 from tfrec.layers.behavior_embedding import BehaviorEmbedding

@@ -1,7 +1,7 @@
 """DMQN: Deep Multiple Quantization Network (Wei, Liu, Xie, SIGIR'25)."""
 import tensorflow as tf
 
-from tfrec.configs import DMQNConfig
+from tfrec.configs.dmqn import DMQNConfig
 from tfrec.data.spec import HIST_LENGTH, SECONDS_PER_DAY
 from tfrec.layers.candidate_group_attention import CandidateGroupAttention
 from tfrec.layers.hstu import HSTU
@@ -42,7 +42,7 @@ class DMQN(CTRModel):
         super().__init__(spec, config, **kwargs)
         n, w = config.num_codebooks, config.codebook_size
         self.quantizer = MultiCodebookQuantizer(n, w, estimator=config.estimator, temperature=config.temperature,
-                                                name="quantizer")
+                                                scores=config.scores, name="quantizer")
         self.codeword_order = TopKGroups(w, name="codeword_order") if config.codeword_order == "recency" else None
         self.hstu = (HSTU(config.hstu_layers, config.hstu_heads, config.embedding_dim, w, config.time_bucket_days,
                           name="hstu") if config.use_icim else None)

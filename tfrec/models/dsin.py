@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tfrec.configs import DSINConfig
+from tfrec.configs.dsin import DSINConfig
 from tfrec.data.spec import HIST_LENGTH, REQUEST_TIMESTAMP
 from tfrec.layers.multi_head_target_attention import MultiHeadTargetAttention
 from tfrec.layers.session_interacting import SessionInteracting

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tfrec.configs import ETAConfig
+from tfrec.configs.eta import ETAConfig
 from tfrec.layers.retrieval.simhash import SimHash
 from tfrec.models.two_stage import SearchThenAttendModel
 from tfrec.registry import register

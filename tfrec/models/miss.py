@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tfrec.configs import MISSConfig
+from tfrec.configs.miss import MISSConfig
 from tfrec.layers.multi_head_target_attention import MultiHeadTargetAttention
 from tfrec.layers.retrieval import TopKBehaviors
 from tfrec.models.two_stage import TwoStageModel

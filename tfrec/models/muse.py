@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tfrec.configs import MUSEConfig
+from tfrec.configs.muse import MUSEConfig
 from tfrec.layers.multi_head_target_attention import MultiHeadTargetAttention
 from tfrec.layers.multimodal import SimTier
 from tfrec.layers.retrieval import TopKBehaviors

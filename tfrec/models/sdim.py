@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tfrec.configs import SDIMConfig
+from tfrec.configs.sdim import SDIMConfig
 from tfrec.layers.retrieval.simhash import SimHash
 from tfrec.models.two_stage import TwoStageModel
 from tfrec.registry import register

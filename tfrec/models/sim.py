@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tfrec.configs import SIMConfig
+from tfrec.configs.sim import SIMConfig
 from tfrec.layers.mlp import MLP
 from tfrec.models.two_stage import SearchThenAttendModel
 from tfrec.registry import register

@@ -7,7 +7,7 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
-from tfrec.configs import SIRENConfig
+from tfrec.configs.siren import SIRENConfig
 from tfrec.layers.multi_head_target_attention import MultiHeadTargetAttention
 from tfrec.layers.multimodal import PrefixSemanticIdEmbedding, SimilarityBucketEmbedding
 from tfrec.layers.retrieval import TopKBehaviors

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tfrec.configs import TWINConfig
+from tfrec.configs.twin import TWINConfig
 from tfrec.layers.retrieval import TopKTargetAttention
 from tfrec.models.two_stage import TwoStageModel
 from tfrec.registry import register

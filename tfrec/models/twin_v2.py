@@ -1,10 +1,13 @@
 """TWIN-V2: hierarchical clustering of the behaviors + cluster-aware TWIN attention (Si et al., CIKM 2024)."""
 from __future__ import annotations
 
+import dataclasses
+from typing import Optional
+
 import numpy as np
 import tensorflow as tf
 
-from tfrec.configs import TWINV2Config
+from tfrec.configs.twin_v2 import TWINV2Config
 from tfrec.data.schema import FeatureDef
 from tfrec.data.spec import HIST_LENGTH
 from tfrec.grouping.hierarchical_clustering import cluster_histories, principal_directions
@@ -18,7 +21,6 @@ from tfrec.registry import register
 PRECOMPUTED = ("twinv2_assignment", "twinv2_representative", "twinv2_size", "twinv2_mask")
 BUILTIN_NUMERIC = ("duration", "amount")
 CLUSTER_CONTENT = "cluster_content"  # the projected content column the clustering reads
-CLUSTER_DIM = 32  # content vectors wider than this are clustered on their top principal directions
 
 
 @register
@@ -27,7 +29,7 @@ class TWINV2(TwoStageModel):
 
     User tower (cached per user), TWIN V2 sec. 3.2 (Algorithm 1) on the window of the N most recent
     behaviors: ``HierarchicalClustering`` of their content vectors (the ``content`` table, rows
-    L2-normalised; vectors wider than ``cluster_dim`` (default 32) are projected onto their top
+    L2-normalised; vectors wider than ``config.cluster_dim`` (default 32) are projected onto their top
     principal directions over the item table, a non-trainable ``cluster_content`` table of the
     checkpoint),
     first split by ``group_feature``; each cluster becomes one "virtual item": the
@@ -67,11 +69,11 @@ class TWINV2(TwoStageModel):
     config_class = TWINV2Config
     model_name = "twinv2"
 
-    def __init__(self, spec, config: TWINV2Config = TWINV2Config(), cluster_dim: int = CLUSTER_DIM, **kwargs):
+    def __init__(self, spec, config: TWINV2Config = TWINV2Config(), cluster_dim: Optional[int] = None, **kwargs):
+        if cluster_dim is not None:  # a model saved when cluster_dim was a constructor argument
+            config = dataclasses.replace(config, cluster_dim=int(cluster_dim))
         super().__init__(spec, config, **kwargs)
-        if cluster_dim < 1:
-            raise ValueError(f"TWINV2 needs cluster_dim >= 1. Received: cluster_dim={cluster_dim}")
-        self.cluster_dim = int(cluster_dim)
+        self.cluster_dim = config.cluster_dim
         d_item = self.item_embedding.output_dim
         self.check_heads(d_item, "the item representation")
         if any(e.feature.name == "size" for e in self.behavior_feature_embeddings):
@@ -112,9 +114,6 @@ class TWINV2(TwoStageModel):
                              f"table (content vectors of {self.content_dim} dims are clustered on their "
                              f"{self.cluster_dim} top principal directions since tfrec 57ab237): retrain the run")
         return status
-
-    def get_config(self):
-        return {**super().get_config(), "cluster_dim": self.cluster_dim}
 
     @staticmethod
     def _group_key(spec, config) -> tuple[str, int]:
