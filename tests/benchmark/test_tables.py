@@ -343,3 +343,29 @@ def test_time_estimate_of_a_paper_row_uses_its_base_rows_cells(tmp_path):
     selected = tables.select(cells, BUDGET, current_code=CODE)
     text = tables.time_spent_markdown(cells, selected, [SYN], ["dmgin", "dmgin-simple"])
     assert f"| `{SYN}` | 2 | 1.03 | 1.03 | 1850 | 4 | 0.11 |" in text
+
+
+def test_out_of_date_cells_are_listed_until_their_rerun(store, tmp_path):
+    """A shown cell the next run re-runs: one of another data fingerprint than the data lock's, or of
+    another code version of its model; listed per (data set, row) in missing.md while the tables still
+    show it."""
+    for path in (store / SYN / "din").glob("*/cell.json"):  # DIN on SYN ran on pre-lock data
+        cell = json.loads(path.read_text())
+        path.write_text(json.dumps({**cell, "ingredients": {**cell["ingredients"], "data": "pre-lock"}}))
+    write_row(store, ML, "din", {1e-3: 0.55, 3e-3: 0.50}, {0: 0.62, 1: 0.64})
+    locks = tmp_path / "locks"
+    (locks / SYN).mkdir(parents=True)
+    (locks / SYN / "lock.json").write_text(json.dumps({"fingerprint": "locked"}))
+    assert tables.locked_fingerprints(locks) == {SYN: "locked"}
+    code = dict(CODE, dien="newer")  # DIEN's code changed since its cells ran
+    out = tmp_path / "out"
+    tables.write_all(store, out, BUDGET, [SYN, ML], ["din", "dien", "dsin"], current_code=code, lock_root=locks)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["outdated"] == [
+        {"dataset": ML, "row": "dien", "data": 0, "code": 1, "shown": 1},
+        {"dataset": SYN, "row": "dien", "data": 0, "code": 2, "shown": 2},
+        {"dataset": SYN, "row": "din", "data": 2, "code": 0, "shown": 2}]
+    missing = (out / "missing.md").read_text()
+    assert "## Shown but out of date (5: the next run re-runs them" in missing
+    assert f"| `{SYN}` | `din` | 2 | 2 | 0 |" in missing
+    assert "| DIN | 0.7100 ± 0.0141 |" in (out / "overall.md").read_text()  # still shown until re-run

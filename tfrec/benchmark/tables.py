@@ -649,9 +649,39 @@ def _failed_cells(store_root: Path, budget: Budget) -> list[dict]:
     return out
 
 
+def outdated_cells(selected: Selection, current_code: dict[str, str] | None = None,
+                   locked: dict[str, str] | None = None) -> list[dict]:
+    """The shown cells that the next ``tfrec bench`` re-runs, per (data set, row): ``code`` (ran another
+    code version of its model than the current one) and ``data`` (ran on another data fingerprint than
+    the data lock's, ``locked``: ``{dataset: fingerprint}``; a cell is counted once, as ``data`` first).
+    They stay in the tables until their re-run replaces them."""
+    code = _CurrentCode(current_code)
+    out = []
+    for (dataset, row), cells in sorted(selected.items()):
+        data = code_changed = 0
+        for cell in cells:
+            ingredients = cell.get("ingredients") or {}
+            if _differs(ingredients.get("data"), (locked or {}).get(dataset)):
+                data += 1
+            elif _differs(ingredients.get("code"), code.version(cell.get("model", ""))):
+                code_changed += 1
+        if data or code_changed:
+            out.append({"dataset": dataset, "row": row, "data": data, "code": code_changed, "shown": len(cells)})
+    return out
+
+
+def locked_fingerprints(lock_root: Path | None = None) -> dict[str, str]:
+    """``{dataset: fingerprint}`` of the data locks (``tfrec.benchmark.datasets``) under ``lock_root``."""
+    from tfrec.benchmark.datasets import LOCK_FILE, LOCK_ROOT
+
+    root = Path(lock_root) if lock_root is not None else LOCK_ROOT
+    return {p.parent.name: lock["fingerprint"] for p in sorted(root.glob(f"*/{LOCK_FILE}"))
+            if (lock := _read_json(p)) is not None and "fingerprint" in lock}
+
+
 def missing_markdown(selected: Selection, datasets: Sequence[str], rows: Sequence[str],
-                     failed: Sequence[dict] = ()) -> str:
-    """``missing.md``: the missing cells, tuning-incomplete rows, failed and stale cells."""
+                     failed: Sequence[dict] = (), outdated: Sequence[dict] = ()) -> str:
+    """``missing.md``: the missing cells, tuning-incomplete rows, failed, out-of-date and stale cells."""
     budget = selected.budget
     missing = missing_cells(selected, datasets, rows)
     per_row = len(budget.learning_rates) + len(budget.seeds) - 1
@@ -682,6 +712,15 @@ def missing_markdown(selected: Selection, datasets: Sequence[str], rows: Sequenc
         lines += _table(["data set", "row", "cell", "error"],
                         [[f"`{f['dataset']}`", f"`{f['row']}`", f["cell"], f["error"].replace("|", "\\|")[:200]]
                          for f in failed])
+    if outdated:
+        n_data, n_code = sum(o["data"] for o in outdated), sum(o["code"] for o in outdated)
+        lines += ["", (f"## Shown but out of date ({n_data + n_code}: the next run re-runs them; the tables show "
+                       "them until then)"), "",
+                  (f"{n_data} ran on data other than the data lock's (bench/PROTOCOL.md, \"Data sets are locked\"), "
+                   f"{n_code} ran another code version of their model than the current one."), ""]
+        lines += _table(["data set", "row", "shown", "other data", "other code"],
+                        [[f"`{o['dataset']}`", f"`{o['row']}`", str(o["shown"]), str(o["data"]), str(o["code"])]
+                         for o in outdated])
     if selected.stale:
         lines += ["", (f"## Stale ({len(selected.stale)}: superseded by a cell of the same data set, row, seed and "
                   "rate run with the current code or later; not used)"), ""]
@@ -824,7 +863,7 @@ def overall_markdown(selected: Selection, datasets: Sequence[str], info: dict[st
 
 
 def write_all(store_root, out_dir, budget: Budget, datasets: Sequence[str], rows: Sequence[str],
-              current_code: dict[str, str] | None = None) -> list[Path]:
+              current_code: dict[str, str] | None = None, lock_root: Path | None = None) -> list[Path]:
     """Writes the tables and plots of ``budget``'s cells under ``store_root`` into ``out_dir``.
 
     Args:
@@ -834,6 +873,8 @@ def write_all(store_root, out_dir, budget: Budget, datasets: Sequence[str], rows
       datasets: the data sets asked for (tables also cover any other data set with cells of the budget).
       rows: the row labels asked for (``missing.md``; the tables show every overall / paper row).
       current_code: as ``select``'s.
+      lock_root: the data locks (default ``tfrec.benchmark.datasets.LOCK_ROOT``): a shown cell of
+        another data fingerprint is listed as out of date in ``missing.md``.
 
     Returns:
       The paths written (a plot without data is skipped).
@@ -854,6 +895,7 @@ def write_all(store_root, out_dir, budget: Budget, datasets: Sequence[str], rows
     command = regenerate_command(budget, out_dir)
     stats = summarize(selected, shown)
     failed = _failed_cells(store_root, budget)
+    outdated = outdated_cells(selected, current_code, locked_fingerprints(lock_root))
     written = []
 
     def write(name: str, text: str) -> None:
@@ -865,7 +907,7 @@ def write_all(store_root, out_dir, budget: Budget, datasets: Sequence[str], rows
     reading = READING_FILE if (out_dir / READING_FILE).exists() else None
     write("overall.md", overall_markdown(selected, shown, info, command, [p.name for p in written], reading))
     write("papers.md", papers_markdown(selected, shown, compressors))
-    write("missing.md", missing_markdown(selected, datasets, rows, failed) + "\n"
+    write("missing.md", missing_markdown(selected, datasets, rows, failed, outdated) + "\n"
           + time_spent_markdown(cells, selected, datasets, rows))
     summary = {"budget": dataclasses.asdict(budget), "regenerate": command, "datasets": {
         d: {"windows": (info.get(d) or {}).get("windows"), "rows": stats.get(d, {})} for d in shown},
@@ -873,6 +915,6 @@ def write_all(store_root, out_dir, budget: Budget, datasets: Sequence[str], rows
                                **({"rate_from": zoo.tuning_row(r)} if zoo.tuning_row(r) != r else {})}
                               for (d, r), lrs in sorted(selected.incomplete.items())],
         "missing": missing_cells(selected, datasets, rows), "failed": failed,
-        "stale": [c.get("dir", c.get("key")) for c in selected.stale]}
+        "outdated": outdated, "stale": [c.get("dir", c.get("key")) for c in selected.stale]}
     write("summary.json", json.dumps(summary, indent=2, default=str) + "\n")
     return sorted(written, key=lambda p: p.suffix == ".png")  # the tables first
