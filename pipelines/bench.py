@@ -91,6 +91,6 @@ def run(args):
               f"{summary['failed']} failed{'; stopped at --max-hours' if summary['stopped'] else ''})", flush=True)
     from tfrec.benchmark.tables import write_all
 
-    paths = write_all(store.root, results, plan, args.datasets, rows)
+    paths = write_all(store.root, results, plan, args.datasets, rows, lock_root=LOCK_ROOT)
     print("wrote " + ", ".join(str(p) for p in paths), flush=True)
     return paths

@@ -324,24 +324,28 @@ def test_data_lock_gives_every_box_the_same_data(tiny_data, tmp_path, monkeypatc
     assert [m for m in logs if "taken from the lock" in m] and not [m for m in logs if "differs" in m]
     assert (lock_dir / datasets.LOCK_FILE).read_text() == json.dumps(lock, indent=1, sort_keys=True) + "\n"
 
-    # the stage's code or input changed since the lock was written: not restored; the lock is rewritten
-    stale = datasets.DataLock(tmp_path / "lock")
-    stale.dir.mkdir()
-    for f in lock_dir.iterdir():
-        (stale.dir / f.name).write_bytes(f.read_bytes())
-    (stale.dir / datasets.LOCK_FILE).write_text(json.dumps(dict(lock, stamps={"semantic_ids": "0" * 16})))
-    assert not stale.restore("semantic_ids", again, log=logs.append) and "changed" in logs[-1]
-    stale.check_or_write(again, log=logs.append)
-    assert stale.read()["stamps"] == lock["stamps"] and "written" in logs[-1]
-
-    # a preparation that still ends elsewhere (here: one code changed) names the file
+    # a ready directory that differs from the lock (here: one code changed) is named, never written into it
     with np.load(again / "semantic_ids.npz") as z:
         arrays = {k: z[k] for k in z.files}
     arrays["codes"][0, 0] += 1
     np.savez(again / "semantic_ids.npz", **arrays)
-    stale.check_or_write(again, log=logs.append)
+    before = {f.name: f.read_bytes() for f in lock_dir.iterdir()}
+    assert datasets.prepare("synthetic-small", tmp_path, lock_root=tiny_data / "lock", log=logs.append) == again
     assert "differs" in logs[-1] and "files: semantic_ids.npz)" in logs[-1]
-    assert stale.read()["fingerprint"] == first  # the lock is left as it was
+    assert {f.name: f.read_bytes() for f in lock_dir.iterdir()} == before
+
+    # the stage's code changed since the lock was written: not restored (the stage runs); a lock is
+    # written from the outputs of a preparation that ran the stage
+    stale = datasets.DataLock(tmp_path / "lock")
+    stale.dir.mkdir()
+    for f in lock_dir.iterdir():
+        (stale.dir / f.name).write_bytes(f.read_bytes())
+    changed = {"semantic_ids": dict(lock["stamps"]["semantic_ids"], code="0" * 16)}
+    (stale.dir / datasets.LOCK_FILE).write_text(json.dumps(dict(lock, stamps=changed)))
+    assert not stale.restore("semantic_ids", again, log=logs.append)
+    assert "the semantic_ids stage's code changed" in logs[-1]
+    stale.write(again, log=logs.append)
+    assert stale.read()["stamps"] == lock["stamps"] and stale.read()["fingerprint"] == data_fingerprint(again)
 
 
 def test_cell_lock_is_exclusive_and_stale_locks_are_taken_over(tmp_path):
@@ -411,3 +415,21 @@ def test_repeated_seeds_are_refused():
 
     with pytest.raises(ValueError, match="each seed once"):
         budget("grid", seeds=(0, 0))
+
+
+def test_committed_data_locks_match_the_current_stage_code():
+    """Every committed data lock was written by the current code of its stages: a change to the RQ-VAE or
+    the text encoder's code makes the next `tfrec bench` run the stage again and rewrite the lock (and
+    re-run the cells on the new data); commit that lock with the change, or this fails."""
+    from tfrec.benchmark import datasets
+
+    locks = sorted(datasets.LOCK_ROOT.glob(f"*/{datasets.LOCK_FILE}"))
+    assert {p.parent.name for p in locks} == set(datasets.DATASETS)
+    for path in locks:
+        lock = json.loads(path.read_text())
+        assert lock["dataset"] == path.parent.name and set(lock["stamps"]) >= {"semantic_ids"}
+        assert ("items" in lock["stamps"]) == path.parent.name.startswith("ml-")
+        for stage, stamp in lock["stamps"].items():
+            assert stamp["code"] == datasets.stage_code(stage), (path, stage)
+            for rel in datasets.STAGES[stage]["files"]:
+                assert (path.parent / Path(rel).name).exists() and lock["manifest"][rel]

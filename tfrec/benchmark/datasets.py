@@ -17,11 +17,13 @@ vectors ~2e-7 apart). Every other stage gives the same bytes (the generator, K-m
 checked under those ISA settings). So a data set prepared on another box would have another
 fingerprint, and none of the committed cells would be reused there. The lock keeps those two stages'
 outputs (``semantic_ids.npz`` / ``.json``; ``raw/items.npz`` of the MovieLens sets) with a stamp of
-what made them (the stage's code version, its arguments and its input's content): a preparation whose
-stamp matches copies them instead of running the stage, so every box prepares the data the committed
-cells were run on. A stale stamp (the stage's code or input changed) runs the stage and rewrites the
-lock, to be committed. ``lock.json`` also keeps each file's content hash (``data_manifest``): a
-preparation that still ends with another fingerprint names the files that differ.
+what made them (the code computing them, ``STAGES``, with its libraries' versions; the stage's
+arguments; its input's content): a preparation whose stamp matches copies them instead of running the
+stage, so every box prepares the data the committed cells were run on. A stale stamp runs the stage
+and rewrites the lock from its outputs, to be committed; a data directory prepared earlier is only
+compared with the lock, never written into it. ``lock.json`` also keeps each file's content hash
+(``data_manifest``): a preparation that still ends with another fingerprint names the files that
+differ.
 """
 from __future__ import annotations
 
@@ -36,15 +38,27 @@ READY = "semantic_ids.npz"  # the last stage's output
 LOCK_ROOT = Path(__file__).resolve().parents[2] / "bench" / "data-lock"
 LOCK_FILE = "lock.json"
 ITEMS = "raw/items.npz"
-SEMANTIC_FILES = ("semantic_ids.npz", "semantic_ids.json")
 SEMANTIC_ARGS = ["--seed", 0, "--quiet"]
+# each lock stage: the files it writes (the ready marker, semantic_ids.npz, last) and the code that
+# computes them (the stamp hashes these files' code, not the stage's whole import tree: an edit to the
+# training loop must not make the lock stale) with the libraries whose kernels produce the floats
+STAGES = {
+    "items": {"files": (ITEMS,), "code": ("pipelines/embed_items.py", "tfrec/embeddings/text.py",
+                                          "tfrec/embeddings/reference.py"),
+              "libraries": ("tensorflow", "numpy", "transformers")},
+    "semantic_ids": {"files": ("semantic_ids.json", "semantic_ids.npz"),
+                     "code": ("pipelines/semantic_ids.py", "tfrec/grouping/rqvae.py", "tfrec/grouping/kmeans.py",
+                              "tfrec/layers/mlp.py"),
+                     "libraries": ("tensorflow", "numpy")},
+}
 
 
 def prepare(name: str, root, lock_root: Optional[Path] = None, log=print) -> Path:
     """The ready data directory of data set ``name`` under ``root`` (prepared when missing), its
-    CPU-dependent stages taken from the data lock under ``lock_root`` when its stamps match (None: no
-    lock, every stage runs: the default; `tfrec bench` passes ``LOCK_ROOT``). A preparation without a
-    matching lock writes one (``log`` says so)."""
+    CPU-dependent stages taken from the data lock under ``lock_root`` when their stamps match (None: no
+    lock, every stage runs: the default; `tfrec bench` passes ``LOCK_ROOT``). A preparation that ran a
+    locked stage writes the lock from its outputs (``log`` says so: commit it); a ready directory is only
+    compared with the lock (or adopted as the lock when there is none)."""
     from pipelines import cluster, embed_items, movielens, semantic_ids, synthetic, write_tfrecords
     from pipelines.common import GROUPS, RAW, SPEC, stage_args
 
@@ -54,8 +68,9 @@ def prepare(name: str, root, lock_root: Optional[Path] = None, log=print) -> Pat
     lock = DataLock(Path(lock_root) / name) if lock_root is not None else None
     if (data / READY).exists():
         if lock is not None:
-            lock.check_or_write(data, log)
+            lock.check(data, log, adopt=True)
         return data
+    ran = False
     if not (data / SPEC).exists():
         if name.startswith("synthetic-"):
             if not (data / RAW / "synthetic_report.json").exists():
@@ -67,13 +82,17 @@ def prepare(name: str, root, lock_root: Optional[Path] = None, log=print) -> Pat
                 movielens.run(stage_args(movielens, ["--out", data, "--variant", name.split("-", 1)[1]]))
                 if lock is None or not lock.restore("items", data, log):
                     embed_items.run(stage_args(embed_items, ["--data", data, "--no-progress"]))
+                    ran = True
             write_tfrecords.run(stage_args(write_tfrecords, ["--data", data]))
     if not (data / GROUPS).exists():
         cluster.run(stage_args(cluster, ["--data", data, "--seed", 0, "--no-plot", "--examples", 0]))
     if lock is None or not lock.restore("semantic_ids", data, log):
         semantic_ids.run(stage_args(semantic_ids, ["--data", data, *SEMANTIC_ARGS]))
-    if lock is not None:
-        lock.check_or_write(data, log)
+        ran = True
+    if lock is not None and ran:
+        lock.write(data, log)
+    elif lock is not None:
+        lock.check(data, log)
     return data
 
 
@@ -84,38 +103,63 @@ def _digest(*parts: bytes) -> str:
     return digest.hexdigest()[:16]
 
 
-def stage_stamp(data: Path, stage: str) -> Optional[str]:
+def stage_stamp(data: Path, stage: str) -> Optional[dict]:
     """The stamp of data lock stage ``stage`` (``items`` | ``semantic_ids``) for data directory ``data``:
-    the stage's code version, its arguments and its input's content (the item texts; the content
-    vectors); None when the stage has no input here (``items``: synthetic data has no item texts, its
-    vectors come from the generator)."""
+    ``{"code", "libraries", "args", "input"}`` digests (the code computing the outputs, ``STAGES``; its
+    libraries' versions; the stage's arguments; its input's content: the item texts, the content
+    vectors). None when the stage has no input here (``items``: synthetic data has no item texts, its
+    vectors come from the generator; ``semantic_ids`` before the content vectors exist)."""
+    from importlib.metadata import PackageNotFoundError, version
+
     from pipelines.common import RAW
     from pipelines.embed_items import ITEMS_TEXT, read_items_text
-    from tfrec.benchmark.cells import _npz_content, tool_version
+    from tfrec.benchmark.cells import _npz_content
 
+    if stage not in STAGES:
+        raise ValueError(f"unknown data lock stage {stage!r}")
     if stage == "items":
         if not (data / RAW / ITEMS_TEXT).exists():
             return None
         ids, text = read_items_text(data / RAW / ITEMS_TEXT)
-        return _digest(tool_version("pipelines.embed_items").encode(), ids.tobytes(),
-                       json.dumps(list(text)).encode())
-    if stage == "semantic_ids":
-        return _digest(tool_version("pipelines.semantic_ids").encode(),
-                       json.dumps([str(a) for a in SEMANTIC_ARGS]).encode(), _npz_content(data / ITEMS))
-    raise ValueError(f"unknown data lock stage {stage!r}")
+        args, source = [], [ids.tobytes(), json.dumps(list(text)).encode()]
+    else:
+        if not (data / ITEMS).exists():
+            return None
+        args, source = [str(a) for a in SEMANTIC_ARGS], [_npz_content(data / ITEMS)]
+    libraries = []
+    for lib in STAGES[stage]["libraries"]:
+        try:
+            libraries.append(f"{lib}=={version(lib)}".encode())
+        except PackageNotFoundError:
+            libraries.append(f"{lib} missing".encode())
+    return {"code": stage_code(stage), "libraries": _digest(*libraries), "args": _digest(json.dumps(args).encode()),
+            "input": _digest(*source)}
+
+
+def stage_code(stage: str) -> str:
+    """Digest of the code computing a lock stage's outputs (``STAGES``; docstrings and comments left out)."""
+    from tfrec.benchmark.cells import ROOT, _code_text
+
+    return _digest(*(f.encode() + b"|" + _code_text(ROOT / f).encode() for f in STAGES[stage]["code"]))
 
 
 def stage_stamps(data: Path) -> dict:
     """``{stage: stamp}`` of every data lock stage that has an input in ``data`` (``stage_stamp``)."""
-    stamps = {stage: stage_stamp(data, stage) for stage in DataLock.FILES}
+    stamps = {stage: stage_stamp(data, stage) for stage in STAGES}
     return {k: v for k, v in stamps.items() if v is not None}
+
+
+def _copy(source: Path, target: Path) -> None:
+    """Copy through a temporary file and a rename: a kill midway leaves no truncated target."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".lock-tmp")
+    shutil.copyfile(source, tmp)
+    tmp.replace(target)
 
 
 class DataLock:
     """One data set's lock directory: the outputs of its CPU-dependent stages + ``lock.json`` (their
     stamps, the data's fingerprint and per-file manifest, the machine that prepared it)."""
-
-    FILES = {"items": (ITEMS,), "semantic_ids": SEMANTIC_FILES}
 
     def __init__(self, directory: Path):
         self.dir = Path(directory)
@@ -126,55 +170,61 @@ class DataLock:
 
     def restore(self, stage: str, data: Path, log=print) -> bool:
         """Copy ``stage``'s locked outputs into ``data`` when the lock's stamp matches this input; False
-        (the stage must run) otherwise."""
+        (the stage must run) otherwise, saying why when there is a lock."""
         lock = self.read()
         if lock is None or stage not in lock.get("stamps", {}):
             return False
-        stamp = stage_stamp(data, stage)
-        if stamp != lock["stamps"][stage]:
-            log(f"data lock {self.dir}: the {stage} stage's code or input changed since the lock was written "
-                f"(stamp {lock['stamps'][stage]} -> {stamp}): running it; commit the rewritten lock")
+        stamp, locked = stage_stamp(data, stage), lock["stamps"][stage]
+        if stamp != locked:
+            changed = [k for k in ("code", "libraries", "args", "input") if (stamp or {}).get(k) != locked.get(k)]
+            log(f"data lock {self.dir}: the {stage} stage's {' and '.join(changed)} changed since the lock was "
+                f"written: running it (the lock is rewritten from its outputs: commit it)")
             return False
-        for rel in self.FILES[stage]:
-            target = data / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(self.dir / Path(rel).name, target)
+        missing = [f for f in STAGES[stage]["files"] if not (self.dir / Path(f).name).exists()]
+        if missing:
+            log(f"data lock {self.dir}: {', '.join(missing)} missing from the lock: running the {stage} stage")
+            return False
+        for rel in STAGES[stage]["files"]:  # the ready marker last
+            _copy(self.dir / Path(rel).name, data / rel)
         log(f"data lock {self.dir}: {stage} taken from the lock (prepared on {lock.get('machine', '?')})")
         return True
 
-    def check_or_write(self, data: Path, log=print) -> None:
-        """Write the lock from ``data`` when there is none or a stage's stamp no longer matches; else
-        compare ``data``'s fingerprint with the lock's and name the files that differ."""
+    def check(self, data: Path, log=print, adopt: bool = False) -> bool:
+        """Whether ``data`` is the data the lock was written from (same fingerprint); logs the files that
+        differ when not. Never rewrites a lock; with ``adopt``, writes one when there is none."""
         from tfrec.benchmark.cells import data_fingerprint, data_manifest
 
         lock = self.read()
-        stamps = stage_stamps(data)
-        if lock is not None and lock.get("stamps") == stamps:
-            if data_fingerprint(data) != lock["fingerprint"]:
-                mine, theirs = data_manifest(data), lock["manifest"]
-                differ = sorted(r for r in set(mine) | set(theirs) if mine.get(r) != theirs.get(r))
-                log(f"data lock {self.dir}: {data} differs from the data the lock was written from "
-                    f"(fingerprint {data_fingerprint(data)} vs {lock['fingerprint']}; files: {', '.join(differ)}); "
-                    f"cells run on it get new keys. Prepared before the lock existed? Delete {data} to prepare "
-                    f"it again from the lock")
-            return
+        if lock is None:
+            if adopt:
+                self.write(data, log)
+            return adopt
+        fingerprint = data_fingerprint(data)
+        if fingerprint == lock.get("fingerprint"):
+            return True
+        mine, theirs = data_manifest(data), lock.get("manifest", {})
+        differ = sorted(r for r in set(mine) | set(theirs) if mine.get(r) != theirs.get(r))
+        log(f"data lock {self.dir}: {data} differs from the data the lock was written from (fingerprint "
+            f"{fingerprint} vs {lock.get('fingerprint')}; files: {', '.join(differ)}); cells run on it get other "
+            f"keys than the committed ones. Prepared before the lock, or on another box without it? Delete {data} "
+            "and run again to prepare it from the lock")
+        return False
+
+    def write(self, data: Path, log=print) -> None:
+        """The lock from ``data``: its locked stages' outputs, stamps, fingerprint and manifest."""
         import platform
 
+        from tfrec.benchmark.cells import data_fingerprint, data_manifest
         from tfrec.benchmark.machine import machine_info
 
+        stamps = stage_stamps(data)
         self.dir.mkdir(parents=True, exist_ok=True)
         for stage in stamps:
-            for rel in self.FILES[stage]:
-                shutil.copyfile(data / rel, self.dir / Path(rel).name)
+            for rel in STAGES[stage]["files"]:
+                _copy(data / rel, self.dir / Path(rel).name)
         body = {"dataset": data.name, "stamps": stamps, "fingerprint": data_fingerprint(data),
                 "manifest": data_manifest(data), "machine": f"{machine_info()['cpu_model']} ({platform.machine()})"}
         tmp = self.dir / (LOCK_FILE + ".tmp")
         tmp.write_text(json.dumps(body, indent=1, sort_keys=True) + "\n")
         tmp.replace(self.dir / LOCK_FILE)
-        log(f"data lock {self.dir}: written from {data} ({'stale stamps' if lock else 'none yet'}): commit it")
-
-
-def oracle_report(data: Path) -> dict | None:
-    """The synthetic generator's report (oracle, ablation, shortcut ceilings), or None for real data."""
-    path = Path(data) / "raw" / "synthetic_report.json"
-    return json.loads(path.read_text()) if path.exists() else None
+        log(f"data lock {self.dir}: written from {data}: commit it")

@@ -670,12 +670,14 @@ def outdated_cells(selected: Selection, current_code: dict[str, str] | None = No
     return out
 
 
-def locked_fingerprints(lock_root: Path | None = None) -> dict[str, str]:
-    """``{dataset: fingerprint}`` of the data locks (``tfrec.benchmark.datasets``) under ``lock_root``."""
-    from tfrec.benchmark.datasets import LOCK_FILE, LOCK_ROOT
+def locked_fingerprints(lock_root: Path | None) -> dict[str, str]:
+    """``{dataset: fingerprint}`` of the data locks (``tfrec.benchmark.datasets``) under ``lock_root``
+    (None: no lock)."""
+    from tfrec.benchmark.datasets import LOCK_FILE
 
-    root = Path(lock_root) if lock_root is not None else LOCK_ROOT
-    return {p.parent.name: lock["fingerprint"] for p in sorted(root.glob(f"*/{LOCK_FILE}"))
+    if lock_root is None:
+        return {}
+    return {p.parent.name: lock["fingerprint"] for p in sorted(Path(lock_root).glob(f"*/{LOCK_FILE}"))
             if (lock := _read_json(p)) is not None and "fingerprint" in lock}
 
 
@@ -717,7 +719,8 @@ def missing_markdown(selected: Selection, datasets: Sequence[str], rows: Sequenc
         lines += ["", (f"## Shown but out of date ({n_data + n_code}: the next run re-runs them; the tables show "
                        "them until then)"), "",
                   (f"{n_data} ran on data other than the data lock's (bench/PROTOCOL.md, \"Data sets are locked\"), "
-                   f"{n_code} ran another code version of their model than the current one."), ""]
+                   f"{n_code} ran another code version of their model than the current one (a CHIME / LEARN "
+                   "row's compressor is not compared here)."), ""]
         lines += _table(["data set", "row", "shown", "other data", "other code"],
                         [[f"`{o['dataset']}`", f"`{o['row']}`", str(o["shown"]), str(o["data"]), str(o["code"])]
                          for o in outdated])
@@ -873,8 +876,8 @@ def write_all(store_root, out_dir, budget: Budget, datasets: Sequence[str], rows
       datasets: the data sets asked for (tables also cover any other data set with cells of the budget).
       rows: the row labels asked for (``missing.md``; the tables show every overall / paper row).
       current_code: as ``select``'s.
-      lock_root: the data locks (default ``tfrec.benchmark.datasets.LOCK_ROOT``): a shown cell of
-        another data fingerprint is listed as out of date in ``missing.md``.
+      lock_root: the data locks (``tfrec.benchmark.datasets.LOCK_ROOT`` for ``tfrec bench``; None: none):
+        a shown cell of another data fingerprint than its lock's is listed as out of date in ``missing.md``.
 
     Returns:
       The paths written (a plot without data is skipped).
