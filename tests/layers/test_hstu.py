@@ -21,8 +21,9 @@ def _inputs(seed=0):
     return {"x": rng.normal(size=(B, N, D)).astype(np.float32), "mask": mask, "timestamp": ts}
 
 
-def _layer(causal=False, num_layers=2):
-    return HSTU(num_layers=num_layers, num_heads=2, head_dim=3, max_length=4, time_bucket_days=BOUNDS, causal=causal)
+def _layer(causal=False, num_layers=2, identity_init=False):
+    return HSTU(num_layers=num_layers, num_heads=2, head_dim=3, max_length=4, time_bucket_days=BOUNDS, causal=causal,
+                identity_init=identity_init)
 
 
 def _randomize(layer, seed=1):
@@ -120,3 +121,27 @@ def test_config_roundtrip():
     layer(_inputs())
     _randomize(layer)
     assert_layer_config_roundtrip(layer, _inputs(), expected_shapes=(B, N, D))
+
+
+def test_identity_init_starts_every_block_as_the_identity_and_then_learns():
+    """``identity_init``: W2 = 0, so the stack's output is its (masked) input at initialization, whatever
+    the other weights; one gradient step moves W2 off zero, after which the blocks act (and the layer
+    still matches the reference); the Glorot default does not start at the identity."""
+    import tensorflow as tf
+
+    inputs = _inputs()
+    x = np.asarray(inputs["x"]) * np.asarray(inputs["mask"])[..., None]
+    layer = _layer(identity_init=True)
+    np.testing.assert_allclose(layer(inputs).numpy(), x, atol=1e-6)
+    assert not np.allclose(_layer()(inputs).numpy(), x, atol=1e-3)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(tf.square(layer(inputs) - 1.0))
+    grads = tape.gradient(loss, layer.trainable_variables)
+    w2 = [i for i, v in enumerate(layer.trainable_variables) if "out/kernel" in v.name]
+    assert w2 and all(np.abs(grads[i].numpy()).max() > 0 for i in w2)
+    tf.keras.optimizers.SGD(0.1).apply_gradients(zip(grads, layer.trainable_variables))
+    out = layer(inputs).numpy()
+    assert not np.allclose(out, x, atol=1e-4)
+    np.testing.assert_allclose(out, reference(layer, inputs["x"], inputs["mask"], inputs["timestamp"]),
+                               atol=2e-4, rtol=1e-4)
+    assert layer.get_config()["identity_init"] and not _layer().get_config()["identity_init"]

@@ -228,3 +228,24 @@ def test_codeword_count_switch_brings_the_interest_intensity_in(switch):
     features["hist_length"] = np.full(4, 8, np.int32)
     once, twice = (model.encode_user(f)["codeword_states"].numpy() for f in (features, _doubled(features)))
     assert np.allclose(once, twice, atol=1e-5) != switch  # eq. 9's average alone cannot tell them apart
+
+
+def test_icim_identity_init_hands_the_pooled_codewords_through_at_initialization():
+    """``icim_identity_init``: at initialization the ICIM is the identity, so the codeword states are
+    the quantizer's pooled codewords in recency order (as DMQN-simple's), not the HSTU's scrambling."""
+    features = random_features(SPEC, 4, 12, seed=6)
+
+    def pooled_in_order(model):
+        inputs, _ = model.quantizer_inputs(features)
+        q = model.quantizer(inputs, training=False)
+        n, w = model.config.num_codebooks, model.config.codebook_size
+        x = tf.reshape(q["clusters"], [4 * n, w, -1])
+        top = model.codeword_order({"max_timestamp": tf.reshape(q["max_timestamp"], [4 * n, w]),
+                                    "mask": tf.reshape(q["mask"], [4 * n, w]), "values": {"x": x}})
+        return tf.reshape(top["x"] * tf.cast(top["mask"], x.dtype)[..., None], [4, n * w, -1]).numpy()
+
+    plain, identity = make_dmqn(), make_dmqn(icim_identity_init=True)
+    assert identity.hstu.identity_init and not plain.hstu.identity_init
+    np.testing.assert_allclose(identity.encode_user(features)["codeword_states"].numpy(), pooled_in_order(identity),
+                               atol=1e-6)
+    assert not np.allclose(plain.encode_user(features)["codeword_states"].numpy(), pooled_in_order(plain), atol=1e-3)

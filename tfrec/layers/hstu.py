@@ -31,13 +31,18 @@ class HSTU(tf.keras.layers.Layer):
       time_bucket_days: increasing boundaries (days) of the relative-time buckets.
       causal: if True, position i attends only to j <= i.
       dropout: dropout on the attention output.
+      identity_init: start each block's output projection ``W2`` at zero, so that every block starts as
+        the identity (as ReZero / Fixup do) and its update grows in training. For small inputs: with
+        Glorot ``W2`` the first update, ``W2 (LayerNorm(AV) * U)``, does not scale with the input, and
+        drowns one of ~0.03 per element (DMQN's pooled codewords: 0.028 in, 0.228 out at two blocks).
 
     Input: dict with ``x`` ``[B, n, d]``, ``mask`` bool ``[B, n]``, ``timestamp`` int64 ``[B, n]``.
     Output shape: ``[B, n, d]``.
     """
 
     def __init__(self, num_layers: int, num_heads: int, head_dim: int, max_length: int,
-                 time_bucket_days: Sequence[float], causal: bool = False, dropout: float = 0.0, **kwargs):
+                 time_bucket_days: Sequence[float], causal: bool = False, dropout: float = 0.0,
+                 identity_init: bool = False, **kwargs):
         super().__init__(**kwargs)
         if num_layers < 1 or num_heads < 1 or head_dim < 1 or max_length < 1:
             raise ValueError(
@@ -50,6 +55,7 @@ class HSTU(tf.keras.layers.Layer):
         self.time_bucket_days = tuple(float(b) for b in time_bucket_days)
         self.causal = bool(causal)
         self.dropout = float(dropout)
+        self.identity_init = bool(identity_init)
 
     def build(self, input_shape):
         d = int(input_shape["x"][-1])
@@ -60,7 +66,8 @@ class HSTU(tf.keras.layers.Layer):
                 "norm_in": tf.keras.layers.LayerNormalization(name=f"block{i}_norm_in"),
                 "uvqk": tf.keras.layers.Dense(4 * hd, name=f"block{i}_uvqk"),
                 "norm_av": tf.keras.layers.LayerNormalization(name=f"block{i}_norm_av"),
-                "out": tf.keras.layers.Dense(d, name=f"block{i}_out"),
+                "out": tf.keras.layers.Dense(d, kernel_initializer="zeros" if self.identity_init else "glorot_uniform",
+                                             name=f"block{i}_out"),
                 "drop": tf.keras.layers.Dropout(self.dropout),
                 "pos_bias": self.add_weight(name=f"block{i}_pos_bias", shape=[2 * self.max_length - 1, self.num_heads],
                                             initializer="zeros"),
@@ -113,4 +120,5 @@ class HSTU(tf.keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "num_layers": self.num_layers, "num_heads": self.num_heads,
                 "head_dim": self.head_dim, "max_length": self.max_length,
-                "time_bucket_days": list(self.time_bucket_days), "causal": self.causal, "dropout": self.dropout}
+                "time_bucket_days": list(self.time_bucket_days), "causal": self.causal, "dropout": self.dropout,
+                "identity_init": self.identity_init}

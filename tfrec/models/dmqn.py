@@ -45,7 +45,7 @@ class DMQN(CTRModel):
                                                 scores=config.scores, name="quantizer")
         self.codeword_order = TopKGroups(w, name="codeword_order") if config.codeword_order == "recency" else None
         self.hstu = (HSTU(config.hstu_layers, config.hstu_heads, config.embedding_dim, w, config.time_bucket_days,
-                          name="hstu") if config.use_icim else None)
+                          identity_init=config.icim_identity_init, name="hstu") if config.use_icim else None)
         d_item = self.item_embedding.output_dim
         # ours, off in the paper-exact config: the behavior's age and the codeword's size
         self.age_embedding = (IdEmbedding(len(config.time_bucket_days) + 1, d_item, name="behavior_age_embedding")
