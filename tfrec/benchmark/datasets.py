@@ -96,6 +96,12 @@ def prepare(name: str, root, lock_root: Optional[Path] = None, log=print) -> Pat
     return data
 
 
+def oracle_report(data: Path) -> dict | None:
+    """The synthetic generator's report (oracle, ablation, shortcut ceilings), or None for real data."""
+    path = Path(data) / "raw" / "synthetic_report.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
 def _digest(*parts: bytes) -> str:
     digest = hashlib.sha256()
     for part in parts:
