@@ -366,6 +366,27 @@ def test_out_of_date_cells_are_listed_until_their_rerun(store, tmp_path):
         {"dataset": SYN, "row": "dien", "data": 0, "code": 2, "shown": 2},
         {"dataset": SYN, "row": "din", "data": 2, "code": 0, "shown": 2}]
     missing = (out / "missing.md").read_text()
-    assert "## Shown but out of date (5: the next run re-runs them" in missing
+    assert "## Out of date (5: the next run re-runs them" in missing
+    assert "and 5 more are out of date (below)" in missing
     assert f"| `{SYN}` | `din` | 2 | 2 | 0 |" in missing
     assert "| DIN | 0.7100 ± 0.0141 |" in (out / "overall.md").read_text()  # still shown until re-run
+
+
+def test_out_of_date_cells_of_a_row_still_tuning_are_counted(store, tmp_path):
+    """A row with no rate chosen yet shows nowhere, yet its cells of pre-lock data are re-run too: they are
+    listed as out of date (0 shown) and counted in the cells to run, not taken as done."""
+    for path in (store / ML / "dsin").glob("*/cell.json"):  # DSIN on ML: 1 tuning cell of 2, pre-lock data
+        cell = json.loads(path.read_text())
+        path.write_text(json.dumps({**cell, "ingredients": {**cell["ingredients"], "data": "pre-lock"}}))
+    locks = tmp_path / "locks"
+    (locks / ML).mkdir(parents=True)
+    (locks / ML / "lock.json").write_text(json.dumps({"fingerprint": "locked"}))
+    out = tmp_path / "out"
+    tables.write_all(store, out, BUDGET, [SYN, ML], ["din", "dien", "dsin"], current_code=CODE, lock_root=locks)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["outdated"] == [{"dataset": ML, "row": "dsin", "data": 1, "code": 0, "shown": 0}]
+    missing = (out / "missing.md").read_text()
+    assert "and 1 more are out of date (below)" in missing
+    assert f"| `{ML}` | `dsin` | 0 | 1 | 0 |" in missing
+    # ML: dien seed 1, dsin lr 3e-3 and seed 1 missing (3) + dsin's out-of-date cell (1) = 4 to run
+    assert f"| `{ML}` | 6 | " in missing and "| 4 | " in missing.split(f"| `{ML}` | 6 | ")[1].splitlines()[0]

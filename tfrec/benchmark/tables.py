@@ -72,6 +72,8 @@ class Selection(dict):
         for a ``rate_from`` row with cells: its base's missing rates).
       stale: cells superseded by a twin (same data set, row, seed and rate, another key), not used.
       ignored: cells of the budget at a rate or seed outside its grid, not used.
+      pending: ``(dataset, row) -> [cells]`` of the rows with no rate chosen yet (``incomplete``): not shown,
+        but the next run re-runs those of them that are out of date (``outdated_cells``).
     """
 
     def __init__(self, budget: Budget):
@@ -82,6 +84,7 @@ class Selection(dict):
         self.incomplete: dict[tuple[str, str], list[float]] = {}
         self.stale: list[dict] = []
         self.ignored: list[dict] = []
+        self.pending: dict[tuple[str, str], list[dict]] = {}
 
 
 class _CurrentCode:
@@ -169,6 +172,9 @@ def select(cells: Iterable[dict], budget: Budget, current_code: dict[str, str] |
         chosen[slot] = twins[0]
     tuning_seed = budget.seeds[0]
     pairs = sorted({slot[:2] for slot in chosen})
+    by_pair = defaultdict(list)
+    for slot, cell in sorted(chosen.items(), key=lambda kv: kv[0][2:]):
+        by_pair[slot[:2]].append(cell)
     for dataset, row in pairs:
         if zoo.tuning_row(row) != row:
             continue
@@ -177,6 +183,7 @@ def select(cells: Iterable[dict], budget: Budget, current_code: dict[str, str] |
         missing = [lr for lr, c in tuned.items() if c is None]
         if missing:
             out.incomplete[(dataset, row)] = missing
+            out.pending[(dataset, row)] = by_pair[(dataset, row)]
             continue
         rate = choose_learning_rate({lr: _valid_auc(tuned[lr]) for lr in budget.learning_rates})
         out.rates[(dataset, row)] = rate
@@ -189,6 +196,7 @@ def select(cells: Iterable[dict], budget: Budget, current_code: dict[str, str] |
         if rate is None:
             out.incomplete[(dataset, row)] = [lr for lr in budget.learning_rates
                                               if (dataset, base, tuning_seed, lr) not in chosen]
+            out.pending[(dataset, row)] = by_pair[(dataset, row)]
             continue
         out.rates[(dataset, row)] = rate
         out[(dataset, row)] = [chosen[(dataset, row, s, rate)] for s in budget.seeds if (dataset, row, s, rate) in chosen]
@@ -651,13 +659,15 @@ def _failed_cells(store_root: Path, budget: Budget) -> list[dict]:
 
 def outdated_cells(selected: Selection, current_code: dict[str, str] | None = None,
                    locked: dict[str, str] | None = None) -> list[dict]:
-    """The shown cells that the next ``tfrec bench`` re-runs, per (data set, row): ``code`` (ran another
-    code version of its model than the current one) and ``data`` (ran on another data fingerprint than
-    the data lock's, ``locked``: ``{dataset: fingerprint}``; a cell is counted once, as ``data`` first).
-    They stay in the tables until their re-run replaces them."""
+    """The cells that the next ``tfrec bench`` re-runs, per (data set, row): ``code`` (ran another code
+    version of its model than the current one) and ``data`` (ran on another data fingerprint than the data
+    lock's, ``locked``: ``{dataset: fingerprint}``; a cell is counted once, as ``data`` first); ``shown``:
+    how many cells the tables show for the row. Among them the shown cells (they stay in the tables until
+    their re-run replaces them) and those of rows whose tuning is incomplete (``Selection.pending``: not
+    shown, but counted, or ``missing.md`` would undercount what is left to run)."""
     code = _CurrentCode(current_code)
     out = []
-    for (dataset, row), cells in sorted(selected.items()):
+    for (dataset, row), cells in sorted({**selected, **selected.pending}.items()):
         data = code_changed = 0
         for cell in cells:
             ingredients = cell.get("ingredients") or {}
@@ -666,7 +676,8 @@ def outdated_cells(selected: Selection, current_code: dict[str, str] | None = No
             elif _differs(ingredients.get("code"), code.version(cell.get("model", ""))):
                 code_changed += 1
         if data or code_changed:
-            out.append({"dataset": dataset, "row": row, "data": data, "code": code_changed, "shown": len(cells)})
+            out.append({"dataset": dataset, "row": row, "data": data, "code": code_changed,
+                        "shown": len(selected.get((dataset, row), []))})
     return out
 
 
@@ -690,9 +701,14 @@ def missing_markdown(selected: Selection, datasets: Sequence[str], rows: Sequenc
     n_cells = (sum(per_row if zoo.tuning_row(r) == r else len(budget.seeds) for r in rows)
                + len(budget.learning_rates) * (len(zoo.with_bases(rows)) - len(rows))) * len(datasets)
     n_missing = sum(len(m["tuning"]) + len(m["seeds"]) for m in missing)
+    asked = set(zoo.with_bases(rows))
+    outdated = [o for o in outdated if o["dataset"] in datasets and o["row"] in asked]
+    n_outdated = sum(o["data"] + o["code"] for o in outdated)
     lines = ["# Missing cells", "", f"{budget.describe()}.", "",
              (f"{n_missing} of {n_cells} cells of the {len(rows)} rows x "
-             f"{len(datasets)} data sets asked for have no result. A row shows in the tables once every learning "
+             f"{len(datasets)} data sets asked for have no result"
+             + (f", and {n_outdated} more are out of date (below): the next run re-runs them" if n_outdated else "")
+             + ". A row shows in the tables once every learning "
              f"rate has run on seed {budget.seeds[0]} (*tuning incomplete* until then; a paper-table row takes "
              "its base row's rate). Run the same `tfrec bench` command to go on (finished cells are kept)."), ""]
     if missing:
@@ -716,8 +732,8 @@ def missing_markdown(selected: Selection, datasets: Sequence[str], rows: Sequenc
                          for f in failed])
     if outdated:
         n_data, n_code = sum(o["data"] for o in outdated), sum(o["code"] for o in outdated)
-        lines += ["", (f"## Shown but out of date ({n_data + n_code}: the next run re-runs them; the tables show "
-                       "them until then)"), "",
+        lines += ["", (f"## Out of date ({n_data + n_code}: the next run re-runs them; the tables show those of "
+                       "tuned rows until then, `shown`)"), "",
                   (f"{n_data} ran on data other than the data lock's (bench/PROTOCOL.md, \"Data sets are locked\"), "
                    f"{n_code} ran another code version of their model than the current one (a CHIME / LEARN "
                    "row's compressor is not compared here)."), ""]
@@ -735,17 +751,22 @@ def missing_markdown(selected: Selection, datasets: Sequence[str], rows: Sequenc
 
 
 def time_spent_markdown(cells: Iterable[dict], selected: Selection, datasets: Sequence[str],
-                        rows: Sequence[str]) -> str:
+                        rows: Sequence[str], outdated: Sequence[dict] = ()) -> str:
     """The wall time of the budget's finished cells per data set (each cell's own ``wall_seconds``: train,
     evaluate, predict, export, time; a compressor's run and the data's preparation are not in it), as run
     and scaled to the reference machine by each cell's machine session (``machine.speed_factor``; a cell
     without a probe counts as run), and an estimate for the missing cells: each missing cell at its row's
     mean on that data set (reference machine), else its base row's (``rate_from``), else the data set's
-    mean; labelled an estimate."""
+    mean; labelled an estimate. The ``outdated`` cells (``outdated_cells``) count as missing: the next run
+    re-runs them."""
     budget = selected.budget
-    missing: dict[tuple[str, str], int] = {}
+    missing: dict[tuple[str, str], int] = defaultdict(int)
     for m in missing_cells(selected, datasets, rows):
-        missing[(m["dataset"], m["row"])] = len(m["tuning"]) + len(m["seeds"])
+        missing[(m["dataset"], m["row"])] += len(m["tuning"]) + len(m["seeds"])
+    asked = set(zoo.with_bases(rows))
+    for o in outdated:
+        if o["dataset"] in datasets and o["row"] in asked:
+            missing[(o["dataset"], o["row"])] += o["data"] + o["code"]
     raw, ref = defaultdict(list), defaultdict(list)
     for cell in with_session_speeds([c for c in cells if c.get("budget") == budget.name]):
         if not _finite(cell.get("wall_seconds")):
@@ -782,10 +803,10 @@ def time_spent_markdown(cells: Iterable[dict], selected: Selection, datasets: Se
         "Measured: the finished cells' own wall time (train, evaluate, predict, export, time the signatures), as "
         "run and on the reference machine (each cell scaled by its machine session's speed probe, as the cost "
         f"columns are: {REFERENCE_PROBE_MS:g} ms/step; a cell without a probe counts as run); not in it: preparing "
-        "the data sets, the CHIME / LEARN compressors. Estimated, on the reference machine: each missing cell at "
-        "its row's mean on that data set so far, or the data set's mean where the row has no cell yet."), ""]
+        "the data sets, the CHIME / LEARN compressors. Estimated, on the reference machine: each missing or "
+        "out-of-date cell at its row's mean on that data set so far, or the data set's mean where the row has no cell yet."), ""]
         + _table(["data set", "cells finished", "measured h (as run)", "measured h (reference machine)",
-                  "mean s/cell (reference machine)", "cells missing", "estimated h to finish"], body)
+                  "mean s/cell (reference machine)", "cells to run", "estimated h to finish"], body)
         + ["", (f"Total: {done_raw / 3600:.2f} h measured as run ({done_ref / 3600:.2f} h on the reference "
                 f"machine), about {left_total / 3600:.1f} h to go on the reference machine"
                 + (f" for the cells that can be estimated ({unknown} cells of data sets with no finished cell "
@@ -911,7 +932,7 @@ def write_all(store_root, out_dir, budget: Budget, datasets: Sequence[str], rows
     write("overall.md", overall_markdown(selected, shown, info, command, [p.name for p in written], reading))
     write("papers.md", papers_markdown(selected, shown, compressors))
     write("missing.md", missing_markdown(selected, datasets, rows, failed, outdated) + "\n"
-          + time_spent_markdown(cells, selected, datasets, rows))
+          + time_spent_markdown(cells, selected, datasets, rows, outdated))
     summary = {"budget": dataclasses.asdict(budget), "regenerate": command, "datasets": {
         d: {"windows": (info.get(d) or {}).get("windows"), "rows": stats.get(d, {})} for d in shown},
         "tuning_incomplete": [{"dataset": d, "row": r, "missing_learning_rates": lrs,
