@@ -804,7 +804,8 @@ def time_spent_markdown(cells: Iterable[dict], selected: Selection, datasets: Se
         "run and on the reference machine (each cell scaled by its machine session's speed probe, as the cost "
         f"columns are: {REFERENCE_PROBE_MS:g} ms/step; a cell without a probe counts as run); not in it: preparing "
         "the data sets, the CHIME / LEARN compressors. Estimated, on the reference machine: each missing or "
-        "out-of-date cell at its row's mean on that data set so far, or the data set's mean where the row has no cell yet."), ""]
+        "out-of-date cell at its row's mean on that data set so far, or the data set's mean where the row has "
+        "no cell yet."), ""]
         + _table(["data set", "cells finished", "measured h (as run)", "measured h (reference machine)",
                   "mean s/cell (reference machine)", "cells to run", "estimated h to finish"], body)
         + ["", (f"Total: {done_raw / 3600:.2f} h measured as run ({done_ref / 3600:.2f} h on the reference "
