@@ -701,8 +701,6 @@ def missing_markdown(selected: Selection, datasets: Sequence[str], rows: Sequenc
     n_cells = (sum(per_row if zoo.tuning_row(r) == r else len(budget.seeds) for r in rows)
                + len(budget.learning_rates) * (len(zoo.with_bases(rows)) - len(rows))) * len(datasets)
     n_missing = sum(len(m["tuning"]) + len(m["seeds"]) for m in missing)
-    asked = set(zoo.with_bases(rows))
-    outdated = [o for o in outdated if o["dataset"] in datasets and o["row"] in asked]
     n_outdated = sum(o["data"] + o["code"] for o in outdated)
     lines = ["# Missing cells", "", f"{budget.describe()}.", "",
              (f"{n_missing} of {n_cells} cells of the {len(rows)} rows x "
@@ -757,16 +755,14 @@ def time_spent_markdown(cells: Iterable[dict], selected: Selection, datasets: Se
     and scaled to the reference machine by each cell's machine session (``machine.speed_factor``; a cell
     without a probe counts as run), and an estimate for the missing cells: each missing cell at its row's
     mean on that data set (reference machine), else its base row's (``rate_from``), else the data set's
-    mean; labelled an estimate. The ``outdated`` cells (``outdated_cells``) count as missing: the next run
+    mean; labelled an estimate. The ``outdated`` cells (``outdated_cells``, of the rows asked for) count as missing: the next run
     re-runs them."""
     budget = selected.budget
     missing: dict[tuple[str, str], int] = defaultdict(int)
     for m in missing_cells(selected, datasets, rows):
         missing[(m["dataset"], m["row"])] += len(m["tuning"]) + len(m["seeds"])
-    asked = set(zoo.with_bases(rows))
     for o in outdated:
-        if o["dataset"] in datasets and o["row"] in asked:
-            missing[(o["dataset"], o["row"])] += o["data"] + o["code"]
+        missing[(o["dataset"], o["row"])] += o["data"] + o["code"]
     raw, ref = defaultdict(list), defaultdict(list)
     for cell in with_session_speeds([c for c in cells if c.get("budget") == budget.name]):
         if not _finite(cell.get("wall_seconds")):
@@ -932,8 +928,10 @@ def write_all(store_root, out_dir, budget: Budget, datasets: Sequence[str], rows
     reading = READING_FILE if (out_dir / READING_FILE).exists() else None
     write("overall.md", overall_markdown(selected, shown, info, command, [p.name for p in written], reading))
     write("papers.md", papers_markdown(selected, shown, compressors))
-    write("missing.md", missing_markdown(selected, datasets, rows, failed, outdated) + "\n"
-          + time_spent_markdown(cells, selected, datasets, rows, outdated))
+    asked = set(zoo.with_bases(rows))
+    to_rerun = [o for o in outdated if o["dataset"] in datasets and o["row"] in asked]
+    write("missing.md", missing_markdown(selected, datasets, rows, failed, to_rerun) + "\n"
+          + time_spent_markdown(cells, selected, datasets, rows, to_rerun))
     summary = {"budget": dataclasses.asdict(budget), "regenerate": command, "datasets": {
         d: {"windows": (info.get(d) or {}).get("windows"), "rows": stats.get(d, {})} for d in shown},
         "tuning_incomplete": [{"dataset": d, "row": r, "missing_learning_rates": lrs,
