@@ -755,8 +755,8 @@ def time_spent_markdown(cells: Iterable[dict], selected: Selection, datasets: Se
     and scaled to the reference machine by each cell's machine session (``machine.speed_factor``; a cell
     without a probe counts as run), and an estimate for the missing cells: each missing cell at its row's
     mean on that data set (reference machine), else its base row's (``rate_from``), else the data set's
-    mean; labelled an estimate. The ``outdated`` cells (``outdated_cells``, of the rows asked for) count as missing: the next run
-    re-runs them."""
+    mean; labelled an estimate. The ``outdated`` cells (``outdated_cells``, of the rows asked for) count
+    as missing: the next run re-runs them."""
     budget = selected.budget
     missing: dict[tuple[str, str], int] = defaultdict(int)
     for m in missing_cells(selected, datasets, rows):
