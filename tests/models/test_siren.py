@@ -52,9 +52,19 @@ def test_gsu_matches_a_numpy_reference(gsu):
         else:  # the K most recent behaviors sharing the target's level-1 code
             expected = _reference_top_k(np.arange(len(hist)), valid & (level1[hist] == level1[t]) & (level1[t] >= 0),
                                         SIREN_CONFIG.gsu_k)
-        np.testing.assert_array_equal(got[b, c], expected, err_msg=f"user {b} candidate {c}")
+        np.testing.assert_array_equal(got[b, c] >= 0, expected >= 0, err_msg=f"user {b} candidate {c}")
+        kept = expected >= 0
+        differ = kept & (got[b, c] != expected)
+        if gsu == "soft":  # a repeated item ties with itself, but numpy's mat-vec can round identical rows
+            # 1 ulp apart on some CPUs (AMD EPYC: 0.8329486 vs 0.83294857), which flips the reference's
+            # tie-break; a swap of positions whose cosines agree to 1e-6 is allowed, any other difference fails
+            np.testing.assert_allclose(cosine[got[b, c][differ]], cosine[expected[differ]], atol=1e-6,
+                                       err_msg=f"user {b} candidate {c}: {got[b, c]} vs {expected}")
+            assert len(set(got[b, c][kept])) == kept.sum() and valid[got[b, c][kept]].all()
+        else:
+            np.testing.assert_array_equal(got[b, c], expected, err_msg=f"user {b} candidate {c}")
         sims = r["similarity"].numpy()[b, c]
-        np.testing.assert_allclose(sims[expected >= 0], cosine[expected[expected >= 0]], atol=1e-5)
+        np.testing.assert_allclose(sims[kept], cosine[got[b, c][kept]], atol=1e-5)
     if gsu == "hard":
         assert (got[0, 0] == -1).all()  # an unknown candidate has no code: nothing retrieved
 
