@@ -38,7 +38,7 @@ class FakeRunner:
         cell = {"key": spec["key"], "row": spec["row"], "model": spec["model"], "dataset": spec["dataset"],
                 "seed": spec["seed"], "learning_rate": spec["learning_rate"], "budget": spec["budget"]["name"],
                 "valid": {"auc": valid_auc}, "test": {"auc": valid_auc - 0.01 * spec["seed"], "gauc": 0.5},
-                "best_epoch": 1}
+                "best_epoch": 1, "ingredients": spec["ingredients"], "user_vectors": spec["user_vectors"]}
         CellStore.write_json(Path(spec["dir"]) / CELL_FILE, cell)
         return True
 
@@ -138,6 +138,12 @@ def test_key_moves_with_its_ingredients():
     # the seed list and the rate grid are not ingredients: adding a seed re-runs nothing
     assert plan_cell(zoo.ROWS["din"], ds, 0, 1e-3, dataclasses.replace(BUDGET, seeds=(0, 1, 2, 3))).key == base
     assert cell_key({"a": 1, "b": 2}) == cell_key({"b": 2, "a": 1})
+    # a CHIME / LEARN cell's key holds its user vectors' content digest, and only that of the compressor
+    chime = plan_cell(zoo.ROWS["chime"], ds, 0, 1e-3, BUDGET, vectors="a" * 16).key
+    assert chime == plan_cell(zoo.ROWS["chime"], ds, 0, 1e-3, BUDGET, vectors="a" * 16).key
+    assert chime != plan_cell(zoo.ROWS["chime"], ds, 0, 1e-3, BUDGET, vectors="b" * 16).key
+    with pytest.raises(ValueError, match="chime"):
+        plan_cell(zoo.ROWS["chime"], ds, 0, 1e-3, BUDGET)  # no vectors: no key
 
 
 def test_code_version_covers_the_model_and_not_the_others():
@@ -394,10 +400,17 @@ def test_code_text_ignores_docstrings_and_comments(tmp_path):
     assert _code_text(a) == _code_text(b) != _code_text(c)
 
 
+# the cells of a CHIME row without vectors: its tuning cells, and the other seeds at a rate not known yet
+CHIME_MISSING = [("toy", "chime", 0, 1e-3), ("toy", "chime", 0, 3e-3), ("toy", "chime", 1, None), ("toy", "chime", 2, None)]
+
+
 def test_a_failed_compressor_fails_its_rows_only(tmp_path, monkeypatch):
     from tfrec.benchmark import grid as grid_module
 
+    calls = []
+
     def broken(*args, **kwargs):
+        calls.append(args[0])
         raise RuntimeError("tfrec chime-compress (chime on toy) failed with exit code 1")
 
     monkeypatch.setattr(grid_module, "user_vectors", broken)
@@ -405,9 +418,91 @@ def test_a_failed_compressor_fails_its_rows_only(tmp_path, monkeypatch):
     grid = make_grid(tmp_path, runner, rows=("chime", "din"))
     summary = grid.run()
     assert summary["failed"] == 2 and summary["ran"] == 4  # chime's two tuning cells; din's four
-    failed = grid.store.failure("toy", "chime", 0, 1e-3, plan_cell(zoo.ROWS["chime"], fake_dataset(), 0, 1e-3,
-                                                                     BUDGET).key)
+    assert calls == ["chime"]  # tried once per grid run, not once per cell
+    failed = json.loads((tmp_path / "cells" / "toy" / "compressors" / "chime.failed").read_text())
     assert "chime-compress" in failed["error"]
+    assert grid.missing() == CHIME_MISSING
+
+
+def fake_compressor(monkeypatch, fits: list):
+    """``tfrec chime-compress`` replaced by a writer of user vectors whose floats differ at every fit (as
+    two CPUs' fits do); ``fits`` collects the configs it was run with."""
+    from tfrec.benchmark import grid as grid_module
+
+    def run_child(cmd, log):
+        out = Path(cmd[cmd.index("--out") + 1])
+        out.mkdir(parents=True)
+        fits.append(Path(cmd[cmd.index("--config") + 1]).stem)
+        vectors = np.full((3, 1, 2), 0.5 + 1e-7 * len(fits), np.float32)
+        np.savez(out / "user_vectors.npz", user_id=np.arange(3), boundaries=np.array([0]), vectors=vectors)
+        (out / "compressor.json").write_text(json.dumps({"method": fits[-1], "fit": len(fits)}))
+        return 0
+
+    monkeypatch.setattr(grid_module, "_run_child", run_child)
+
+
+def test_compressor_lock_gives_every_box_the_same_vectors_and_cells(tmp_path, monkeypatch):
+    """The first box fits CHIME's compressor and locks its vectors; another box (no artifacts, or a local
+    fit to other floats) takes the locked vectors and so finds every committed cell; without the lock a
+    refit's other floats give other keys; a compressor whose ingredients changed is refitted and relocked."""
+    from tfrec.benchmark.datasets import CompressorLock, vectors_digest
+
+    fits, lock_root, store = [], tmp_path / "lock", CellStore(tmp_path / "cells")
+    fake_compressor(monkeypatch, fits)
+
+    def box(name, lock=lock_root, ds=None):
+        grid = Grid(["chime"], ["toy"], BUDGET, store, tmp_path / "data", tmp_path / name, runner=FakeRunner(),
+                    log=lambda *a: None, probe=None, lock_root=lock)
+        grid._datasets["toy"] = ds or fake_dataset()
+        return grid
+
+    first = box("a")
+    assert first.missing() == CHIME_MISSING and fits == []  # --missing fits nothing
+    assert first.run() == {"ran": 4, "cached": 0, "failed": 0, "stopped": False} and fits == ["chime"]
+    lock = CompressorLock(lock_root / "toy", "chime")
+    stamp = lock.read()
+    fitted = next((tmp_path / "a" / "toy").glob("chime-*/user_vectors.npz"))
+    assert stamp["vectors"] == vectors_digest(fitted) == vectors_digest(lock.dir / "user_vectors.npz")
+    assert fitted.parent.name == f"chime-{stamp['key']}"
+    summary = json.loads((store.root / "toy" / "compressors" / "chime.json").read_text())
+    assert summary["vectors"] == stamp["vectors"] and summary["fit"] == 1
+    assert {c["ingredients"]["user_vectors"]["vectors"] for c in store.cells()} == {stamp["vectors"]}
+    assert {c["user_vectors"] for c in store.cells()} == {str(fitted)}  # what the cells trained on
+
+    second = box("b")  # a fresh box: nothing fitted there
+    assert second.missing() == [] and second.run()["cached"] == 4 and fits == ["chime"]
+    assert vectors_digest(tmp_path / "b" / "toy" / fitted.parent.name / "user_vectors.npz") == stamp["vectors"]
+
+    third = tmp_path / "c" / "toy" / fitted.parent.name  # a box that fitted it earlier, to other floats
+    third.mkdir(parents=True)
+    np.savez(third / "user_vectors.npz", user_id=np.arange(3), boundaries=np.array([0]),
+             vectors=np.full((3, 1, 2), 0.25, np.float32))
+    (third / "compressor.json").write_text("{}")
+    assert box("c").run()["cached"] == 4 and fits == ["chime"]
+    assert vectors_digest(third / "user_vectors.npz") == stamp["vectors"]  # replaced by the locked vectors
+
+    unlocked = box("d", lock=None)  # no lock: the refit's floats differ, so do the keys
+    assert unlocked.run()["ran"] == 4 and fits == ["chime", "chime"]
+    assert len(store.cells()) == 8 and lock.read() == stamp
+
+    moved = box("e", ds=DataSet("toy", Path("/nonexistent"), WINDOWS, "e" * 16, 50, 1))  # other data: other key
+    moved.run()
+    assert fits == ["chime"] * 3 and lock.read()["key"] != stamp["key"]
+    assert lock.read()["vectors"] == vectors_digest(next((tmp_path / "e" / "toy").glob("chime-*/user_vectors.npz")))
+
+
+def test_committed_compressor_locks_hold_what_their_stamps_say():
+    """Every committed compressor lock (``bench/data-lock/<dataset>/compressors/<stem>/``) holds the
+    vectors its stamp's digest names (the digest the committed CHIME / LEARN cells' keys hold), and a
+    compressor config of ``pipelines/configs/compression``."""
+    from tfrec.benchmark import datasets
+
+    stamps = sorted(datasets.LOCK_ROOT.glob(f"*/{datasets.COMPRESSORS}/*/{datasets.STAMP_FILE}"))
+    for path in stamps:
+        stamp = json.loads(path.read_text())
+        assert (zoo.CONFIG_DIR / "compression" / f"{path.parent.name}.yaml").exists(), path
+        assert datasets.vectors_digest(path.parent / "user_vectors.npz") == stamp["vectors"], path
+        assert json.loads((path.parent / "compressor.json").read_text())["method"], path
 
 
 def test_repeated_seeds_are_refused():

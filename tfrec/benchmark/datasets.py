@@ -234,3 +234,90 @@ class DataLock:
         tmp.write_text(json.dumps(body, indent=1, sort_keys=True) + "\n")
         tmp.replace(self.dir / LOCK_FILE)
         log(f"data lock {self.dir}: written from {data}: commit it")
+
+
+COMPRESSORS = "compressors"  # <lock>/<dataset>/compressors/<stem>/: a CHIME / LEARN compressor's output
+COMPRESSOR_FILES = ("user_vectors.npz", "compressor.json")  # the vectors last: a directory without them is no output
+STAMP_FILE = "stamp.json"
+
+
+def vectors_digest(path) -> str:
+    """16 hex digits of a user-vector file's *content* (its arrays, not the zip's bytes): what a CHIME /
+    LEARN cell's key holds, so two boxes that fitted the compressor to other floats never share a key."""
+    from tfrec.benchmark.cells import _npz_content
+
+    return _digest(_npz_content(Path(path)))
+
+
+class CompressorLock:
+    """The locked output of one CHIME / LEARN compressor on one data set
+    (``<lock root>/<dataset>/compressors/<stem>/``: ``user_vectors.npz``, ``compressor.json`` and
+    ``stamp.json``).
+
+    The compressor trains a transformer and quantizes its output; like the RQ-VAE, it gives other floats
+    on another CPU (measured on ML-1M: CHIME's initial loss 10.0527 on the Intel box, 10.0488 on the AMD
+    one; level-1 codebook perplexity 2.56 vs 3.64). The grid therefore takes the vectors from here when
+    the stamp's ``key`` (the compressor's ingredients: config, t1, data fingerprint, code) is the one it
+    would fit, and fits (then rewrites the lock: commit it) only when it is not. The stamp also keeps
+    the vectors' content digest (``vectors_digest``), which the cells' keys hold, and the machine."""
+
+    def __init__(self, dataset_dir: Path, stem: str):
+        self.dir = Path(dataset_dir) / COMPRESSORS / stem
+
+    def read(self) -> Optional[dict]:
+        path = self.dir / STAMP_FILE
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def digest(self, key: str) -> Optional[str]:
+        """The locked vectors' content digest when the lock holds compressor ``key``'s output, else None."""
+        stamp = self.read()
+        if stamp is None or stamp.get("key") != key or not all((self.dir / f).exists() for f in COMPRESSOR_FILES):
+            return None
+        return stamp.get("vectors")
+
+    def restore(self, key: str, out: Path, log=print) -> bool:
+        """Make ``out`` hold the locked output of compressor ``key`` (a local fit with other vectors is
+        replaced); False when the lock does not hold ``key`` (or its file does not match its stamp)."""
+        locked = self.digest(key)
+        if locked is None:
+            stamp = self.read()
+            if stamp is not None:
+                log(f"compressor lock {self.dir}: written for compressor key {stamp.get('key')}, this one is {key} "
+                    "(its config, t1, data or code changed): fitting it (the lock is rewritten: commit it)")
+            return False
+        if vectors_digest(self.dir / COMPRESSOR_FILES[0]) != locked:
+            log(f"compressor lock {self.dir}: user_vectors.npz does not match its stamp: fitting again")
+            return False
+        out = Path(out)
+        if (out / COMPRESSOR_FILES[0]).exists() and (out / COMPRESSOR_FILES[1]).exists():
+            if vectors_digest(out / COMPRESSOR_FILES[0]) == locked:
+                return True
+            log(f"compressor lock {self.dir}: {out} was fitted here to other vectors: replacing it with the "
+                "locked ones")
+        tmp = out.with_name(f".{out.name}.lock-tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        for name in COMPRESSOR_FILES:
+            shutil.copyfile(self.dir / name, tmp / name)
+        shutil.rmtree(out, ignore_errors=True)
+        tmp.rename(out)
+        log(f"compressor lock {self.dir}: taken from the lock (fitted on {self.read().get('machine', '?')})")
+        return True
+
+    def write(self, key: str, out: Path, log=print) -> str:
+        """The lock from the fitted output in ``out`` (compressor ``key``); returns its vectors' digest."""
+        import platform
+
+        from tfrec.benchmark.machine import machine_info
+
+        digest = vectors_digest(Path(out) / COMPRESSOR_FILES[0])
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / STAMP_FILE).unlink(missing_ok=True)  # a kill midway leaves no stamp over other files
+        for name in COMPRESSOR_FILES:
+            _copy(Path(out) / name, self.dir / name)
+        stamp = {"key": key, "vectors": digest, "machine": f"{machine_info()['cpu_model']} ({platform.machine()})"}
+        tmp = self.dir / (STAMP_FILE + ".tmp")
+        tmp.write_text(json.dumps(stamp, indent=1, sort_keys=True) + "\n")
+        tmp.replace(self.dir / STAMP_FILE)
+        log(f"compressor lock {self.dir}: written from {out}: commit it")
+        return digest

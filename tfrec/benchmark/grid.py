@@ -75,22 +75,28 @@ def compressor_ingredients(stem: str, ds: DataSet) -> dict:
             "code": tool_version("pipelines.chime_compress")}
 
 
-def user_vectors(stem: str, ds: DataSet, artifacts: Path, store: Optional[CellStore] = None) -> Path:
-    """The per-user vectors of compressor ``stem`` on ``ds`` (``tfrec chime-compress`` once, in its own
-    process, cached under ``artifacts``). Its summary (``compressor.json``: codebook hit ratios and
-    perplexities, cost) is copied to ``<store>/<dataset>/compressors/<stem>.json`` for CHIME's Table 5."""
+def user_vectors(stem: str, ds: DataSet, artifacts: Path, store: Optional[CellStore] = None,
+                 lock_root: Optional[Path] = None, log=print) -> Path:
+    """The per-user vectors of compressor ``stem`` on ``ds``, cached under ``artifacts``: taken from the
+    compressor lock under ``lock_root`` (``datasets.CompressorLock``) when it holds this compressor's key,
+    else fitted by ``tfrec chime-compress`` in its own process (and the lock rewritten from the fit: commit
+    it; None: no lock). Its summary (``compressor.json``: codebook hit ratios and perplexities, cost; and the
+    vectors' content digest) is copied to ``<store>/<dataset>/compressors/<stem>.json`` for CHIME's Table 5."""
+    from tfrec.benchmark.datasets import CompressorLock, vectors_digest
+
     key = cell_key(compressor_ingredients(stem, ds))
     out = Path(artifacts) / ds.name / f"{stem}-{key}"
-    if not (out / "compressor.json").exists():
+    lock = CompressorLock(Path(lock_root) / ds.name, stem) if lock_root is not None else None
+    if (lock is None or not lock.restore(key, out, log)) and not (out / "compressor.json").exists():
         # into a temporary directory, renamed when complete: a killed compression leaves no half output
         tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.parent.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "tfrec.cli", "chime-compress", "--data", str(ds.data), "--out", str(tmp),
                "--config", str(zoo.CONFIG_DIR / "compression" / f"{stem}.yaml"), "--t1", str(ds.t1)]
-        print(f"compressing {ds.name} with {stem} (t1 = {ds.t1})", flush=True)
-        with open(out.with_name(f"{out.name}.log"), "w") as log:
-            rc = _run_child(cmd, log)
+        log(f"compressing {ds.name} with {stem} (t1 = {ds.t1})")
+        with open(out.with_name(f"{out.name}.log"), "w") as child_log:
+            rc = _run_child(cmd, child_log)
         if rc != 0 or not (tmp / "compressor.json").exists():
             shutil.rmtree(tmp, ignore_errors=True)
             raise RuntimeError(f"tfrec chime-compress ({stem} on {ds.name}) failed with exit code {rc}; its output: "
@@ -99,11 +105,32 @@ def user_vectors(stem: str, ds: DataSet, artifacts: Path, store: Optional[CellSt
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             os.rename(tmp, out)
+    if lock is not None and lock.digest(key) is None:  # no lock yet, or one of another key: this fit is it
+        lock.write(key, out, log)
     if store is not None:
         summary = store.root / ds.name / "compressors" / f"{stem}.json"
         summary.parent.mkdir(parents=True, exist_ok=True)
-        CellStore.write_json(summary, {"key": key, **json.loads((out / "compressor.json").read_text())})
+        CellStore.write_json(summary, {"key": key, "vectors": vectors_digest(out / "user_vectors.npz"),
+                                       **json.loads((out / "compressor.json").read_text())})
+        summary.with_suffix(COMPRESSOR_FAILED).unlink(missing_ok=True)
     return out / "user_vectors.npz"
+
+
+def fitted_vectors(stem: str, ds: DataSet, artifacts: Path, lock_root: Optional[Path] = None) -> Optional[Path]:
+    """Compressor ``stem``'s vectors on ``ds`` if they exist without fitting (the lock's, else an earlier
+    fit's under ``artifacts``); None otherwise. Reads only: ``--missing`` fits nothing."""
+    from tfrec.benchmark.datasets import COMPRESSORS, CompressorLock
+
+    key = cell_key(compressor_ingredients(stem, ds))
+    if lock_root is not None:
+        lock = CompressorLock(Path(lock_root) / ds.name, stem)
+        if lock.digest(key) is not None:
+            return lock.dir / "user_vectors.npz"
+    out = Path(artifacts) / ds.name / f"{stem}-{key}"
+    return out / "user_vectors.npz" if (out / "compressor.json").exists() else None
+
+
+COMPRESSOR_FAILED = ".failed"  # <store>/<dataset>/compressors/<stem>.failed: the error of a compressor that failed
 
 
 def _child_env() -> dict:
@@ -127,12 +154,18 @@ class Cell:
     key: str
 
 
-def plan_cell(row: zoo.Row, ds: DataSet, seed: int, learning_rate: float, budget: Budget) -> Cell:
+def plan_cell(row: zoo.Row, ds: DataSet, seed: int, learning_rate: float, budget: Budget,
+              vectors: Optional[str] = None) -> Cell:
+    """The cell of ``row`` on ``ds`` at ``seed`` and ``learning_rate``; ``vectors``: for a row that reads a
+    compressor's user vectors (CHIME / LEARN), their content digest (``datasets.vectors_digest``), which the
+    key holds: the key follows the vectors the cell trains on, not what the compressor was asked for."""
+    if row.user_vectors and not vectors:
+        raise ValueError(f"row {row.label} reads compressor {row.user_vectors}'s user vectors: pass their digest")
     config = zoo.resolve_config(row, ds.max_history_length, ds.name)
     ingredients = {"row": row.label, "model": row.model, "config": config, "dataset": ds.name, "data": ds.fingerprint,
                    "windows": ds.windows.to_dict(), "seed": seed, "learning_rate": learning_rate,
                    "budget": budget_ingredients(budget), "code": code_version(model_module(row.model)),
-                   "user_vectors": compressor_ingredients(row.user_vectors, ds) if row.user_vectors else None,
+                   "user_vectors": {"compressor": row.user_vectors, "vectors": vectors} if row.user_vectors else None,
                    "protocol": PROTOCOL_VERSION}
     return Cell(row, ds, seed, learning_rate, config, ingredients, cell_key(ingredients))
 
@@ -175,6 +208,7 @@ class Grid:
         self.data_root, self.artifacts = Path(data_root), Path(artifacts)
         self.lock_root = lock_root  # the data lock (datasets.LOCK_ROOT for `tfrec bench`; None: none)
         self._datasets = {}
+        self._vectors = {}  # (compressor, data set) -> (path, digest), or the error of a failed fit
         self.ran, self.failed, self.cached, self.skipped = [], [], [], []
 
     @property
@@ -198,6 +232,43 @@ class Grid:
             CellStore.write_json(path, info)
         return self._datasets[name]
 
+    def vectors(self, stem: str, ds: DataSet, fit: bool = True) -> Optional[tuple]:
+        """``(path, content digest)`` of compressor ``stem``'s user vectors on ``ds``. ``fit``: taken from the
+        compressor lock or fitted (``user_vectors``; once per grid run); a failed fit is logged and written to
+        ``<store>/<dataset>/compressors/<stem>.failed`` and gives None (the cells reading it fail). Without
+        ``fit``: only vectors that exist already (``fitted_vectors``), else None."""
+        from tfrec.benchmark.datasets import vectors_digest
+
+        got = self._vectors.get((stem, ds.name))
+        if isinstance(got, tuple) or not fit:
+            if got is None or isinstance(got, str):
+                path = fitted_vectors(stem, ds, self.artifacts, self.lock_root)
+                got = (path, vectors_digest(path)) if path is not None else None
+            return got if isinstance(got, tuple) else None
+        if got is not None:  # its fit failed earlier in this run
+            return None
+        try:
+            path = user_vectors(stem, ds, self.artifacts, self.store, self.lock_root, log=self.log)
+            got = (path, vectors_digest(path))
+        except (RuntimeError, OSError, ValueError) as err:
+            got = f"{type(err).__name__}: {err}"
+            self.log(f"{ds.name} / compressor {stem}: FAILED: {got}")
+            failed = self.store.root / ds.name / "compressors" / f"{stem}{COMPRESSOR_FAILED}"
+            failed.parent.mkdir(parents=True, exist_ok=True)
+            CellStore.write_json(failed, {"compressor": stem, "error": got})
+        self._vectors[(stem, ds.name)] = got
+        return got if isinstance(got, tuple) else None
+
+    def plan(self, row: zoo.Row, ds: DataSet, seed: int, learning_rate: float, fit: bool = True) -> Optional[Cell]:
+        """``plan_cell`` with the row's user vectors (``vectors``); None when a row's vectors are unavailable."""
+        digest = None
+        if row.user_vectors:
+            got = self.vectors(row.user_vectors, ds, fit)
+            if got is None:
+                return None
+            digest = got[1]
+        return plan_cell(row, ds, seed, learning_rate, self.budget, vectors=digest)
+
     @property
     def tuned_rows(self) -> list:
         """The rows whose tuning cells run: the asked rows that tune their own rate, then the ``rate_from``
@@ -211,14 +282,17 @@ class Grid:
         seeds = sum(len(self.budget.seeds) - (0 if r.rate_from else 1) for r in self.rows)
         return (tuning + seeds) * len(self.dataset_names)
 
-    def chosen_rate(self, row: zoo.Row, ds: DataSet) -> Optional[float]:
+    def chosen_rate(self, row: zoo.Row, ds: DataSet, fit: bool = False) -> Optional[float]:
         """The row's learning rate on ``ds``: the best validation AUC of its tuning-seed cells (None until
-        all of them finished; ties go to the smaller rate); a ``rate_from`` row's: its base's."""
+        all of them finished, or while its user vectors are unavailable -- ``fit``: see ``vectors``; ties go
+        to the smaller rate); a ``rate_from`` row's: its base's."""
         if row.rate_from:
-            return self.chosen_rate(zoo.ROWS[row.rate_from], ds)
+            return self.chosen_rate(zoo.ROWS[row.rate_from], ds, fit)
         aucs = {}
         for lr in self.budget.learning_rates:
-            cell = plan_cell(row, ds, self.tuning_seed, lr, self.budget)
+            cell = self.plan(row, ds, self.tuning_seed, lr, fit)
+            if cell is None:
+                return None
             got = self.store.get(ds.name, row.label, cell.seed, lr, cell.key)
             if got is None:
                 return None
@@ -233,19 +307,25 @@ class Grid:
             if phase == "tune":
                 for row in self.tuned_rows:
                     for lr in self.budget.learning_rates:
-                        yield plan_cell(row, ds, self.tuning_seed, lr, self.budget)
+                        # (a row whose user vectors failed: a cell without a key, counted failed)
+                        yield self.plan(row, ds, self.tuning_seed, lr) or Cell(row, ds, self.tuning_seed, lr, {}, {}, "")
                 continue
             for row in self.rows:
-                lr = self.chosen_rate(row, ds)
+                lr = self.chosen_rate(row, ds, fit=True)
                 if lr is None:
                     continue
                 for seed in self.budget.seeds if row.rate_from else self.budget.seeds[1:]:
-                    yield plan_cell(row, ds, seed, lr, self.budget)
+                    yield self.plan(row, ds, seed, lr) or Cell(row, ds, seed, lr, {}, {}, "")
 
     def run(self, deadline: Optional[float] = None, progress=None) -> dict:
         """Runs every missing cell (until ``deadline``, a ``time.time()``, if given); returns a summary."""
         for phase in ("tune", "seeds"):
             for cell in self.planned(phase):
+                if not cell.key:  # its user vectors' compressor failed (logged)
+                    self.failed.append(f"{cell.ds.name}/{cell.row.label}/{cell.seed}/{cell.learning_rate:g}")
+                    if progress is not None:
+                        progress.update(1)
+                    continue
                 if self.store.get(cell.ds.name, cell.row.label, cell.seed, cell.learning_rate, cell.key) is not None:
                     self.cached.append(cell.key)
                     if progress is not None:
@@ -277,14 +357,7 @@ class Grid:
         (out / FAILED_FILE).unlink(missing_ok=True)
         for leftover in out.glob("run-*"):  # an earlier attempt's training directory (killed midway)
             shutil.rmtree(leftover, ignore_errors=True)
-        try:
-            vectors = (str(user_vectors(cell.row.user_vectors, cell.ds, self.artifacts, self.store))
-                       if cell.row.user_vectors else None)
-        except (RuntimeError, OSError) as err:
-            CellStore.write_json(out / FAILED_FILE, {"error": f"{type(err).__name__}: {err}"})
-            self.failed.append(cell.key)
-            self.log(f"{cell.ds.name} / {cell.row.label}: FAILED before training: {err}")
-            return False
+        vectors = str(self.vectors(cell.row.user_vectors, cell.ds)[0]) if cell.row.user_vectors else None
         spec = {"dir": str(out), "row": cell.row.label, "model": cell.row.model, "config": cell.config,
                 "dataset": cell.ds.name, "data": str(cell.ds.data), "seed": cell.seed,
                 "learning_rate": cell.learning_rate, "budget": dataclasses.asdict(self.budget),
@@ -339,8 +412,8 @@ class Grid:
                         if rate is None:
                             out.append((name, row.label, seed, None))
                             continue
-                        cell = plan_cell(row, ds, seed, rate, self.budget)
-                        if self.store.get(name, row.label, seed, rate, cell.key) is None:
+                        cell = self.plan(row, ds, seed, rate, fit=False)
+                        if cell is None or self.store.get(name, row.label, seed, rate, cell.key) is None:
                             out.append((name, row.label, seed, rate))
         return out
 
