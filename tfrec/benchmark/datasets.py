@@ -24,6 +24,9 @@ and rewrites the lock from its outputs, to be committed; a data directory prepar
 compared with the lock, never written into it. ``lock.json`` also keeps each file's content hash
 (``data_manifest``): a preparation that still ends with another fingerprint names the files that
 differ.
+
+The CHIME / LEARN compressors' user vectors are locked the same way, per data set and compressor
+(``CompressorLock``, ``<name>/compressors/<stem>/``), by ``tfrec.benchmark.grid.user_vectors``.
 """
 from __future__ import annotations
 
