@@ -119,7 +119,7 @@ def user_vectors(stem: str, ds: DataSet, artifacts: Path, store: Optional[CellSt
 def fitted_vectors(stem: str, ds: DataSet, artifacts: Path, lock_root: Optional[Path] = None) -> Optional[Path]:
     """Compressor ``stem``'s vectors on ``ds`` if they exist without fitting (the lock's, else an earlier
     fit's under ``artifacts``); None otherwise. Reads only: ``--missing`` fits nothing."""
-    from tfrec.benchmark.datasets import COMPRESSORS, CompressorLock
+    from tfrec.benchmark.datasets import CompressorLock
 
     key = cell_key(compressor_ingredients(stem, ds))
     if lock_root is not None:
@@ -240,11 +240,11 @@ class Grid:
         from tfrec.benchmark.datasets import vectors_digest
 
         got = self._vectors.get((stem, ds.name))
-        if isinstance(got, tuple) or not fit:
-            if got is None or isinstance(got, str):
-                path = fitted_vectors(stem, ds, self.artifacts, self.lock_root)
-                got = (path, vectors_digest(path)) if path is not None else None
-            return got if isinstance(got, tuple) else None
+        if isinstance(got, tuple):
+            return got
+        if not fit:
+            path = fitted_vectors(stem, ds, self.artifacts, self.lock_root)
+            return (path, vectors_digest(path)) if path is not None else None
         if got is not None:  # its fit failed earlier in this run
             return None
         try:
