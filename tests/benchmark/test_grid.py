@@ -491,6 +491,35 @@ def test_compressor_lock_gives_every_box_the_same_vectors_and_cells(tmp_path, mo
     assert lock.read()["vectors"] == vectors_digest(next((tmp_path / "e" / "toy").glob("chime-*/user_vectors.npz")))
 
 
+def test_a_broken_compressor_lock_is_replaced_and_never_crashes_missing(tmp_path, monkeypatch):
+    """A lock whose vectors no longer match its stamp (a bad merge) or are not a readable file: --missing
+    does not crash and fits nothing, the run fits and rewrites the lock, and both then key the cells alike."""
+    from tfrec.benchmark.datasets import CompressorLock, vectors_digest
+
+    fits, lock_root, store = [], tmp_path / "lock", CellStore(tmp_path / "cells")
+    fake_compressor(monkeypatch, fits)
+
+    def box(name):
+        grid = Grid(["chime"], ["toy"], BUDGET, store, tmp_path / "data", tmp_path / name, runner=FakeRunner(),
+                    log=lambda *a: None, probe=None, lock_root=lock_root)
+        grid._datasets["toy"] = fake_dataset()
+        return grid
+
+    box("a").run()
+    lock = CompressorLock(lock_root / "toy", "chime")
+    locked = lock.dir / "user_vectors.npz"
+    locked.write_bytes(b"PK\x03\x04 truncated")  # not a readable .npz
+    fresh = box("b")
+    assert fresh.missing() == CHIME_MISSING and fits == ["chime"]  # the broken lock names no cells
+    assert fresh.run()["ran"] == 4 and fits == ["chime", "chime"]  # refitted (other floats: other cells)
+    assert lock.read()["vectors"] == vectors_digest(locked) and fresh.missing() == []
+    np.savez(locked, user_id=np.arange(3), boundaries=np.array([0]), vectors=np.zeros((3, 1, 2), np.float32))
+    again = box("c")  # readable, but not the vectors of its stamp
+    assert again.missing() == CHIME_MISSING
+    assert again.run()["ran"] == 4 and fits == ["chime"] * 3 and again.missing() == []
+    assert lock.read()["vectors"] == vectors_digest(locked)
+
+
 def test_committed_compressor_locks_hold_what_their_stamps_say():
     """Every committed compressor lock (``bench/data-lock/<dataset>/compressors/<stem>/``) holds the
     vectors its stamp's digest names (the digest the committed CHIME / LEARN cells' keys hold), and a
@@ -498,6 +527,8 @@ def test_committed_compressor_locks_hold_what_their_stamps_say():
     from tfrec.benchmark import datasets
 
     stamps = sorted(datasets.LOCK_ROOT.glob(f"*/{datasets.COMPRESSORS}/*/{datasets.STAMP_FILE}"))
+    assert {(p.parts[-4], p.parent.name) for p in stamps} >= {(d, c) for d in datasets.DATASETS
+                                                               for c in ("chime", "learn")}
     for path in stamps:
         stamp = json.loads(path.read_text())
         assert (zoo.CONFIG_DIR / "compression" / f"{path.parent.name}.yaml").exists(), path

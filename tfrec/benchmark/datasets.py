@@ -252,6 +252,17 @@ def vectors_digest(path) -> str:
     return _digest(_npz_content(Path(path)))
 
 
+def readable_digest(path) -> Optional[str]:
+    """``vectors_digest``, or None for a file that is missing or not a readable ``.npz`` (truncated, a bad
+    merge): such a file matches no digest."""
+    import zipfile
+
+    try:
+        return vectors_digest(path)
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
+        return None
+
+
 class CompressorLock:
     """The locked output of one CHIME / LEARN compressor on one data set
     (``<lock root>/<dataset>/compressors/<stem>/``: ``user_vectors.npz``, ``compressor.json`` and
@@ -272,38 +283,47 @@ class CompressorLock:
         return json.loads(path.read_text()) if path.exists() else None
 
     def digest(self, key: str) -> Optional[str]:
-        """The locked vectors' content digest when the lock holds compressor ``key``'s output, else None."""
+        """The locked vectors' content digest when the lock holds compressor ``key``'s output (its file
+        matching its stamp), else None."""
         stamp = self.read()
-        if stamp is None or stamp.get("key") != key or not all((self.dir / f).exists() for f in COMPRESSOR_FILES):
+        if stamp is None or stamp.get("key") != key or not (self.dir / COMPRESSOR_FILES[1]).exists():
             return None
-        return stamp.get("vectors")
+        locked = stamp.get("vectors")
+        return locked if locked and readable_digest(self.dir / COMPRESSOR_FILES[0]) == locked else None
 
     def restore(self, key: str, out: Path, log=print) -> bool:
         """Make ``out`` hold the locked output of compressor ``key`` (a local fit with other vectors is
         replaced); False when the lock does not hold ``key`` (or its file does not match its stamp)."""
+        import os
+
         locked = self.digest(key)
         if locked is None:
             stamp = self.read()
-            if stamp is not None:
+            if stamp is not None and stamp.get("key") != key:
                 log(f"compressor lock {self.dir}: written for compressor key {stamp.get('key')}, this one is {key} "
                     "(its config, t1, data or code changed): fitting it (the lock is rewritten: commit it)")
-            return False
-        if vectors_digest(self.dir / COMPRESSOR_FILES[0]) != locked:
-            log(f"compressor lock {self.dir}: user_vectors.npz does not match its stamp: fitting again")
+            elif stamp is not None:
+                log(f"compressor lock {self.dir}: its files do not match its stamp: taking the fit here instead "
+                    "(the lock is rewritten: commit it)")
             return False
         out = Path(out)
-        if (out / COMPRESSOR_FILES[0]).exists() and (out / COMPRESSOR_FILES[1]).exists():
-            if vectors_digest(out / COMPRESSOR_FILES[0]) == locked:
-                return True
+        if (out / COMPRESSOR_FILES[1]).exists() and readable_digest(out / COMPRESSOR_FILES[0]) == locked:
+            return True
+        if out.exists():
             log(f"compressor lock {self.dir}: {out} was fitted here to other vectors: replacing it with the "
                 "locked ones")
-        tmp = out.with_name(f".{out.name}.lock-tmp")
+        tmp = out.with_name(f".{out.name}.{os.getpid()}.lock-tmp")  # one per process: concurrent grids
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         for name in COMPRESSOR_FILES:
             shutil.copyfile(self.dir / name, tmp / name)
         shutil.rmtree(out, ignore_errors=True)
-        tmp.rename(out)
+        try:
+            tmp.rename(out)
+        except OSError:  # another process restored it meanwhile
+            shutil.rmtree(tmp, ignore_errors=True)
+            if readable_digest(out / COMPRESSOR_FILES[0]) != locked:
+                raise
         log(f"compressor lock {self.dir}: taken from the lock (fitted on {self.read().get('machine', '?')})")
         return True
 

@@ -87,7 +87,8 @@ def user_vectors(stem: str, ds: DataSet, artifacts: Path, store: Optional[CellSt
     key = cell_key(compressor_ingredients(stem, ds))
     out = Path(artifacts) / ds.name / f"{stem}-{key}"
     lock = CompressorLock(Path(lock_root) / ds.name, stem) if lock_root is not None else None
-    if (lock is None or not lock.restore(key, out, log)) and not (out / "compressor.json").exists():
+    restored = lock is not None and lock.restore(key, out, log)
+    if not restored and not (out / "compressor.json").exists():
         # into a temporary directory, renamed when complete: a killed compression leaves no half output
         tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
@@ -105,7 +106,7 @@ def user_vectors(stem: str, ds: DataSet, artifacts: Path, store: Optional[CellSt
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             os.rename(tmp, out)
-    if lock is not None and lock.digest(key) is None:  # no lock yet, or one of another key: this fit is it
+    if lock is not None and not restored:  # no lock, one of another key or a broken one: this fit is it
         lock.write(key, out, log)
     if store is not None:
         summary = store.root / ds.name / "compressors" / f"{stem}.json"
@@ -237,19 +238,23 @@ class Grid:
         compressor lock or fitted (``user_vectors``; once per grid run); a failed fit is logged and written to
         ``<store>/<dataset>/compressors/<stem>.failed`` and gives None (the cells reading it fail). Without
         ``fit``: only vectors that exist already (``fitted_vectors``), else None."""
-        from tfrec.benchmark.datasets import vectors_digest
+        from tfrec.benchmark.datasets import readable_digest
 
         got = self._vectors.get((stem, ds.name))
         if isinstance(got, tuple):
             return got
         if not fit:
             path = fitted_vectors(stem, ds, self.artifacts, self.lock_root)
-            return (path, vectors_digest(path)) if path is not None else None
+            digest = readable_digest(path) if path is not None else None
+            return (path, digest) if digest is not None else None
         if got is not None:  # its fit failed earlier in this run
             return None
         try:
             path = user_vectors(stem, ds, self.artifacts, self.store, self.lock_root, log=self.log)
-            got = (path, vectors_digest(path))
+            digest = readable_digest(path)
+            if digest is None:
+                raise ValueError(f"{path}: not a readable user-vector file (delete it to fit again)")
+            got = (path, digest)
         except (RuntimeError, OSError, ValueError) as err:
             got = f"{type(err).__name__}: {err}"
             self.log(f"{ds.name} / compressor {stem}: FAILED: {got}")
@@ -357,7 +362,18 @@ class Grid:
         (out / FAILED_FILE).unlink(missing_ok=True)
         for leftover in out.glob("run-*"):  # an earlier attempt's training directory (killed midway)
             shutil.rmtree(leftover, ignore_errors=True)
-        vectors = str(self.vectors(cell.row.user_vectors, cell.ds)[0]) if cell.row.user_vectors else None
+        vectors = None
+        if cell.row.user_vectors:  # the vectors the key names, still in place (not replaced by another process)
+            from tfrec.benchmark.datasets import readable_digest
+
+            vectors, planned = self.vectors(cell.row.user_vectors, cell.ds)
+            if readable_digest(vectors) != planned:
+                error = f"{vectors} changed since the cell was planned (another tfrec bench process?): run again"
+                CellStore.write_json(out / FAILED_FILE, {"error": error})
+                self.failed.append(cell.key)
+                self.log(f"{cell.ds.name} / {cell.row.label}: FAILED before training: {error}")
+                return False
+            vectors = str(vectors)
         spec = {"dir": str(out), "row": cell.row.label, "model": cell.row.model, "config": cell.config,
                 "dataset": cell.ds.name, "data": str(cell.ds.data), "seed": cell.seed,
                 "learning_rate": cell.learning_rate, "budget": dataclasses.asdict(self.budget),
