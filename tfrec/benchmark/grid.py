@@ -117,18 +117,21 @@ def user_vectors(stem: str, ds: DataSet, artifacts: Path, store: Optional[CellSt
     return out / "user_vectors.npz"
 
 
-def fitted_vectors(stem: str, ds: DataSet, artifacts: Path, lock_root: Optional[Path] = None) -> Optional[Path]:
-    """Compressor ``stem``'s vectors on ``ds`` if they exist without fitting (the lock's, else an earlier
-    fit's under ``artifacts``); None otherwise. Reads only: ``--missing`` fits nothing."""
-    from tfrec.benchmark.datasets import CompressorLock
+def fitted_vectors(stem: str, ds: DataSet, artifacts: Path, lock_root: Optional[Path] = None) -> Optional[tuple]:
+    """``(path, content digest)`` of compressor ``stem``'s vectors on ``ds`` if they exist without fitting
+    (the lock's, else a readable earlier fit's under ``artifacts``); None otherwise. Reads only:
+    ``--missing`` fits nothing."""
+    from tfrec.benchmark.datasets import CompressorLock, readable_digest
 
     key = cell_key(compressor_ingredients(stem, ds))
     if lock_root is not None:
         lock = CompressorLock(Path(lock_root) / ds.name, stem)
-        if lock.digest(key) is not None:
-            return lock.dir / "user_vectors.npz"
+        locked = lock.digest(key)
+        if locked is not None:
+            return lock.dir / "user_vectors.npz", locked
     out = Path(artifacts) / ds.name / f"{stem}-{key}"
-    return out / "user_vectors.npz" if (out / "compressor.json").exists() else None
+    digest = readable_digest(out / "user_vectors.npz") if (out / "compressor.json").exists() else None
+    return (out / "user_vectors.npz", digest) if digest is not None else None
 
 
 COMPRESSOR_FAILED = ".failed"  # <store>/<dataset>/compressors/<stem>.failed: the error of a compressor that failed
@@ -210,6 +213,7 @@ class Grid:
         self.lock_root = lock_root  # the data lock (datasets.LOCK_ROOT for `tfrec bench`; None: none)
         self._datasets = {}
         self._vectors = {}  # (compressor, data set) -> (path, digest), or the error of a failed fit
+        self._peeked = {}  # (compressor, data set) -> fitted_vectors(): what exists without fitting
         self.ran, self.failed, self.cached, self.skipped = [], [], [], []
 
     @property
@@ -243,10 +247,10 @@ class Grid:
         got = self._vectors.get((stem, ds.name))
         if isinstance(got, tuple):
             return got
-        if not fit:
-            path = fitted_vectors(stem, ds, self.artifacts, self.lock_root)
-            digest = readable_digest(path) if path is not None else None
-            return (path, digest) if digest is not None else None
+        if not fit:  # (a peek is cached apart: it must not stand in for the fit, which also writes the lock)
+            if (stem, ds.name) not in self._peeked:
+                self._peeked[(stem, ds.name)] = fitted_vectors(stem, ds, self.artifacts, self.lock_root)
+            return self._peeked[(stem, ds.name)]
         if got is not None:  # its fit failed earlier in this run
             return None
         try:
